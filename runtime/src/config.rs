@@ -1,0 +1,107 @@
+//! Configuration loading: defaults ← optional file (TOML) ← `NORTHSTAR_*` environment.
+//!
+//! Contract: a service's configuration is one serde struct with `deny_unknown_fields` and a
+//! `Default`; nested sections are addressed in the environment with a double underscore, so
+//! `kafka.brokers` is `NORTHSTAR_KAFKA__BROKERS`. Any error names the offending key.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Prefix of every environment override.
+pub const ENV_PREFIX: &str = "NORTHSTAR_";
+
+/// A configuration that could not be loaded; the message names the file or key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration file {path} does not exist")]
+    MissingFile { path: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Loads `T` from its defaults, then the TOML file at `path` (if any), then `NORTHSTAR_*`
+/// environment variables (`__` separates nested keys).
+pub fn load_config<T>(path: Option<&Path>) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default,
+{
+    load_config_from(path, Env::prefixed(ENV_PREFIX).split("__"))
+}
+
+fn load_config_from<T>(path: Option<&Path>, env: Env) -> Result<T, ConfigError>
+where
+    T: DeserializeOwned + Serialize + Default,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = path {
+        if !path.exists() {
+            return Err(ConfigError::MissingFile { path: path.display().to_string() });
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment = figment.merge(env);
+    figment.extract().map_err(|e| {
+        let msgs: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
+        ConfigError::Invalid(msgs.join("; "))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Inner {
+        brokers: String,
+        retries: u32,
+    }
+    impl Default for Inner {
+        fn default() -> Self {
+            Self { brokers: "127.0.0.1:9092".into(), retries: 3 }
+        }
+    }
+    #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
+    #[serde(deny_unknown_fields, default)]
+    struct Cfg {
+        inner: Inner,
+        name: String,
+    }
+
+    #[test]
+    fn defaults_then_file_then_env() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "name = \"from-file\"\n[inner]\nretries = 7\n").expect("write");
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NSTEST_INNER__BROKERS", "b:1");
+            let cfg: Cfg =
+                load_config_from(Some(&file), Env::prefixed("NSTEST_").split("__")).expect("load");
+            assert_eq!(cfg.inner.brokers, "b:1");
+            assert_eq!(cfg.inner.retries, 7);
+            assert_eq!(cfg.name, "from-file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[inner]\nbrokerz = \"x\"\n").expect("write");
+        let err = load_config_from::<Cfg>(Some(&file), Env::prefixed("NSTEST_NONE_")).unwrap_err();
+        assert!(err.to_string().contains("brokerz"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_an_error() {
+        let err = load_config_from::<Cfg>(Some(Path::new("/nonexistent/x.toml")), Env::prefixed("X_"))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::MissingFile { .. }));
+    }
+}

@@ -1,0 +1,148 @@
+//! Kafka client settings and topic names shared by the services.
+//!
+//! Contract: the services speak only the Kafka protocol through rdkafka; nothing here is
+//! specific to one broker. Topics are created explicitly ([`create_topics`]), never by
+//! auto-create.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::types::RDKafkaErrorCode;
+use serde::{Deserialize, Serialize};
+
+/// Connection settings (`[kafka]`, `NORTHSTAR_KAFKA__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated.
+    pub brokers: String,
+    /// Extra librdkafka properties applied to every client (e.g. `security.protocol`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self { brokers: "127.0.0.1:9092".into(), properties: BTreeMap::new() }
+    }
+}
+
+impl KafkaConfig {
+    /// A client config with the brokers, a client id and the extra properties set.
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("bootstrap.servers", &self.brokers).set("client.id", client_id);
+        for (k, v) in &self.properties {
+            cfg.set(k, v);
+        }
+        cfg
+    }
+
+    /// Refuses an empty broker list, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.brokers.trim().is_empty() {
+            return Err("kafka.brokers (NORTHSTAR_KAFKA__BROKERS) is empty".into());
+        }
+        Ok(())
+    }
+}
+
+/// Topic names (`[topics]`, `NORTHSTAR_TOPICS__*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsConfig {
+    /// Raw events as accepted by ingest (or produced by backend services).
+    pub raw: String,
+    /// Deduplicated, validated events.
+    pub clean: String,
+    /// Rejected events with their reason in a header and the original bytes.
+    pub dlq: String,
+    /// Windowed KPI aggregates (upserts).
+    pub aggregates: String,
+    /// The schema registry's compacted store.
+    pub schemas: String,
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            raw: "events.raw".into(),
+            clean: "events.clean".into(),
+            dlq: "events.dlq".into(),
+            aggregates: "kpi.aggregates".into(),
+            schemas: "_schemas".into(),
+        }
+    }
+}
+
+impl TopicsConfig {
+    /// Refuses an empty topic name, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in [
+            ("raw", &self.raw),
+            ("clean", &self.clean),
+            ("dlq", &self.dlq),
+            ("aggregates", &self.aggregates),
+            ("schemas", &self.schemas),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("topics.{key} (NORTHSTAR_TOPICS__{}) is empty", key.to_uppercase()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One topic to create.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// Topic configs, e.g. `cleanup.policy=compact`.
+    pub config: Vec<(String, String)>,
+}
+
+/// A topic that could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create topic {topic}: {reason}")]
+pub struct CreateTopicError {
+    pub topic: String,
+    pub reason: String,
+}
+
+/// Creates the topics that do not exist yet; an existing topic is left as it is.
+pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), CreateTopicError> {
+    let admin: AdminClient<DefaultClientContext> = kafka
+        .client_config("northstar-admin")
+        .create()
+        .map_err(|e| CreateTopicError { topic: "*".into(), reason: e.to_string() })?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|s| {
+            let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1));
+            for (k, v) in &s.config {
+                t = t.set(k, v);
+            }
+            t
+        })
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(new_topics.iter(), &opts)
+        .await
+        .map_err(|e| CreateTopicError { topic: "*".into(), reason: e.to_string() })?;
+    for result in results {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "topic created"),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::info!(topic = %name, "topic exists")
+            }
+            Err((name, code)) => {
+                return Err(CreateTopicError { topic: name, reason: code.to_string() })
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Record headers of the contract.
+//!
+//! Contract: every record a Northstar service produces from an input record carries that
+//! input's topic, partition and offset ([`SOURCE_TOPIC`], [`SOURCE_PARTITION`],
+//! [`SOURCE_OFFSET`], decimal text), so a replay can be recognised downstream. Dead-letter
+//! records also carry [`DLQ_REASON`] (a stable machine-readable code) and [`DLQ_DETAIL`].
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+pub const SOURCE_TOPIC: &str = "northstar.source.topic";
+pub const SOURCE_PARTITION: &str = "northstar.source.partition";
+pub const SOURCE_OFFSET: &str = "northstar.source.offset";
+pub const DLQ_REASON: &str = "northstar.dlq.reason";
+pub const DLQ_DETAIL: &str = "northstar.dlq.detail";
+
+/// Where a record came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePosition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Headers naming the source position.
+pub fn source_headers(topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(3)
+        .insert(Header { key: SOURCE_TOPIC, value: Some(topic) })
+        .insert(Header { key: SOURCE_PARTITION, value: Some(&partition.to_string()) })
+        .insert(Header { key: SOURCE_OFFSET, value: Some(&offset.to_string()) })
+}
+
+/// Reads a header's value as UTF-8 text.
+pub fn header_str<'a, H: Headers>(headers: &'a H, key: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Reads the source position headers, if all three are present and well formed.
+pub fn source_position<H: Headers>(headers: &H) -> Option<SourcePosition> {
+    Some(SourcePosition {
+        topic: header_str(headers, SOURCE_TOPIC)?.to_string(),
+        partition: header_str(headers, SOURCE_PARTITION)?.parse().ok()?,
+        offset: header_str(headers, SOURCE_OFFSET)?.parse().ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_headers_round_trip() {
+        let h = source_headers("events.raw", 2, 12345);
+        assert_eq!(
+            source_position(&h),
+            Some(SourcePosition { topic: "events.raw".into(), partition: 2, offset: 12345 })
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! The Northstar event contract, shared by every service.
+//!
+//! Contract: every record on every Northstar topic is Confluent wire format (magic byte 0, a
+//! big-endian schema id, then the Avro datum); [`Event`] is the one Rust type for the event
+//! envelope and [`KpiAggregate`] the one for windowed KPI values; every record a service derives
+//! from another carries the source position headers of [`headers`].
+
+pub mod aggregate;
+pub mod client;
+pub mod event;
+pub mod headers;
+pub mod registry;
+pub mod wire;
+
+pub use aggregate::KpiAggregate;
+pub use client::{RegistryClient, RegistryClientError};
+pub use event::{Event, EventType};
+pub use wire::WireError;
+
+/// The Avro schema text of the event envelope, version 1.
+pub const EVENT_SCHEMA_V1: &str = include_str!("../avro/event-v1.avsc");
+/// The Avro schema text of a KPI aggregate, version 1.
+pub const KPI_AGGREGATE_SCHEMA_V1: &str = include_str!("../avro/kpi-aggregate-v1.avsc");
+
+/// The registry subject of a topic's record values (Confluent's TopicNameStrategy).
+pub fn value_subject(topic: &str) -> String {
+    format!("{topic}-value")
+}
+
+/// A record could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("avro: {0}")]
+    Avro(String),
+    #[error("field {field}: {problem}")]
+    Field { field: &'static str, problem: String },
+}
+
+impl From<apache_avro::Error> for CodecError {
+    fn from(e: apache_avro::Error) -> Self {
+        CodecError::Avro(e.to_string())
+    }
+}

@@ -1,0 +1,92 @@
+//! `northstar-schemas`: the schema registry service and the contract's admin commands.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use northstar_runtime::kafka::{create_topics, TopicSpec};
+use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime, KafkaConfig, TopicsConfig};
+use northstar_schemas::registry::{self, RegistryConfig};
+use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA_V1};
+
+/// The Northstar event contract: schema registry and topic/schema setup.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Confluent-compatible schema registry (config file + NORTHSTAR_* env).
+    Serve {
+        /// TOML configuration file.
+        #[arg(long, env = "NORTHSTAR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create the pipeline's topics if they do not exist (never relies on auto-create).
+    CreateTopics {
+        /// Bootstrap servers.
+        #[arg(long, env = "NORTHSTAR_KAFKA__BROKERS", default_value = "127.0.0.1:9092")]
+        brokers: String,
+        /// Partitions of the event topics.
+        #[arg(long, default_value_t = 3)]
+        partitions: i32,
+    },
+    /// Register the contract's schemas (event envelope, KPI aggregate) under their topics' subjects.
+    Register {
+        /// Schema registry URL.
+        #[arg(long, env = "NORTHSTAR_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+        registry_url: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => {
+            let config: RegistryConfig = load_config(config.as_deref()).context("invalid configuration")?;
+            telemetry::init(&config.telemetry);
+            tokio_runtime()?.block_on(async move { registry::run(config, shutdown::on_signals()).await })
+        }
+        Command::CreateTopics { brokers, partitions } => {
+            telemetry::init(&Default::default());
+            let kafka = KafkaConfig { brokers, ..Default::default() };
+            let topics: TopicsConfig = load_config(None).context("invalid configuration")?;
+            let mut specs: Vec<TopicSpec> = [&topics.raw, &topics.clean, &topics.dlq]
+                .into_iter()
+                .map(|name| TopicSpec { name: name.clone(), partitions, config: vec![] })
+                .collect();
+            specs.push(TopicSpec {
+                name: topics.aggregates.clone(),
+                partitions,
+                config: vec![("cleanup.policy".into(), "compact".into())],
+            });
+            specs.push(TopicSpec {
+                name: topics.schemas.clone(),
+                partitions: 1,
+                config: vec![("cleanup.policy".into(), "compact".into())],
+            });
+            tokio_runtime()?.block_on(create_topics(&kafka, &specs))?;
+            Ok(())
+        }
+        Command::Register { registry_url } => {
+            telemetry::init(&Default::default());
+            let topics: TopicsConfig = load_config(None).context("invalid configuration")?;
+            let client = RegistryClient::new(&registry_url);
+            tokio_runtime()?.block_on(async move {
+                for (topic, schema) in [
+                    (&topics.raw, EVENT_SCHEMA_V1),
+                    (&topics.clean, EVENT_SCHEMA_V1),
+                    (&topics.aggregates, KPI_AGGREGATE_SCHEMA_V1),
+                ] {
+                    let subject = value_subject(topic);
+                    let id = client.register_with_retry(&subject, schema, 20).await?;
+                    println!("{subject}: schema id {id}");
+                }
+                anyhow::Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! A Confluent Schema Registry-compatible service, for local and test use.
+//!
+//! Contract: schemas and compatibility settings are kept in the compacted topic `_schemas`
+//! (one partition), written before they are served, so a restart serves the same ids and
+//! versions. One instance writes at a time (registrations are serialised in-process); run a
+//! single instance per log, as with Confluent's single leader.
+
+mod api;
+pub mod state;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use northstar_runtime::{admin, KafkaConfig, Shutdown, TelemetryConfig};
+use serde::{Deserialize, Serialize};
+
+use state::{Compatibility, Plan, Record, RegistryError, State};
+pub use store::{Store, StoreError};
+
+/// Registry configuration (`northstar-schemas serve`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Address of the REST API (`NORTHSTAR_LISTEN`).
+    pub listen: SocketAddr,
+    /// The compacted topic the schemas are stored in (`NORTHSTAR_SCHEMAS_TOPIC`).
+    pub schemas_topic: String,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            schemas_topic: "_schemas".into(),
+            kafka: KafkaConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+/// The registry: state served from memory, changes written to the log first.
+pub struct Registry {
+    state: RwLock<State>,
+    store: Store,
+    writer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry").field("store", &self.store).finish()
+    }
+}
+
+impl Registry {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply(&self, record: Record) {
+        self.state.write().unwrap_or_else(|p| p.into_inner()).apply(record);
+    }
+
+    /// Registers `text` under `subject`: the same schema again returns the same id.
+    pub async fn register(&self, subject: &str, text: &str) -> Result<u32, RegistryError> {
+        let _w = self.writer.lock().await;
+        let plan = self.read().plan_register(subject, text)?;
+        match plan {
+            Plan::Existing { id, .. } => Ok(id),
+            Plan::Append(value) => {
+                let id = value.id;
+                let record = Record::Schema(value);
+                self.store.append(&record).await?;
+                self.apply(record);
+                tracing::info!(subject, id, "schema registered");
+                Ok(id)
+            }
+        }
+    }
+
+    /// Sets the global (`None`) or a subject's compatibility level.
+    pub async fn set_config(&self, subject: Option<String>, level: Compatibility) -> Result<(), RegistryError> {
+        let _w = self.writer.lock().await;
+        let record = Record::Config { subject, level };
+        self.store.append(&record).await?;
+        self.apply(record);
+        Ok(())
+    }
+}
+
+/// Loads the log, then serves the API until `shutdown`.
+pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    use anyhow::Context;
+    config.kafka.validate().map_err(anyhow::Error::msg)?;
+    let (store, state) = Store::open(&config.kafka, &config.schemas_topic)
+        .await
+        .with_context(|| format!("cannot open the schema log {}", config.schemas_topic))?;
+    let registry = Arc::new(Registry { state: RwLock::new(state), store, writer: tokio::sync::Mutex::new(()) });
+    let readiness = admin::Readiness::default();
+    readiness.set(true);
+    let router = api::router(registry).merge(admin::router(readiness));
+    admin::serve(config.listen, router, shutdown).await.context("registry http server")?;
+    Ok(())
+}
