@@ -1,0 +1,119 @@
+//! Ingest configuration: file + `NORTHSTAR_*` environment.
+//!
+//! Contract: [`IngestConfig::validate`] refuses to start without write keys, brokers or a topic,
+//! naming the setting; write keys never appear in logs (`Debug` shows only source ids).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use northstar_runtime::{KafkaConfig, TelemetryConfig};
+use serde::{Deserialize, Serialize};
+
+/// Write key → source id. Write keys are secrets: `Debug` prints only the source ids.
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct WriteKeys(pub BTreeMap<String, String>);
+
+impl std::fmt::Debug for WriteKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.values().map(|source| format!("<redacted> → {source}"))).finish()
+    }
+}
+
+impl WriteKeys {
+    /// The source id of `key`, if it is known.
+    pub fn source(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+}
+
+/// Request size limits (Segment's by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted single event, in bytes of JSON.
+    pub max_event_bytes: usize,
+    /// Largest accepted request body, in bytes (after decompression).
+    pub max_batch_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_event_bytes: 32 * 1024, max_batch_bytes: 500 * 1024 }
+    }
+}
+
+/// Ingest configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Address of the tracking API, health and metrics (`NORTHSTAR_LISTEN`).
+    pub listen: SocketAddr,
+    /// Topic events are produced to (`NORTHSTAR_TOPIC`).
+    pub topic: String,
+    /// Schema registry base URL; the envelope schema is registered there at startup.
+    pub registry_url: String,
+    /// Accepted write keys and the source each belongs to (`[write_keys] "key" = "source"`).
+    pub write_keys: WriteKeys,
+    /// Request size limits.
+    pub limits: Limits,
+    /// How long the broker may take to acknowledge an event before the request fails with 503.
+    pub delivery_timeout_ms: u64,
+    /// Seconds sent in `Retry-After` when the broker is unavailable.
+    pub retry_after_secs: u64,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            topic: "events.raw".into(),
+            registry_url: "http://127.0.0.1:8081".into(),
+            write_keys: WriteKeys::default(),
+            limits: Limits::default(),
+            delivery_timeout_ms: 10_000,
+            retry_after_secs: 5,
+            kafka: KafkaConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Refuses an unusable configuration, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.kafka.validate()?;
+        if self.topic.trim().is_empty() {
+            return Err("topic (NORTHSTAR_TOPIC) is empty".into());
+        }
+        if self.write_keys.0.is_empty() {
+            return Err("write_keys is empty: configure at least one write key (NORTHSTAR_WRITE_KEYS__<key>=<source>)".into());
+        }
+        if let Some((_, source)) = self.write_keys.0.iter().find(|(k, s)| k.is_empty() || s.is_empty()) {
+            return Err(format!("write_keys: an empty key or source id (source {source:?})"));
+        }
+        if self.limits.max_event_bytes == 0 || self.limits.max_batch_bytes < self.limits.max_event_bytes {
+            return Err("limits: max_event_bytes must be > 0 and ≤ max_batch_bytes".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_empty_write_keys_and_redacts_them() {
+        let mut c = IngestConfig::default();
+        assert!(c.validate().unwrap_err().contains("write_keys"));
+        c.write_keys.0.insert("s3cret".into(), "web".into());
+        assert!(c.validate().is_ok());
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && dbg.contains("web"), "{dbg}");
+    }
+}

@@ -1,0 +1,143 @@
+//! The Segment tracking API over HTTP.
+//!
+//! Contract: 200 `{"success":true}` only after the broker acknowledged every event of the
+//! request; 400 malformed (message names the problem), 401 unknown or missing write key,
+//! 413 over a size limit, 503 with `Retry-After` when the broker is unavailable. Every
+//! rejection is counted by reason.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine;
+use northstar_schemas::EventType;
+use serde_json::json;
+
+use crate::config::IngestConfig;
+use crate::metrics;
+use crate::producer::{EventProducer, ProduceError};
+use crate::segment::{self, Request, RequestError};
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: IngestConfig,
+    pub producer: EventProducer,
+}
+
+/// The tracking API routes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut r = Router::new()
+        .route("/v1/batch", post(|s, h, b| handle(s, h, b, None, "batch")))
+        .route("/v1/import", post(|s, h, b| handle(s, h, b, None, "import")));
+    for kind in EventType::ALL {
+        let route = format!("/v1/{}", kind.as_str());
+        r = r.route(&route, post(move |s, h, b| handle(s, h, b, Some(kind), kind.as_str())));
+    }
+    r.with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "success": false, "code": code, "message": message }).to_string())
+        .into_response()
+}
+
+/// The write key from HTTP Basic credentials (user = write key, password ignored).
+fn basic_write_key(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':').map_or(text.clone(), |(user, _)| user.to_string()))
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+    kind: Option<EventType>,
+    route: &'static str,
+) -> Response {
+    let started = Instant::now();
+    let response = process(&state, &headers, body, kind).await;
+    metrics::REQUESTS.with_label_values(&[route, response.status().as_str()]).inc();
+    metrics::REQUEST_SECONDS.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn reject(err: RequestError) -> Response {
+    metrics::EVENTS_REJECTED.with_label_values(&[err.reason()]).inc();
+    let status = if err.is_too_large() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    error(status, err.reason(), err.to_string())
+}
+
+fn unauthorized(message: &str) -> Response {
+    metrics::EVENTS_REJECTED.with_label_values(&["unauthorized"]).inc();
+    let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", message.to_string());
+    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"northstar\""));
+    resp
+}
+
+async fn process(state: &AppState, headers: &HeaderMap, body: Body, kind: Option<EventType>) -> Response {
+    let limits = &state.config.limits;
+    let header_key = basic_write_key(headers);
+    if let Some(key) = &header_key {
+        if state.config.write_keys.source(key).is_none() {
+            return unauthorized("unknown write key");
+        }
+    }
+    let bytes: Bytes = match axum::body::to_bytes(body, limits.max_batch_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return reject(RequestError::BatchTooLarge { size: limits.max_batch_bytes + 1, limit: limits.max_batch_bytes })
+        }
+    };
+    let parsed = match kind {
+        None => segment::parse_batch(&bytes, limits),
+        Some(k) => segment::parse_single(&bytes, k, limits),
+    };
+    let request: Request = match parsed {
+        Ok(r) => r,
+        Err(e) => return reject(e),
+    };
+    let Some(key) = header_key.or(request.write_key.clone()) else {
+        return unauthorized("missing write key: send it as the HTTP Basic user or as writeKey");
+    };
+    let Some(source) = state.config.write_keys.source(&key) else {
+        return unauthorized("unknown write key");
+    };
+    let received_at = chrono::Utc::now().timestamp_micros();
+    let mut events = Vec::with_capacity(request.messages.len());
+    for (i, msg) in request.messages.iter().enumerate() {
+        match segment::to_event(msg, i, request.sent_at.as_deref(), source, received_at) {
+            Ok(e) => events.push(e),
+            Err(e) => return reject(e),
+        }
+    }
+    match state.producer.send_all(&events).await {
+        Ok(()) => {
+            for e in &events {
+                metrics::EVENTS_ACCEPTED.with_label_values(&[e.kind.as_str()]).inc();
+            }
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"success":true}"#).into_response()
+        }
+        Err(ProduceError::Encode(msg)) => {
+            metrics::EVENTS_REJECTED.with_label_values(&["encode"]).inc();
+            error(StatusCode::INTERNAL_SERVER_ERROR, "encode", msg)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, events = events.len(), "events not acknowledged, answering 503");
+            metrics::EVENTS_REJECTED.with_label_values(&["broker_unavailable"]).inc();
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e.to_string());
+            if let Ok(v) = HeaderValue::from_str(&state.config.retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! The Northstar collector: the Segment HTTP tracking API in front of Kafka.
+//!
+//! Contract: an event is answered 200 only once the broker acknowledged it (see [`http`]);
+//! `/readyz` is 200 only while the broker answers metadata requests.
+
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod producer;
+pub mod segment;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use northstar_runtime::{admin, Shutdown};
+use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1};
+
+pub use config::IngestConfig;
+
+/// Registers the envelope schema, connects the producer and serves until `shutdown`.
+pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let registry = RegistryClient::new(&config.registry_url);
+    let schema_id = registry
+        .register_with_retry(&value_subject(&config.topic), EVENT_SCHEMA_V1, 60)
+        .await
+        .context("cannot register the event schema")?;
+    tracing::info!(schema_id, topic = %config.topic, "event schema registered");
+    let producer = producer::EventProducer::new(
+        &config.kafka,
+        &config.topic,
+        schema_id,
+        Duration::from_millis(config.delivery_timeout_ms),
+    )
+    .context("cannot create the kafka producer")?;
+    let state = Arc::new(http::AppState { config: config.clone(), producer });
+
+    let readiness = admin::Readiness::default();
+    let probe = tokio::spawn(probe_broker(state.clone(), readiness.clone(), shutdown.clone()));
+    let router = http::router(state.clone()).merge(admin::router(readiness));
+    admin::serve(config.listen, router, shutdown).await.context("ingest http server")?;
+    probe.abort();
+    let flush_state = state.clone();
+    tokio::task::spawn_blocking(move || flush_state.producer.flush(Duration::from_secs(10))).await?;
+    tracing::info!("ingest stopped");
+    Ok(())
+}
+
+/// Keeps `/readyz` in step with whether the broker answers.
+async fn probe_broker(state: Arc<http::AppState>, readiness: admin::Readiness, shutdown: Shutdown) {
+    loop {
+        let s = state.clone();
+        let ok = tokio::task::spawn_blocking(move || s.producer.broker_reachable()).await.unwrap_or(false);
+        if ok != readiness.is_ready() {
+            tracing::info!(ready = ok, "broker reachability changed");
+        }
+        readiness.set(ok);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
