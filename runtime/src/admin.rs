@@ -31,11 +31,12 @@ impl Readiness {
 
 /// Routes `/healthz`, `/readyz` and `/metrics`, to serve alone or merge into a service's router.
 pub fn router(readiness: Readiness) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(readiness)
+    health_router(readiness).route("/metrics", get(metrics))
+}
+
+/// Routes `/healthz` and `/readyz` only, for services that serve their own `/metrics`.
+pub fn health_router(readiness: Readiness) -> Router {
+    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(readiness)
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {

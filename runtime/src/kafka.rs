@@ -5,12 +5,16 @@
 //! auto-create.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 /// Connection settings (`[kafka]`, `NORTHSTAR_KAFKA__*`).
@@ -145,4 +149,35 @@ pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// A consumer context that only records revoked partitions, for the consuming loop to drop
+/// their in-memory work; the callback itself stays trivial and commits nothing.
+#[derive(Debug, Default)]
+pub struct RevokeTracker {
+    revoked: Mutex<Vec<i32>>,
+}
+
+impl RevokeTracker {
+    /// The partitions revoked since the last call.
+    pub fn take_revoked(&self) -> Vec<i32> {
+        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ClientContext for RevokeTracker {}
+
+impl ConsumerContext for RevokeTracker {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+            revoked.extend(tpl.elements().iter().map(|e| e.partition()));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
+        }
+    }
 }

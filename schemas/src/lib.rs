@@ -7,13 +7,17 @@
 
 pub mod aggregate;
 pub mod client;
+pub mod decoder;
 pub mod event;
 pub mod headers;
 pub mod registry;
 pub mod wire;
 
 pub use aggregate::KpiAggregate;
+/// The Avro library the contract is built on, re-exported so services use the same version.
+pub use apache_avro;
 pub use client::{RegistryClient, RegistryClientError};
+pub use decoder::{EventDecoder, Undecodable};
 pub use event::{Event, EventType};
 pub use wire::WireError;
 

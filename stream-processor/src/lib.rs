@@ -1,0 +1,43 @@
+//! The Northstar stream processor: deduplicate, validate, route failures to the dead-letter
+//! topic, and compute windowed KPI aggregates by event time.
+//!
+//! Contract: see [`pipeline`] (offsets committed only after outputs are acknowledged) and
+//! [`state`] (deterministic per-partition state).
+
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod state;
+pub mod validate;
+
+use anyhow::Context;
+use northstar_runtime::{admin, Shutdown};
+use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA_V1};
+
+pub use config::ProcessorConfig;
+
+/// Registers the output schemas, then runs the pipeline and the admin server until `shutdown`.
+pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    let registry = RegistryClient::new(&config.registry_url);
+    let clean_id = registry
+        .register_with_retry(&value_subject(&config.topics.clean), EVENT_SCHEMA_V1, 60)
+        .await
+        .context("cannot register the clean event schema")?;
+    let agg_id = registry
+        .register_with_retry(&value_subject(&config.topics.aggregates), KPI_AGGREGATE_SCHEMA_V1, 60)
+        .await
+        .context("cannot register the aggregate schema")?;
+    let pipeline = pipeline::Pipeline::new(config.clone(), registry, clean_id, agg_id)
+        .context("cannot create the kafka clients")?;
+    let readiness = admin::Readiness::default();
+    readiness.set(true);
+    let admin_shutdown = shutdown.child_token();
+    let admin_task = tokio::spawn(admin::serve(config.listen, admin::router(readiness), admin_shutdown.clone()));
+    let result = pipeline.run(shutdown).await;
+    admin_shutdown.cancel();
+    let _ = admin_task.await;
+    result.context("stream processor stopped on an error")?;
+    tracing::info!("stream processor stopped");
+    Ok(())
+}

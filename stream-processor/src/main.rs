@@ -1,1 +1,27 @@
-fn main(){}
+//! `northstar-stream-processor`: wiring only (config → telemetry → run).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime};
+use northstar_stream_processor::ProcessorConfig;
+
+/// Deduplicates, validates and aggregates events from the raw topic.
+///
+/// Configuration: a TOML file (--config) overridden by NORTHSTAR_* environment variables,
+/// nested keys joined by "__" (e.g. NORTHSTAR_KAFKA__BROKERS, NORTHSTAR_TOPICS__RAW).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "NORTHSTAR_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config: ProcessorConfig = load_config(cli.config.as_deref()).context("invalid configuration")?;
+    telemetry::init(&config.telemetry);
+    tokio_runtime()?.block_on(async move { northstar_stream_processor::run(config, shutdown::on_signals()).await })
+}

@@ -25,6 +25,19 @@ pub enum Compatibility {
 }
 
 impl Compatibility {
+    /// Confluent's name of the level.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compatibility::None => "NONE",
+            Compatibility::Backward => "BACKWARD",
+            Compatibility::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Compatibility::Forward => "FORWARD",
+            Compatibility::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Compatibility::Full => "FULL",
+            Compatibility::FullTransitive => "FULL_TRANSITIVE",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(serde_json::Value::String(s.to_ascii_uppercase())).ok()
     }
@@ -314,14 +327,14 @@ impl State {
                 // The new schema must read data written with the old one.
                 SchemaCompatibility::can_read(&old.parsed, candidate).map_err(|e| RegistryError::Incompatible {
                     subject: subject.to_string(),
-                    details: format!("{{oldSchemaVersion: {}}}, {{compatibility: '{level:?}'}}, {e}", v.version),
+                    details: format!("{{oldSchemaVersion: {}}}, {{compatibility: '{}'}}, {e}", v.version, level.as_str()),
                 })?;
             }
             if forward {
                 // The old schema must read data written with the new one.
                 SchemaCompatibility::can_read(candidate, &old.parsed).map_err(|e| RegistryError::Incompatible {
                     subject: subject.to_string(),
-                    details: format!("{{oldSchemaVersion: {}}}, {{compatibility: '{level:?}'}}, {e}", v.version),
+                    details: format!("{{oldSchemaVersion: {}}}, {{compatibility: '{}'}}, {e}", v.version, level.as_str()),
                 })?;
             }
         }

@@ -1,0 +1,61 @@
+//! Lake sink configuration (`northstar-sink lake`).
+
+use std::net::SocketAddr;
+
+use northstar_runtime::{KafkaConfig, TelemetryConfig, TopicsConfig};
+use serde::{Deserialize, Serialize};
+
+/// Lake sink configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// Lake root URL; `file://` paths may be relative to the working directory (`NORTHSTAR_ROOT`).
+    pub root: String,
+    /// Consumer group of the lake sink (`NORTHSTAR_GROUP_ID`).
+    pub group_id: String,
+    /// Schema registry base URL.
+    pub registry_url: String,
+    /// Close files once this many bytes of events are buffered.
+    pub max_file_bytes: usize,
+    /// Close files once their oldest buffered event is this old, in seconds.
+    pub max_file_age_secs: u64,
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: SocketAddr,
+    /// Topic names (reads `clean`, rejects undecodable records to `dlq`).
+    pub topics: TopicsConfig,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            root: "file://./data/lake".into(),
+            group_id: "northstar-lake-sink".into(),
+            registry_url: "http://127.0.0.1:8081".into(),
+            max_file_bytes: 128 * 1024 * 1024,
+            max_file_age_secs: 60,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9466)),
+            topics: TopicsConfig::default(),
+            kafka: KafkaConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl LakeConfig {
+    /// Refuses an unusable configuration, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.kafka.validate()?;
+        self.topics.validate()?;
+        if self.root.trim().is_empty() {
+            return Err("root (NORTHSTAR_ROOT) is empty".into());
+        }
+        if self.max_file_bytes == 0 || self.max_file_age_secs == 0 {
+            return Err("max_file_bytes and max_file_age_secs must be > 0".into());
+        }
+        Ok(())
+    }
+}

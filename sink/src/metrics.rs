@@ -1,0 +1,32 @@
+//! Sink health metrics (`northstar_lake_sink_*`, `northstar_metrics_sink_*`).
+//!
+//! Contract: labels are partitions and reason codes only.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge, Histogram, IntCounter,
+    IntCounterVec, IntGauge,
+};
+
+macro_rules! metric {
+    ($name:ident: $ty:ty = $reg:ident!($($args:tt)*)) => {
+        #[allow(clippy::expect_used)]
+        pub static $name: LazyLock<$ty> = LazyLock::new(|| $reg!($($args)*).expect("metric registers"));
+    };
+}
+
+metric!(LAKE_FILES: IntCounter = register_int_counter!("northstar_lake_sink_files_written_total", "Parquet files written"));
+metric!(LAKE_BYTES: IntCounter = register_int_counter!("northstar_lake_sink_bytes_written_total", "Parquet bytes written"));
+metric!(LAKE_ROWS: IntCounter = register_int_counter!("northstar_lake_sink_rows_written_total", "Rows written to Parquet"));
+metric!(LAKE_FLUSH_SECONDS: Histogram = register_histogram!("northstar_lake_sink_flush_duration_seconds", "Time to encode, upload and commit one flush"));
+metric!(LAKE_UPLOAD_ERRORS: IntCounter = register_int_counter!("northstar_lake_sink_upload_errors_total", "Failed uploads (retried)"));
+metric!(LAKE_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_rejected_total", "Records sent to the dead-letter topic by the lake sink, by reason", &["reason"]));
+metric!(LAKE_OPEN_FILES: IntGauge = register_int_gauge!("northstar_lake_sink_open_files", "Files being buffered"));
+metric!(LAKE_BUFFERED_ROWS: IntGauge = register_int_gauge!("northstar_lake_sink_buffered_rows", "Rows buffered, not yet in the lake"));
+metric!(LAKE_OLDEST_UNFLUSHED: IntGauge = register_int_gauge!("northstar_lake_sink_oldest_unflushed_seconds", "Age of the oldest buffered row"));
+
+metric!(AGG_RECORDS: IntCounter = register_int_counter!("northstar_metrics_sink_records_total", "Aggregate records read"));
+metric!(AGG_STALE: IntCounter = register_int_counter!("northstar_metrics_sink_stale_skipped_total", "Aggregate records skipped because a newer value from the same source position was applied"));
+metric!(AGG_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_metrics_sink_rejected_total", "Aggregate records that could not be decoded, by reason", &["reason"]));
+metric!(AGG_SERIES: IntGauge = register_int_gauge!("northstar_metrics_sink_windows", "Windows held for exposition"));

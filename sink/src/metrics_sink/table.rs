@@ -1,0 +1,225 @@
+//! The table of KPI values the metrics sink exposes, without IO.
+//!
+//! Contract: per upsert key the record with the highest source offset wins (a replayed or
+//! reordered older record is skipped and counted); values of the same (KPI, window, segment,
+//! window start) from different source partitions are summed; only the newest `retain_windows`
+//! windows per KPI and window length are kept. Rendering follows the Prometheus text format.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
+
+use northstar_schemas::KpiAggregate;
+
+/// (kpi, window, segment) — one exposed series family member.
+type SeriesKey = (String, String, BTreeMap<String, String>);
+
+/// Whether an aggregate was applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    Stale,
+}
+
+/// The table.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// upsert key → latest record.
+    latest: HashMap<String, KpiAggregate>,
+    /// source partition → watermark (ms).
+    watermarks: BTreeMap<(String, i32), i64>,
+    retain_windows: usize,
+}
+
+impl Table {
+    pub fn new(retain_windows: usize) -> Self {
+        Self { retain_windows: retain_windows.max(1), ..Default::default() }
+    }
+
+    /// Applies one aggregate record.
+    pub fn apply(&mut self, agg: KpiAggregate) -> Applied {
+        let key = agg.upsert_key();
+        if let Some(old) = self.latest.get(&key) {
+            if old.source_offset > agg.source_offset || (old.source_offset == agg.source_offset && old.is_final) {
+                return Applied::Stale;
+            }
+        }
+        let wm = self.watermarks.entry((agg.source_topic.clone(), agg.source_partition)).or_insert(i64::MIN);
+        *wm = (*wm).max(agg.watermark);
+        self.latest.insert(key, agg);
+        Applied::Applied
+    }
+
+    /// Drops all but the newest `retain_windows` window starts per (kpi, window).
+    pub fn prune(&mut self) {
+        let mut starts: HashMap<(String, String), Vec<i64>> = HashMap::new();
+        for a in self.latest.values() {
+            starts.entry((a.kpi.clone(), a.window.clone())).or_default().push(a.window_start);
+        }
+        let mut cutoff: HashMap<(String, String), i64> = HashMap::new();
+        for (k, mut v) in starts {
+            v.sort_unstable();
+            v.dedup();
+            if v.len() > self.retain_windows {
+                cutoff.insert(k, v[v.len() - self.retain_windows]);
+            }
+        }
+        self.latest.retain(|_, a| cutoff.get(&(a.kpi.clone(), a.window.clone())).is_none_or(|c| a.window_start >= *c));
+    }
+
+    /// Number of (window, segment, partition) values held.
+    pub fn len(&self) -> usize {
+        self.latest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+
+    /// Values summed over source partitions: (series, window start) → (value, all final).
+    pub fn windows(&self) -> BTreeMap<(SeriesKey, i64), (f64, bool)> {
+        let mut out: BTreeMap<(SeriesKey, i64), (f64, bool)> = BTreeMap::new();
+        for a in self.latest.values() {
+            let e = out
+                .entry(((a.kpi.clone(), a.window.clone(), a.segment.clone()), a.window_start))
+                .or_insert((0.0, true));
+            e.0 += a.value;
+            e.1 &= a.is_final;
+        }
+        out
+    }
+
+    /// The Prometheus text exposition of the KPI values.
+    pub fn render(&self) -> String {
+        let windows = self.windows();
+        let mut out = String::new();
+        out.push_str("# HELP northstar_kpi_value KPI value of the newest window, summed over input partitions.\n");
+        out.push_str("# TYPE northstar_kpi_value gauge\n");
+        let mut newest: BTreeMap<&SeriesKey, (i64, f64)> = BTreeMap::new();
+        for ((series, start), (value, _)) in &windows {
+            let e = newest.entry(series).or_insert((*start, *value));
+            if *start >= e.0 {
+                *e = (*start, *value);
+            }
+        }
+        for (series, (_, value)) in &newest {
+            let _ = writeln!(out, "northstar_kpi_value{} {}", labels(series, None), fmt_value(*value));
+        }
+        out.push_str("# HELP northstar_kpi_window_value KPI value per retained window (window_start in RFC 3339), summed over input partitions.\n");
+        out.push_str("# TYPE northstar_kpi_window_value gauge\n");
+        for ((series, start), (value, _)) in &windows {
+            let _ = writeln!(out, "northstar_kpi_window_value{} {}", labels(series, Some(*start)), fmt_value(*value));
+        }
+        out.push_str("# HELP northstar_kpi_window_final 1 when the window is final (the watermark passed its end plus the allowed lateness).\n");
+        out.push_str("# TYPE northstar_kpi_window_final gauge\n");
+        for ((series, start), (_, is_final)) in &windows {
+            let _ = writeln!(out, "northstar_kpi_window_final{} {}", labels(series, Some(*start)), u8::from(*is_final));
+        }
+        out.push_str("# HELP northstar_kpi_watermark_seconds Event-time watermark of each input partition (unix seconds).\n");
+        out.push_str("# TYPE northstar_kpi_watermark_seconds gauge\n");
+        for ((topic, partition), wm) in &self.watermarks {
+            let _ = writeln!(
+                out,
+                "northstar_kpi_watermark_seconds{{topic=\"{}\",partition=\"{partition}\"}} {}",
+                escape(topic),
+                fmt_value(*wm as f64 / 1000.0)
+            );
+        }
+        out
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+pub fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A valid label name for a segment dimension (`properties.plan` → `properties_plan`).
+pub fn label_name(dim: &str) -> String {
+    let mut s: String = dim.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with("__") {
+        s.insert_str(0, "dim_");
+    }
+    if matches!(s.as_str(), "kpi" | "window" | "window_start") {
+        s.insert_str(0, "dim_");
+    }
+    s
+}
+
+fn labels((kpi, window, segment): &SeriesKey, start: Option<i64>) -> String {
+    let mut s = format!("{{kpi=\"{}\",window=\"{}\"", escape(kpi), escape(window));
+    for (k, v) in segment {
+        let _ = write!(s, ",{}=\"{}\"", label_name(k), escape(v));
+    }
+    if let Some(ms) = start {
+        let ts = chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|| ms.to_string());
+        let _ = write!(s, ",window_start=\"{ts}\"");
+    }
+    s.push('}');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agg(event: &str, start: i64, partition: i32, offset: i64, value: f64) -> KpiAggregate {
+        KpiAggregate {
+            kpi: "events".into(),
+            window: "1m".into(),
+            window_start: start,
+            window_end: start + 60_000,
+            segment: [("event".to_string(), event.to_string())].into(),
+            value,
+            is_final: false,
+            watermark: start,
+            source_topic: "events.raw".into(),
+            source_partition: partition,
+            source_offset: offset,
+        }
+    }
+
+    #[test]
+    fn newest_offset_wins_and_partitions_sum() {
+        let mut t = Table::new(10);
+        assert_eq!(t.apply(agg("a", 0, 0, 5, 3.0)), Applied::Applied);
+        assert_eq!(t.apply(agg("a", 0, 0, 4, 2.0)), Applied::Stale, "older position");
+        assert_eq!(t.apply(agg("a", 0, 1, 9, 4.0)), Applied::Applied);
+        assert_eq!(t.apply(agg("a", 60_000, 0, 7, 1.0)), Applied::Applied);
+        let w = t.windows();
+        let series = ("events".to_string(), "1m".to_string(), BTreeMap::from([("event".to_string(), "a".to_string())]));
+        assert_eq!(w[&(series.clone(), 0)].0, 7.0);
+        assert_eq!(w[&(series, 60_000)].0, 1.0);
+        let text = t.render();
+        assert!(text.contains("northstar_kpi_value{kpi=\"events\",window=\"1m\",event=\"a\"} 1\n"), "{text}");
+        assert!(text.contains("window_start=\"1970-01-01T00:00:00Z\"} 7\n"), "{text}");
+    }
+
+    #[test]
+    fn prune_keeps_newest_windows() {
+        let mut t = Table::new(2);
+        for i in 0..5 {
+            t.apply(agg("a", i * 60_000, 0, i, 1.0));
+        }
+        t.prune();
+        assert_eq!(t.len(), 2);
+        assert!(t.windows().keys().all(|(_, s)| *s >= 180_000));
+    }
+
+    #[test]
+    fn labels_are_escaped_and_valid() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(label_name("context.os.name"), "context_os_name");
+        assert_eq!(label_name("9x"), "dim_9x");
+        assert_eq!(label_name("window"), "dim_window");
+    }
+}

@@ -1,0 +1,61 @@
+//! Stream processor configuration: file + `NORTHSTAR_*` environment.
+
+use std::net::SocketAddr;
+
+use northstar_runtime::{KafkaConfig, TelemetryConfig, TopicsConfig};
+use serde::{Deserialize, Serialize};
+
+/// Stream processor configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Address of `/healthz`, `/readyz` and `/metrics` (`NORTHSTAR_LISTEN`).
+    pub listen: SocketAddr,
+    /// Consumer group shared by all instances (`NORTHSTAR_GROUP_ID`).
+    pub group_id: String,
+    /// Schema registry base URL (writer schemas of incoming records are fetched by id).
+    pub registry_url: String,
+    /// How often open windows are emitted and processed offsets committed, in milliseconds.
+    pub emit_interval_ms: u64,
+    /// How long after a window's end late events still update it, in seconds.
+    pub allowed_lateness_secs: u64,
+    /// Flush early once this many output records await acknowledgement.
+    pub max_pending_outputs: usize,
+    /// Topic names.
+    pub topics: TopicsConfig,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Logging.
+    pub telemetry: TelemetryConfig,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
+            group_id: "northstar-stream-processor".into(),
+            registry_url: "http://127.0.0.1:8081".into(),
+            emit_interval_ms: 1000,
+            allowed_lateness_secs: 600,
+            max_pending_outputs: 50_000,
+            topics: TopicsConfig::default(),
+            kafka: KafkaConfig::default(),
+            telemetry: TelemetryConfig::default(),
+        }
+    }
+}
+
+impl ProcessorConfig {
+    /// Refuses an unusable configuration, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.kafka.validate()?;
+        self.topics.validate()?;
+        if self.group_id.trim().is_empty() {
+            return Err("group_id (NORTHSTAR_GROUP_ID) is empty".into());
+        }
+        if self.emit_interval_ms == 0 {
+            return Err("emit_interval_ms must be > 0".into());
+        }
+        Ok(())
+    }
+}

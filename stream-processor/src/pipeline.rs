@@ -1,0 +1,302 @@
+//! The Kafka loop: consume raw events, write clean/dead-letter/aggregate records, commit.
+//!
+//! Contract: an input offset is committed only after every output produced from it — its
+//! clean or dead-letter record and the aggregate updates that include it — was acknowledged
+//! by the broker. Every output carries its source topic, partition and offset in headers.
+//! A delivery failure stops the processor without committing, so a restart replays.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use northstar_runtime::kafka::RevokeTracker;
+use northstar_runtime::Shutdown;
+use northstar_schemas::aggregate::AggregateCodec;
+use northstar_schemas::headers::{self, source_headers};
+use northstar_schemas::{wire, EventDecoder, KpiAggregate, RegistryClient};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Message};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::ProcessorConfig;
+use crate::metrics;
+use crate::state::{Counted, PartitionState, WINDOW_LABEL, WINDOW_MS};
+use crate::validate::{validate, Invalid};
+
+/// The KPI computed in this version: events per event name per window.
+pub const EVENTS_KPI: &str = "events";
+
+/// A fatal pipeline error (the process exits; a restart replays from the last commit).
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("output not acknowledged: {0}")]
+    Delivery(String),
+    #[error("encoding an output failed: {0}")]
+    Encode(String),
+}
+
+/// The processor's pipeline.
+pub struct Pipeline {
+    config: ProcessorConfig,
+    consumer: StreamConsumer<RevokeTracker>,
+    producer: FutureProducer,
+    decoder: EventDecoder,
+    agg_codec: AggregateCodec,
+    clean_schema_id: u32,
+    agg_schema_id: u32,
+    partitions: HashMap<i32, PartitionState>,
+    /// Next offset to commit, per partition, covering records processed so far.
+    processed: HashMap<i32, i64>,
+    committed: HashMap<i32, i64>,
+    pending: Vec<DeliveryFuture>,
+    clean_topic: Arc<str>,
+    dlq_topic: Arc<str>,
+    aggregates_topic: Arc<str>,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: ProcessorConfig,
+        registry: RegistryClient,
+        clean_schema_id: u32,
+        agg_schema_id: u32,
+    ) -> Result<Self, PipelineError> {
+        let mut ccfg = config.kafka.client_config("northstar-stream-processor");
+        ccfg.set("group.id", &config.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        let consumer: StreamConsumer<RevokeTracker> = ccfg.create_with_context(RevokeTracker::default())?;
+        consumer.subscribe(&[config.topics.raw.as_str()])?;
+        let mut pcfg = config.kafka.client_config("northstar-stream-processor");
+        pcfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "300000");
+        let producer: FutureProducer = pcfg.create()?;
+        Ok(Self {
+            consumer,
+            producer,
+            decoder: EventDecoder::new(registry),
+            agg_codec: AggregateCodec::new(),
+            clean_schema_id,
+            agg_schema_id,
+            partitions: HashMap::new(),
+            processed: HashMap::new(),
+            committed: HashMap::new(),
+            pending: Vec::new(),
+            clean_topic: config.topics.clean.as_str().into(),
+            dlq_topic: config.topics.dlq.as_str().into(),
+            aggregates_topic: config.topics.aggregates.as_str().into(),
+            config,
+        })
+    }
+
+    /// Runs until `shutdown`, then flushes and commits what was processed.
+    pub async fn run(mut self, shutdown: Shutdown) -> Result<(), PipelineError> {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.emit_interval_ms));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.flush_and_commit(CommitMode::Async).await?,
+                msg = self.consumer.recv() => {
+                    match msg {
+                        Ok(m) => {
+                            let m = m.detach();
+                            self.process(&m, &shutdown).await?;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "consume error"),
+                    }
+                    if self.pending.len() >= self.config.max_pending_outputs {
+                        self.flush_and_commit(CommitMode::Async).await?;
+                    }
+                }
+            }
+        }
+        tracing::info!("draining: emitting windows, waiting for acknowledgements, committing");
+        self.flush_and_commit(CommitMode::Sync).await?;
+        let producer = self.producer.clone();
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(30)))).await;
+        Ok(())
+    }
+
+    fn forget_revoked(&mut self) {
+        for p in self.consumer.context().take_revoked() {
+            tracing::info!(partition = p, "partition revoked, forgetting its in-memory state");
+            self.partitions.remove(&p);
+            self.processed.remove(&p);
+            self.committed.remove(&p);
+        }
+    }
+
+    async fn process(&mut self, msg: &rdkafka::message::OwnedMessage, shutdown: &Shutdown) -> Result<(), PipelineError> {
+        self.forget_revoked();
+        let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
+        let p = partition.to_string();
+        metrics::EVENTS_IN.with_label_values(&[&p]).inc();
+        let lateness_ms = (self.config.allowed_lateness_secs as i64).saturating_mul(1000);
+        let decoded = self
+            .decoder
+            .decode(msg.payload(), shutdown)
+            .await
+            .map_err(|u| Invalid::new(u.reason, u.detail))
+            .and_then(|e| validate(&e).map(|()| e));
+        match decoded {
+            Err(invalid) => {
+                metrics::INVALID.with_label_values(&[&p, invalid.reason]).inc();
+                let hdrs = source_headers(&topic, partition, offset)
+                    .insert(Header { key: headers::DLQ_REASON, value: Some(invalid.reason) })
+                    .insert(Header { key: headers::DLQ_DETAIL, value: Some(&invalid.detail) });
+                let topic_out = self.dlq_topic.clone();
+                let mut rec = FutureRecord::to(&topic_out).headers(hdrs);
+                if let Some(payload) = msg.payload() {
+                    rec = rec.payload(payload);
+                }
+                if let Some(key) = msg.key() {
+                    rec = rec.key(key);
+                }
+                self.enqueue(rec).await?;
+            }
+            Ok(event) => {
+                let state = self.partitions.entry(partition).or_insert_with(|| PartitionState::new(lateness_ms));
+                if state.is_duplicate(&event.source_id, &event.message_id) {
+                    metrics::DUPLICATES.with_label_values(&[&p]).inc();
+                } else {
+                    match state.count(event.timestamp.div_euclid(1000), event.event_name()) {
+                        Counted::OnTime => {}
+                        Counted::LateUpdated => metrics::LATE_UPDATED.with_label_values(&[&p]).inc(),
+                        Counted::LateDropped => metrics::LATE_DROPPED.with_label_values(&[&p, EVENTS_KPI]).inc(),
+                    }
+                    let datum = self.decoder.codec().encode(&event).map_err(|e| PipelineError::Encode(e.to_string()))?;
+                    let payload = wire::frame(self.clean_schema_id, &datum);
+                    let topic_out = self.clean_topic.clone();
+                    let mut rec = FutureRecord::to(&topic_out)
+                        .payload(&payload)
+                        .headers(source_headers(&topic, partition, offset));
+                    if let Some(key) = msg.key() {
+                        rec = rec.key(key);
+                    }
+                    self.enqueue(rec).await?;
+                    metrics::EVENTS_OUT.with_label_values(&[&p]).inc();
+                }
+            }
+        }
+        self.processed.insert(partition, offset + 1);
+        Ok(())
+    }
+
+    /// Hands a record to the producer, waiting for acknowledgements while its queue is full.
+    async fn enqueue<K, P>(&mut self, mut rec: FutureRecord<'_, K, P>) -> Result<(), PipelineError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send_result(rec) {
+                Ok(fut) => {
+                    self.pending.push(fut);
+                    return Ok(());
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    self.await_pending().await?;
+                }
+                Err((e, _)) => return Err(PipelineError::Kafka(e)),
+            }
+        }
+    }
+
+    async fn await_pending(&mut self) -> Result<(), PipelineError> {
+        let pending = std::mem::take(&mut self.pending);
+        for r in join_all(pending).await {
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(PipelineError::Delivery(e.to_string())),
+                Err(_) => return Err(PipelineError::Delivery("delivery cancelled".into())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Emits changed and final windows, waits for every pending output, then commits.
+    async fn flush_and_commit(&mut self, mode: CommitMode) -> Result<(), PipelineError> {
+        self.forget_revoked();
+        let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
+        partitions.sort_unstable();
+        for partition in partitions {
+            let Some(next) = self.processed.get(&partition).copied() else { continue };
+            let Some(state) = self.partitions.get_mut(&partition) else { continue };
+            let updates = state.drain_updates();
+            let watermark = state.watermark_ms();
+            let p = partition.to_string();
+            metrics::WATERMARK.with_label_values(&[&p]).set(watermark.max(0) / 1000);
+            metrics::STATE_IDS.with_label_values(&[&p]).set(state.remembered_ids() as i64);
+            metrics::OPEN_WINDOWS.with_label_values(&[&p]).set(state.open_windows() as i64);
+            for u in updates {
+                let agg = KpiAggregate {
+                    kpi: EVENTS_KPI.into(),
+                    window: WINDOW_LABEL.into(),
+                    window_start: u.window_start_ms,
+                    window_end: u.window_start_ms + WINDOW_MS,
+                    segment: [("event".to_string(), u.event.clone())].into(),
+                    value: u.count as f64,
+                    is_final: u.is_final,
+                    watermark: watermark.max(0),
+                    source_topic: self.config.topics.raw.clone(),
+                    source_partition: partition,
+                    source_offset: next - 1,
+                };
+                let datum = self.agg_codec.encode(&agg).map_err(|e| PipelineError::Encode(e.to_string()))?;
+                let payload = wire::frame(self.agg_schema_id, &datum);
+                let key = agg.upsert_key();
+                let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
+                let topic_out = self.aggregates_topic.clone();
+                let rec = FutureRecord::to(&topic_out).key(&key).payload(&payload).headers(hdrs);
+                self.enqueue(rec).await?;
+                metrics::AGGREGATES_OUT.with_label_values(&[p.as_str(), if u.is_final { "true" } else { "false" }]).inc();
+            }
+        }
+        self.await_pending().await?;
+        let mut tpl = TopicPartitionList::new();
+        for (&partition, &next) in &self.processed {
+            if self.committed.get(&partition) != Some(&next) {
+                tpl.add_partition_offset(&self.config.topics.raw, partition, Offset::Offset(next))?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        let result = match mode {
+            CommitMode::Sync => tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync)),
+            CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
+        };
+        match result {
+            Ok(()) => {
+                for e in tpl.elements() {
+                    if let Offset::Offset(next) = e.offset() {
+                        self.committed.insert(e.partition(), next);
+                        let p = e.partition().to_string();
+                        metrics::COMMITS.with_label_values(&[&p]).inc();
+                        metrics::COMMITTED_OFFSET.with_label_values(&[&p]).set(next);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; retried at the next flush"),
+        }
+        Ok(())
+    }
+}
+
+/// Reads the source position of a record derived by this processor (for sinks and tests).
+pub fn source_of(msg: &BorrowedMessage<'_>) -> Option<headers::SourcePosition> {
+    msg.headers().and_then(|h| headers::source_position(h))
+}
