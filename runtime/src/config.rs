@@ -29,7 +29,22 @@ pub fn load_config<T>(path: Option<&Path>) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Serialize + Default,
 {
-    load_config_from(path, Env::prefixed(ENV_PREFIX).split("__"))
+    load_config_from(path, env_for::<T>(ENV_PREFIX))
+}
+
+/// The environment provider for `T`: `PREFIX*` variables whose first key segment is one of
+/// `T`'s top-level fields. Variables meant for another service (all services share the
+/// prefix) are ignored; a misspelt key inside a known section is still an error.
+fn env_for<T: Serialize + Default>(prefix: &str) -> Env {
+    let known: Vec<String> = match serde_json::to_value(T::default()) {
+        Ok(serde_json::Value::Object(map)) => map.keys().map(|k| k.to_ascii_lowercase()).collect(),
+        _ => Vec::new(),
+    };
+    Env::prefixed(prefix).filter_map(move |key| {
+        let key = key.as_str().to_ascii_lowercase();
+        let top = key.split("__").next().unwrap_or_default();
+        known.iter().any(|k| k == top).then(|| key.replace("__", ".").into())
+    })
 }
 
 fn load_config_from<T>(path: Option<&Path>, env: Env) -> Result<T, ConfigError>
@@ -80,11 +95,21 @@ mod tests {
         std::fs::write(&file, "name = \"from-file\"\n[inner]\nretries = 7\n").expect("write");
         figment::Jail::expect_with(|jail| {
             jail.set_env("NSTEST_INNER__BROKERS", "b:1");
-            let cfg: Cfg =
-                load_config_from(Some(&file), Env::prefixed("NSTEST_").split("__")).expect("load");
+            jail.set_env("NSTEST_OTHER_SERVICE__X", "ignored");
+            let cfg: Cfg = load_config_from(Some(&file), env_for::<Cfg>("NSTEST_")).expect("load");
             assert_eq!(cfg.inner.brokers, "b:1");
             assert_eq!(cfg.inner.retries, 7);
             assert_eq!(cfg.name, "from-file");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn misspelt_env_key_in_a_known_section_is_an_error() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NSTEST2_INNER__BROKERZ", "x");
+            let err = load_config_from::<Cfg>(None, env_for::<Cfg>("NSTEST2_")).unwrap_err();
+            assert!(err.to_string().contains("brokerz"), "{err}");
             Ok(())
         });
     }

@@ -1,0 +1,326 @@
+//! Test harness: starts the real broker (Tansu on its sqlite storage), the schema registry and
+//! the Northstar services as separate processes on free loopback ports, each stack in its own
+//! temporary directory with its own broker, so tests never share topics or state.
+//!
+//! Binaries come from the workspace target directory (`cargo build --bins` first; the README
+//! test command does this). Tansu comes from `NORTHSTAR_TANSU` or the cache folder that
+//! `deploy/local/install-tansu.sh` fills.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub mod kafka;
+pub mod lake;
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    #[allow(clippy::expect_used)]
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// The directory holding the workspace's binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("NORTHSTAR_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test-binary>
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+}
+
+fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing: run `cargo build --bins` (./tests/run.sh does) first", p.display());
+    p
+}
+
+/// The Tansu binary.
+pub fn tansu_bin() -> PathBuf {
+    let p = std::env::var("NORTHSTAR_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        PathBuf::from(home).join(".cache/northstar/tansu-0.6.0/bin/tansu")
+    });
+    assert!(p.exists(), "Tansu not found at {}: run deploy/local/install-tansu.sh", p.display());
+    p
+}
+
+/// One child process with its log file.
+#[derive(Debug)]
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        #[allow(clippy::expect_used)]
+        let file = std::fs::File::create(&log).expect("create log file");
+        #[allow(clippy::expect_used)]
+        let err = file.try_clone().expect("clone log file");
+        cmd.stdout(Stdio::from(file)).stderr(Stdio::from(err)).stdin(Stdio::null());
+        #[allow(clippy::expect_used)]
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc { name: name.to_string(), child, log }
+    }
+
+    /// SIGTERM, then wait up to `grace` for a clean exit (SIGKILL after that). Returns whether
+    /// the process exited successfully on its own.
+    pub fn terminate(&mut self, grace: Duration) -> bool {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return status.success();
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let Ok(f) = std::fs::File::open(&self.log) else { return String::new() };
+        let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// Waits until `url` answers 200.
+pub async fn wait_for_http(url: &str, timeout: Duration) -> bool {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The write key every test stack accepts, and its source id.
+pub const WRITE_KEY: &str = "test-write-key";
+pub const SOURCE_ID: &str = "test-source";
+
+/// Ports of a stack's services.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    pub broker: u16,
+    pub registry: u16,
+    pub ingest: u16,
+    pub processor: u16,
+    pub lake: u16,
+    pub metrics: u16,
+}
+
+/// A running stack: broker, registry and (optionally) the services.
+#[derive(Debug)]
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub ports: Ports,
+    pub procs: Vec<Proc>,
+    /// Extra environment for every service (e.g. shorter flush intervals).
+    pub env: Vec<(String, String)>,
+}
+
+impl Stack {
+    /// Starts the broker, creates the topics (3 partitions) and starts the registry.
+    pub async fn start_core() -> Stack {
+        #[allow(clippy::expect_used)]
+        let dir = tempfile::Builder::new().prefix("northstar-e2e-").tempdir().expect("tempdir");
+        let ports = Ports {
+            broker: free_port(),
+            registry: free_port(),
+            ingest: free_port(),
+            processor: free_port(),
+            lake: free_port(),
+            metrics: free_port(),
+        };
+        let mut stack = Stack { dir, ports, procs: Vec::new(), env: Vec::new() };
+        stack.start_broker();
+        let status = Command::new(bin("northstar-schemas"))
+            .args(["create-topics", "--brokers", &stack.brokers(), "--partitions", "3"])
+            .env("RUST_LOG", "warn")
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "create-topics failed");
+        stack.start_registry();
+        assert!(
+            wait_for_http(&format!("{}/subjects", stack.registry_url()), Duration::from_secs(60)).await,
+            "registry did not start:\n{}",
+            stack.logs()
+        );
+        stack
+    }
+
+    /// Starts the broker on its sqlite storage inside the stack directory.
+    pub fn start_broker(&mut self) {
+        let listener = format!("tcp://127.0.0.1:{}", self.ports.broker);
+        let mut cmd = Command::new(tansu_bin());
+        cmd.current_dir(self.dir.path())
+            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            // Relative: Tansu 0.6.0 mangles absolute sqlite paths.
+            .args(["--storage-engine", "sqlite://tansu.db"]);
+        let p = Proc::spawn("tansu", cmd, self.dir.path());
+        self.procs.push(p);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.broker));
+        assert!(wait_for_port(addr, Duration::from_secs(30)), "broker did not start:\n{}", self.logs());
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.ports.broker)
+    }
+
+    pub fn registry_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.registry)
+    }
+
+    pub fn ingest_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.ingest)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.metrics)
+    }
+
+    pub fn processor_metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.processor)
+    }
+
+    pub fn lake_dir(&self) -> PathBuf {
+        self.dir.path().join("lake")
+    }
+
+    fn service(&self, name: &str, program: &str, args: &[&str], listen: u16) -> Command {
+        let mut cmd = Command::new(bin(program));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("NORTHSTAR_KAFKA__BROKERS", self.brokers())
+            .env("NORTHSTAR_REGISTRY_URL", self.registry_url())
+            .env("NORTHSTAR_LISTEN", format!("127.0.0.1:{listen}"))
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env("RUST_BACKTRACE", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let _ = name;
+        cmd
+    }
+
+    pub fn start_registry(&mut self) {
+        let cmd = self.service("registry", "northstar-schemas", &["serve"], self.ports.registry);
+        let p = Proc::spawn("registry", cmd, self.dir.path());
+        self.procs.push(p);
+    }
+
+    pub fn start_ingest(&mut self) {
+        let mut cmd = self.service("ingest", "northstar-ingest", &[], self.ports.ingest);
+        cmd.env(format!("NORTHSTAR_WRITE_KEYS__{WRITE_KEY}"), SOURCE_ID);
+        let p = Proc::spawn("ingest", cmd, self.dir.path());
+        self.procs.push(p);
+    }
+
+    pub fn start_processor(&mut self) {
+        let cmd = self.service("processor", "northstar-stream-processor", &[], self.ports.processor);
+        let p = Proc::spawn("processor", cmd, self.dir.path());
+        self.procs.push(p);
+    }
+
+    pub fn start_lake_sink(&mut self) {
+        let mut cmd = self.service("lake", "northstar-sink", &["lake"], self.ports.lake);
+        cmd.env("NORTHSTAR_ROOT", format!("file://{}", self.lake_dir().display()));
+        let p = Proc::spawn("lake", cmd, self.dir.path());
+        self.procs.push(p);
+    }
+
+    pub fn start_metrics_sink(&mut self) {
+        let cmd = self.service("metrics", "northstar-sink", &["metrics"], self.ports.metrics);
+        let p = Proc::spawn("metrics", cmd, self.dir.path());
+        self.procs.push(p);
+    }
+
+    /// Starts ingest, processor and both sinks, and waits for their health endpoints.
+    pub async fn start_services(&mut self) {
+        self.start_ingest();
+        self.start_processor();
+        self.start_lake_sink();
+        self.start_metrics_sink();
+        for (port, what) in [
+            (self.ports.ingest, "/readyz"),
+            (self.ports.processor, "/healthz"),
+            (self.ports.lake, "/healthz"),
+            (self.ports.metrics, "/healthz"),
+        ] {
+            let url = format!("http://127.0.0.1:{port}{what}");
+            assert!(wait_for_http(&url, Duration::from_secs(60)).await, "{url} not up:\n{}", self.logs());
+        }
+    }
+
+    /// The process named `name`.
+    pub fn proc(&mut self, name: &str) -> Option<&mut Proc> {
+        self.procs.iter_mut().find(|p| p.name == name)
+    }
+
+    /// The tails of every log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.procs.iter().map(|p| format!("----- {} -----\n{}\n", p.name, p.log_tail(25))).collect()
+    }
+
+    /// Stops the services with SIGTERM (broker last); returns the names of those that did
+    /// not exit cleanly.
+    pub fn shutdown(&mut self) -> Vec<String> {
+        let mut unclean = Vec::new();
+        for p in self.procs.iter_mut().rev() {
+            if !p.terminate(Duration::from_secs(20)) && p.name != "tansu" {
+                unclean.push(p.name.clone());
+            }
+        }
+        unclean
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("stack directory {}\n{}", self.dir.path().display(), self.logs());
+        }
+        for p in self.procs.iter_mut().rev() {
+            p.kill();
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Reads the lake back with the parquet crate (not the sink's code).
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Every `*.parquet` file below `dir`.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(parquet_files(&p));
+        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The values of string column `column` over all files below `dir`.
+pub fn string_column(dir: &Path, column: &str) -> anyhow::Result<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for f in parquet_files(dir) {
+        let file = std::fs::File::open(&f)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            let col = batch
+                .column_by_name(column)
+                .ok_or_else(|| anyhow::anyhow!("{} has no column {column}", f.display()))?;
+            let col = col
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| anyhow::anyhow!("{column} is not a string column"))?;
+            for i in 0..col.len() {
+                out.push(col.is_valid(i).then(|| col.value(i).to_string()));
+            }
+        }
+    }
+    Ok(out)
+}
