@@ -1,0 +1,35 @@
+{{- define "northstar.labels" -}}
+app.kubernetes.io/part-of: northstar
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "northstar.registryUrl" -}}
+{{- if .Values.schemaRegistry.enabled -}}
+http://{{ .Release.Name }}-registry:8081
+{{- else -}}
+{{ .Values.schemaRegistry.externalUrl }}
+{{- end -}}
+{{- end -}}
+
+{{- define "northstar.commonEnv" -}}
+- name: NORTHSTAR_KAFKA__BROKERS
+  value: {{ .Values.kafka.brokers | quote }}
+{{- range $k, $v := .Values.kafka.properties }}
+- name: NORTHSTAR_KAFKA__PROPERTIES__{{ $k }}
+  value: {{ $v | quote }}
+{{- end }}
+- name: NORTHSTAR_REGISTRY_URL
+  value: {{ include "northstar.registryUrl" . | quote }}
+- name: NORTHSTAR_TELEMETRY__LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+- name: NORTHSTAR_TOPICS__RAW
+  value: {{ .Values.topics.raw | quote }}
+- name: NORTHSTAR_TOPICS__CLEAN
+  value: {{ .Values.topics.clean | quote }}
+- name: NORTHSTAR_TOPICS__DLQ
+  value: {{ .Values.topics.dlq | quote }}
+- name: NORTHSTAR_TOPICS__AGGREGATES
+  value: {{ .Values.topics.aggregates | quote }}
+- name: NORTHSTAR_TOPICS__SCHEMAS
+  value: {{ .Values.topics.schemas | quote }}
+{{- end -}}
