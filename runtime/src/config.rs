@@ -115,6 +115,16 @@ mod tests {
     }
 
     #[test]
+    fn numeric_kafka_properties_from_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("NSTEST3_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000");
+            let cfg: crate::kafka::KafkaConfigHolder = load_config_from(None, env_for::<crate::kafka::KafkaConfigHolder>("NSTEST3_")).expect("load");
+            assert_eq!(cfg.kafka.client_config("x").get("session.timeout.ms"), Some("6000"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("c.toml");

@@ -24,7 +24,37 @@ pub struct KafkaConfig {
     /// Bootstrap servers, comma separated.
     pub brokers: String,
     /// Extra librdkafka properties applied to every client (e.g. `security.protocol`).
+    /// Underscores stand for dots, so they can be set from the environment:
+    /// `NORTHSTAR_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS=10000` is `session.timeout.ms`.
+    #[serde(deserialize_with = "scalars_as_strings")]
     pub properties: BTreeMap<String, String>,
+}
+
+/// Accepts numbers and booleans as property values (the environment and TOML type them).
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    let raw = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Scalar::S(s) => s,
+                Scalar::I(i) => i.to_string(),
+                Scalar::U(u) => u.to_string(),
+                Scalar::F(f) => f.to_string(),
+                Scalar::B(b) => b.to_string(),
+            };
+            (k, v)
+        })
+        .collect())
 }
 
 impl Default for KafkaConfig {
@@ -39,7 +69,8 @@ impl KafkaConfig {
         let mut cfg = ClientConfig::new();
         cfg.set("bootstrap.servers", &self.brokers).set("client.id", client_id);
         for (k, v) in &self.properties {
-            cfg.set(k, v);
+            // librdkafka property names use dots, never underscores.
+            cfg.set(k.replace('_', "."), v);
         }
         cfg
     }
@@ -50,6 +81,23 @@ impl KafkaConfig {
             return Err("kafka.brokers (NORTHSTAR_KAFKA__BROKERS) is empty".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_underscores_are_dots() {
+        let mut k = KafkaConfig::default();
+        k.properties.insert("session_timeout_ms".into(), "6000".into());
+        k.properties.insert("socket.timeout.ms".into(), "1000".into());
+        let cfg = k.client_config("x");
+        assert_eq!(cfg.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(cfg.get("socket.timeout.ms"), Some("1000"));
+        assert_eq!(cfg.get("bootstrap.servers"), Some("127.0.0.1:9092"));
+        assert!(KafkaConfig { brokers: " ".into(), ..Default::default() }.validate().is_err());
     }
 }
 
@@ -180,4 +228,12 @@ impl ConsumerContext for RevokeTracker {
             tracing::warn!(error = %e, "offset commit failed; the next commit covers it");
         }
     }
+}
+
+/// A configuration with only a `kafka` section (tests).
+#[cfg(test)]
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub(crate) struct KafkaConfigHolder {
+    pub kafka: KafkaConfig,
 }

@@ -291,6 +291,26 @@ impl Stack {
         }
     }
 
+    /// SIGKILLs the service `name` (no chance to flush or commit).
+    pub fn kill9(&mut self, name: &str) {
+        if let Some(p) = self.proc(name) {
+            p.kill();
+        }
+        self.procs.retain(|p| p.name != name);
+    }
+
+    /// Starts the service `name` again (after [`Stack::kill9`]).
+    pub fn restart(&mut self, name: &str) {
+        match name {
+            "registry" => self.start_registry(),
+            "ingest" => self.start_ingest(),
+            "processor" => self.start_processor(),
+            "lake" => self.start_lake_sink(),
+            "metrics" => self.start_metrics_sink(),
+            other => panic!("unknown service {other}"),
+        }
+    }
+
     /// The process named `name`.
     pub fn proc(&mut self, name: &str) -> Option<&mut Proc> {
         self.procs.iter_mut().find(|p| p.name == name)
