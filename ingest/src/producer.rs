@@ -2,8 +2,13 @@
 //! through rdkafka's idempotent producer.
 //!
 //! Contract: [`EventProducer::send_all`] returns `Ok` only when the broker acknowledged every
-//! event; otherwise it reports why, and the caller must not claim success.
+//! event; otherwise it reports why, and the caller must not claim success. After a delivery
+//! failure the producer is replaced by a fresh one (a new producer id), so no idempotence state
+//! from an outage (an epoch bump after timed-out batches) has to be accepted by the broker when
+//! it comes back; the failed events were answered 503 and are retried by the client.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -13,6 +18,7 @@ use northstar_schemas::{wire, Event};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
 
 use crate::metrics;
 
@@ -29,7 +35,10 @@ pub enum ProduceError {
 
 /// The event producer.
 pub struct EventProducer {
-    producer: FutureProducer,
+    config: ClientConfig,
+    /// The current producer and its generation.
+    producer: RwLock<(u64, FutureProducer)>,
+    generation: AtomicU64,
     topic: String,
     schema_id: u32,
     codec: EventCodec,
@@ -49,11 +58,42 @@ impl EventProducer {
             .set("linger.ms", "5")
             .set("compression.type", "none")
             .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
-        Ok(Self { producer: cfg.create()?, topic: topic.to_string(), schema_id, codec: EventCodec::new() })
+        let producer = cfg.create()?;
+        Ok(Self {
+            config: cfg,
+            producer: RwLock::new((0, producer)),
+            generation: AtomicU64::new(0),
+            topic: topic.to_string(),
+            schema_id,
+            codec: EventCodec::new(),
+        })
+    }
+
+    fn current(&self) -> (u64, FutureProducer) {
+        self.producer.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the producer of generation `failed` (once, however many requests saw it fail).
+    fn replace(&self, failed: u64) {
+        let mut guard = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if guard.0 != failed {
+            return;
+        }
+        match self.config.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+                let old = std::mem::replace(&mut *guard, (generation, fresh));
+                tracing::info!(generation, "producer replaced after delivery failures");
+                // Destroying a librdkafka client may block while it tears down: not on the runtime.
+                std::thread::spawn(move || drop(old));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot create a fresh producer, keeping the current one"),
+        }
     }
 
     /// Encodes and sends `events`, then waits for every acknowledgement.
     pub async fn send_all(&self, events: &[Event]) -> Result<(), ProduceError> {
+        let (generation, producer) = self.current();
         let mut pending = Vec::with_capacity(events.len());
         let mut first_error = None;
         for e in events {
@@ -61,7 +101,7 @@ impl EventProducer {
             let payload = wire::frame(self.schema_id, &datum);
             let key = e.distinct_id().unwrap_or(&e.message_id);
             let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(fut) => pending.push(fut),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     metrics::DELIVERY_ERRORS.with_label_values(&["queue_full"]).inc();
@@ -94,18 +134,23 @@ impl EventProducer {
         }
         match first_error {
             None => Ok(()),
-            Some(e) => Err(e),
+            Some(e) => {
+                if matches!(e, ProduceError::Delivery(_)) {
+                    self.replace(generation);
+                }
+                Err(e)
+            }
         }
     }
 
     /// Whether the broker answers a metadata request for the topic (blocking; call off the runtime).
     pub fn broker_reachable(&self) -> bool {
-        self.producer.client().fetch_metadata(Some(&self.topic), Duration::from_secs(3)).is_ok()
+        self.current().1.client().fetch_metadata(Some(&self.topic), Duration::from_secs(3)).is_ok()
     }
 
     /// Waits up to `timeout` for queued events to be delivered.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(e) = self.producer.flush(Timeout::After(timeout)) {
+        if let Err(e) = self.current().1.flush(Timeout::After(timeout)) {
             tracing::warn!(error = %e, "producer flush incomplete at shutdown");
         }
     }

@@ -307,6 +307,7 @@ impl Stack {
             "processor" => self.start_processor(),
             "lake" => self.start_lake_sink(),
             "metrics" => self.start_metrics_sink(),
+            "tansu" => self.start_broker(),
             other => panic!("unknown service {other}"),
         }
     }
