@@ -16,7 +16,13 @@ pub struct WriteKeys(pub BTreeMap<String, String>);
 
 impl std::fmt::Debug for WriteKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.values().map(|source| format!("<redacted> → {source}"))).finish()
+        f.debug_list()
+            .entries(
+                self.0
+                    .values()
+                    .map(|source| format!("<redacted> → {source}")),
+            )
+            .finish()
     }
 }
 
@@ -39,7 +45,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_event_bytes: 32 * 1024, max_batch_bytes: 500 * 1024 }
+        Self {
+            max_event_bytes: 32 * 1024,
+            max_batch_bytes: 500 * 1024,
+        }
     }
 }
 
@@ -93,10 +102,19 @@ impl IngestConfig {
         if self.write_keys.0.is_empty() {
             return Err("write_keys is empty: configure at least one write key (NORTHSTAR_WRITE_KEYS__<key>=<source>)".into());
         }
-        if let Some((_, source)) = self.write_keys.0.iter().find(|(k, s)| k.is_empty() || s.is_empty()) {
-            return Err(format!("write_keys: an empty key or source id (source {source:?})"));
+        if let Some((_, source)) = self
+            .write_keys
+            .0
+            .iter()
+            .find(|(k, s)| k.is_empty() || s.is_empty())
+        {
+            return Err(format!(
+                "write_keys: an empty key or source id (source {source:?})"
+            ));
         }
-        if self.limits.max_event_bytes == 0 || self.limits.max_batch_bytes < self.limits.max_event_bytes {
+        if self.limits.max_event_bytes == 0
+            || self.limits.max_batch_bytes < self.limits.max_event_bytes
+        {
             return Err("limits: max_event_bytes must be > 0 and ≤ max_batch_bytes".into());
         }
         Ok(())

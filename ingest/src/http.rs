@@ -34,26 +34,43 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new()
         .route("/v1/batch", post(|s, h, b| handle(s, h, b, None, "batch")))
-        .route("/v1/import", post(|s, h, b| handle(s, h, b, None, "import")));
+        .route(
+            "/v1/import",
+            post(|s, h, b| handle(s, h, b, None, "import")),
+        );
     for kind in EventType::ALL {
         let route = format!("/v1/{}", kind.as_str());
-        r = r.route(&route, post(move |s, h, b| handle(s, h, b, Some(kind), kind.as_str())));
+        r = r.route(
+            &route,
+            post(move |s, h, b| handle(s, h, b, Some(kind), kind.as_str())),
+        );
     }
     r.with_state(state)
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], json!({ "success": false, "code": code, "message": message }).to_string())
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({ "success": false, "code": code, "message": message }).to_string(),
+    )
         .into_response()
 }
 
 /// The write key from HTTP Basic credentials (user = write key, password ignored).
 fn basic_write_key(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let encoded = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic "))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let encoded = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':').map_or(text.clone(), |(user, _)| user.to_string()))
+    Some(
+        text.split_once(':')
+            .map_or(text.clone(), |(user, _)| user.to_string()),
+    )
 }
 
 async fn handle(
@@ -65,25 +82,49 @@ async fn handle(
 ) -> Response {
     let started = Instant::now();
     let response = process(&state, &headers, body, kind).await;
-    metrics::REQUESTS.with_label_values(&[route, response.status().as_str()]).inc();
-    metrics::REQUEST_SECONDS.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    metrics::REQUESTS
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    metrics::REQUEST_SECONDS
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
     response
 }
 
 fn reject(err: RequestError) -> Response {
-    metrics::EVENTS_REJECTED.with_label_values(&[err.reason()]).inc();
-    let status = if err.is_too_large() { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::BAD_REQUEST };
+    metrics::EVENTS_REJECTED
+        .with_label_values(&[err.reason()])
+        .inc();
+    let status = if err.is_too_large() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     error(status, err.reason(), err.to_string())
 }
 
 fn unauthorized(message: &str) -> Response {
-    metrics::EVENTS_REJECTED.with_label_values(&["unauthorized"]).inc();
-    let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", message.to_string());
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"northstar\""));
+    metrics::EVENTS_REJECTED
+        .with_label_values(&["unauthorized"])
+        .inc();
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        message.to_string(),
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"northstar\""),
+    );
     resp
 }
 
-async fn process(state: &AppState, headers: &HeaderMap, body: Body, kind: Option<EventType>) -> Response {
+async fn process(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    kind: Option<EventType>,
+) -> Response {
     let limits = &state.config.limits;
     let header_key = basic_write_key(headers);
     if let Some(key) = &header_key {
@@ -94,7 +135,10 @@ async fn process(state: &AppState, headers: &HeaderMap, body: Body, kind: Option
     let bytes: Bytes = match axum::body::to_bytes(body, limits.max_batch_bytes).await {
         Ok(b) => b,
         Err(_) => {
-            return reject(RequestError::BatchTooLarge { size: limits.max_batch_bytes + 1, limit: limits.max_batch_bytes })
+            return reject(RequestError::BatchTooLarge {
+                size: limits.max_batch_bytes + 1,
+                limit: limits.max_batch_bytes,
+            })
         }
     };
     let parsed = match kind {
@@ -122,18 +166,33 @@ async fn process(state: &AppState, headers: &HeaderMap, body: Body, kind: Option
     match state.producer.send_all(&events).await {
         Ok(()) => {
             for e in &events {
-                metrics::EVENTS_ACCEPTED.with_label_values(&[e.kind.as_str()]).inc();
+                metrics::EVENTS_ACCEPTED
+                    .with_label_values(&[e.kind.as_str()])
+                    .inc();
             }
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], r#"{"success":true}"#).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"success":true}"#,
+            )
+                .into_response()
         }
         Err(ProduceError::Encode(msg)) => {
-            metrics::EVENTS_REJECTED.with_label_values(&["encode"]).inc();
+            metrics::EVENTS_REJECTED
+                .with_label_values(&["encode"])
+                .inc();
             error(StatusCode::INTERNAL_SERVER_ERROR, "encode", msg)
         }
         Err(e) => {
             tracing::warn!(error = %e, events = events.len(), "events not acknowledged, answering 503");
-            metrics::EVENTS_REJECTED.with_label_values(&["broker_unavailable"]).inc();
-            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e.to_string());
+            metrics::EVENTS_REJECTED
+                .with_label_values(&["broker_unavailable"])
+                .inc();
+            let mut resp = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "broker_unavailable",
+                e.to_string(),
+            );
             if let Ok(v) = HeaderValue::from_str(&state.config.retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -20,7 +20,10 @@ pub use config::IngestConfig;
 
 /// Registers the envelope schema, connects the producer and serves until `shutdown`.
 pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let registry = RegistryClient::new(&config.registry_url);
     let schema_id = registry
         .register_with_retry(&value_subject(&config.topic), EVENT_SCHEMA_V1, 60)
@@ -34,15 +37,25 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
         Duration::from_millis(config.delivery_timeout_ms),
     )
     .context("cannot create the kafka producer")?;
-    let state = Arc::new(http::AppState { config: config.clone(), producer });
+    let state = Arc::new(http::AppState {
+        config: config.clone(),
+        producer,
+    });
 
     let readiness = admin::Readiness::default();
-    let probe = tokio::spawn(probe_broker(state.clone(), readiness.clone(), shutdown.clone()));
+    let probe = tokio::spawn(probe_broker(
+        state.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
     let router = http::router(state.clone()).merge(admin::router(readiness));
-    admin::serve(config.listen, router, shutdown).await.context("ingest http server")?;
+    admin::serve(config.listen, router, shutdown)
+        .await
+        .context("ingest http server")?;
     probe.abort();
     let flush_state = state.clone();
-    tokio::task::spawn_blocking(move || flush_state.producer.flush(Duration::from_secs(10))).await?;
+    tokio::task::spawn_blocking(move || flush_state.producer.flush(Duration::from_secs(10)))
+        .await?;
     tracing::info!("ingest stopped");
     Ok(())
 }
@@ -51,7 +64,9 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
 async fn probe_broker(state: Arc<http::AppState>, readiness: admin::Readiness, shutdown: Shutdown) {
     loop {
         let s = state.clone();
-        let ok = tokio::task::spawn_blocking(move || s.producer.broker_reachable()).await.unwrap_or(false);
+        let ok = tokio::task::spawn_blocking(move || s.producer.broker_reachable())
+            .await
+            .unwrap_or(false);
         if ok != readiness.is_ready() {
             tracing::info!(ready = ok, "broker reachability changed");
         }

@@ -21,7 +21,9 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: IngestConfig = load_config(cli.config.as_deref()).context("invalid configuration")?;
+    let config: IngestConfig =
+        load_config(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.telemetry);
-    tokio_runtime()?.block_on(async move { northstar_ingest::run(config, shutdown::on_signals()).await })
+    tokio_runtime()?
+        .block_on(async move { northstar_ingest::run(config, shutdown::on_signals()).await })
 }

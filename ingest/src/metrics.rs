@@ -4,12 +4,19 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec, IntCounterVec, IntGauge};
+use prometheus::{
+    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
+    IntCounterVec, IntGauge,
+};
 
 #[allow(clippy::expect_used)]
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("northstar_ingest_requests_total", "HTTP requests by route and status", &["route", "status"])
-        .expect("metric registers")
+    register_int_counter_vec!(
+        "northstar_ingest_requests_total",
+        "HTTP requests by route and status",
+        &["route", "status"]
+    )
+    .expect("metric registers")
 });
 
 #[allow(clippy::expect_used)]
@@ -25,8 +32,12 @@ pub static REQUEST_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
 
 #[allow(clippy::expect_used)]
 pub static EVENTS_ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("northstar_ingest_events_accepted_total", "Events acknowledged by the broker, by type", &["type"])
-        .expect("metric registers")
+    register_int_counter_vec!(
+        "northstar_ingest_events_accepted_total",
+        "Events acknowledged by the broker, by type",
+        &["type"]
+    )
+    .expect("metric registers")
 });
 
 #[allow(clippy::expect_used)]
@@ -41,12 +52,19 @@ pub static EVENTS_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 
 #[allow(clippy::expect_used)]
 pub static DELIVERY_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("northstar_ingest_delivery_errors_total", "Events the broker did not acknowledge", &["kind"])
-        .expect("metric registers")
+    register_int_counter_vec!(
+        "northstar_ingest_delivery_errors_total",
+        "Events the broker did not acknowledge",
+        &["kind"]
+    )
+    .expect("metric registers")
 });
 
 #[allow(clippy::expect_used)]
 pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("northstar_ingest_in_flight_events", "Events sent to the broker and not yet acknowledged")
-        .expect("metric registers")
+    register_int_gauge!(
+        "northstar_ingest_in_flight_events",
+        "Events sent to the broker and not yet acknowledged"
+    )
+    .expect("metric registers")
 });

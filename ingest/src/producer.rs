@@ -46,18 +46,29 @@ pub struct EventProducer {
 
 impl std::fmt::Debug for EventProducer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventProducer").field("topic", &self.topic).field("schema_id", &self.schema_id).finish()
+        f.debug_struct("EventProducer")
+            .field("topic", &self.topic)
+            .field("schema_id", &self.schema_id)
+            .finish()
     }
 }
 
 impl EventProducer {
-    pub fn new(kafka: &KafkaConfig, topic: &str, schema_id: u32, delivery_timeout: Duration) -> Result<Self, KafkaError> {
+    pub fn new(
+        kafka: &KafkaConfig,
+        topic: &str,
+        schema_id: u32,
+        delivery_timeout: Duration,
+    ) -> Result<Self, KafkaError> {
         let mut cfg = kafka.client_config("northstar-ingest");
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
             .set("compression.type", "none")
-            .set("message.timeout.ms", delivery_timeout.as_millis().to_string());
+            .set(
+                "message.timeout.ms",
+                delivery_timeout.as_millis().to_string(),
+            );
         let producer = cfg.create()?;
         Ok(Self {
             config: cfg,
@@ -70,7 +81,10 @@ impl EventProducer {
     }
 
     fn current(&self) -> (u64, FutureProducer) {
-        self.producer.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.producer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replaces the producer of generation `failed` (once, however many requests saw it fail).
@@ -87,7 +101,9 @@ impl EventProducer {
                 // Destroying a librdkafka client may block while it tears down: not on the runtime.
                 std::thread::spawn(move || drop(old));
             }
-            Err(e) => tracing::warn!(error = %e, "cannot create a fresh producer, keeping the current one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create a fresh producer, keeping the current one")
+            }
         }
     }
 
@@ -97,19 +113,26 @@ impl EventProducer {
         let mut pending = Vec::with_capacity(events.len());
         let mut first_error = None;
         for e in events {
-            let datum = self.codec.encode(e).map_err(|err| ProduceError::Encode(err.to_string()))?;
+            let datum = self
+                .codec
+                .encode(e)
+                .map_err(|err| ProduceError::Encode(err.to_string()))?;
             let payload = wire::frame(self.schema_id, &datum);
             let key = e.distinct_id().unwrap_or(&e.message_id);
             let record = FutureRecord::to(&self.topic).key(key).payload(&payload);
             match producer.send_result(record) {
                 Ok(fut) => pending.push(fut),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    metrics::DELIVERY_ERRORS.with_label_values(&["queue_full"]).inc();
+                    metrics::DELIVERY_ERRORS
+                        .with_label_values(&["queue_full"])
+                        .inc();
                     first_error = Some(ProduceError::QueueFull);
                     break;
                 }
                 Err((err, _)) => {
-                    metrics::DELIVERY_ERRORS.with_label_values(&["enqueue"]).inc();
+                    metrics::DELIVERY_ERRORS
+                        .with_label_values(&["enqueue"])
+                        .inc();
                     first_error = Some(ProduceError::Delivery(err));
                     break;
                 }
@@ -123,11 +146,15 @@ impl EventProducer {
             match r {
                 Ok(Ok(_)) => {}
                 Ok(Err((err, _))) => {
-                    metrics::DELIVERY_ERRORS.with_label_values(&["delivery"]).inc();
+                    metrics::DELIVERY_ERRORS
+                        .with_label_values(&["delivery"])
+                        .inc();
                     first_error.get_or_insert(ProduceError::Delivery(err));
                 }
                 Err(_cancelled) => {
-                    metrics::DELIVERY_ERRORS.with_label_values(&["cancelled"]).inc();
+                    metrics::DELIVERY_ERRORS
+                        .with_label_values(&["cancelled"])
+                        .inc();
                     first_error.get_or_insert(ProduceError::Delivery(KafkaError::Canceled));
                 }
             }
@@ -145,7 +172,11 @@ impl EventProducer {
 
     /// Whether the broker answers a metadata request for the topic (blocking; call off the runtime).
     pub fn broker_reachable(&self) -> bool {
-        self.current().1.client().fetch_metadata(Some(&self.topic), Duration::from_secs(3)).is_ok()
+        self.current()
+            .1
+            .client()
+            .fetch_metadata(Some(&self.topic), Duration::from_secs(3))
+            .is_ok()
     }
 
     /// Waits up to `timeout` for queued events to be delivered.

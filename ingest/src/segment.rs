@@ -20,7 +20,11 @@ pub enum RequestError {
     #[error("request body is {size} bytes, over the {limit}-byte batch limit")]
     BatchTooLarge { size: usize, limit: usize },
     #[error("event {index} is {size} bytes, over the {limit}-byte event limit")]
-    EventTooLarge { index: usize, size: usize, limit: usize },
+    EventTooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
     #[error("{0}")]
     BadShape(String),
     #[error("event {index}: unknown type {kind:?} (expected track, identify, page, screen, group or alias)")]
@@ -28,9 +32,17 @@ pub enum RequestError {
     #[error("event {index}: userId or anonymousId is required")]
     MissingIdentity { index: usize },
     #[error("event {index}: {field} must be {expected}")]
-    BadField { index: usize, field: &'static str, expected: &'static str },
+    BadField {
+        index: usize,
+        field: &'static str,
+        expected: &'static str,
+    },
     #[error("event {index}: {field} {value:?} is not an ISO-8601 timestamp")]
-    BadTimestamp { index: usize, field: &'static str, value: String },
+    BadTimestamp {
+        index: usize,
+        field: &'static str,
+        value: String,
+    },
 }
 
 impl RequestError {
@@ -50,7 +62,10 @@ impl RequestError {
 
     /// Whether the request was too large (413) rather than malformed (400).
     pub fn is_too_large(&self) -> bool {
-        matches!(self, RequestError::BatchTooLarge { .. } | RequestError::EventTooLarge { .. })
+        matches!(
+            self,
+            RequestError::BatchTooLarge { .. } | RequestError::EventTooLarge { .. }
+        )
     }
 }
 
@@ -80,7 +95,9 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
     }
     let batch: Batch<'_> = serde_json::from_slice(body).map_err(|e| {
         if e.is_data() {
-            RequestError::BadShape(format!("a batch must be an object with a \"batch\" array: {e}"))
+            RequestError::BadShape(format!(
+                "a batch must be an object with a \"batch\" array: {e}"
+            ))
         } else {
             RequestError::InvalidJson(e.to_string())
         }
@@ -89,70 +106,130 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
     for (index, raw) in batch.batch.iter().enumerate() {
         let size = raw.get().len();
         if size > limits.max_event_bytes {
-            return Err(RequestError::EventTooLarge { index, size, limit: limits.max_event_bytes });
+            return Err(RequestError::EventTooLarge {
+                index,
+                size,
+                limit: limits.max_event_bytes,
+            });
         }
         let mut msg: Map<String, Value> = serde_json::from_str(raw.get())
             .map_err(|_| RequestError::BadShape(format!("event {index} is not a JSON object")))?;
         if let Some(ctx) = &batch.context {
-            msg.entry("context").or_insert_with(|| Value::Object(ctx.clone()));
+            msg.entry("context")
+                .or_insert_with(|| Value::Object(ctx.clone()));
         }
         messages.push(msg);
     }
-    Ok(Request { messages, write_key: batch.write_key, sent_at: batch.sent_at })
+    Ok(Request {
+        messages,
+        write_key: batch.write_key,
+        sent_at: batch.sent_at,
+    })
 }
 
 /// Parses the body of a single-message endpoint (`/v1/track`, ...), whose type is implied.
-pub fn parse_single(body: &[u8], kind: EventType, limits: &Limits) -> Result<Request, RequestError> {
+pub fn parse_single(
+    body: &[u8],
+    kind: EventType,
+    limits: &Limits,
+) -> Result<Request, RequestError> {
     check_batch_size(body, limits)?;
     if body.len() > limits.max_event_bytes {
-        return Err(RequestError::EventTooLarge { index: 0, size: body.len(), limit: limits.max_event_bytes });
+        return Err(RequestError::EventTooLarge {
+            index: 0,
+            size: body.len(),
+            limit: limits.max_event_bytes,
+        });
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
     let Value::Object(mut msg) = value else {
-        return Err(RequestError::BadShape("the body must be a JSON object".into()));
+        return Err(RequestError::BadShape(
+            "the body must be a JSON object".into(),
+        ));
     };
     msg.insert("type".into(), Value::String(kind.as_str().into()));
-    let write_key = msg.get("writeKey").and_then(Value::as_str).map(str::to_string);
-    Ok(Request { messages: vec![msg], write_key, sent_at: None })
+    let write_key = msg
+        .get("writeKey")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Request {
+        messages: vec![msg],
+        write_key,
+        sent_at: None,
+    })
 }
 
 fn check_batch_size(body: &[u8], limits: &Limits) -> Result<(), RequestError> {
     if body.len() > limits.max_batch_bytes {
-        return Err(RequestError::BatchTooLarge { size: body.len(), limit: limits.max_batch_bytes });
+        return Err(RequestError::BatchTooLarge {
+            size: body.len(),
+            limit: limits.max_batch_bytes,
+        });
     }
     Ok(())
 }
 
-fn id_field(msg: &Map<String, Value>, index: usize, field: &'static str) -> Result<Option<String>, RequestError> {
+fn id_field(
+    msg: &Map<String, Value>,
+    index: usize,
+    field: &'static str,
+) -> Result<Option<String>, RequestError> {
     match msg.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(RequestError::BadField { index, field, expected: "a string" }),
+        Some(_) => Err(RequestError::BadField {
+            index,
+            field,
+            expected: "a string",
+        }),
     }
 }
 
-fn str_field(msg: &Map<String, Value>, index: usize, field: &'static str) -> Result<Option<String>, RequestError> {
+fn str_field(
+    msg: &Map<String, Value>,
+    index: usize,
+    field: &'static str,
+) -> Result<Option<String>, RequestError> {
     match msg.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(RequestError::BadField { index, field, expected: "a string" }),
+        Some(_) => Err(RequestError::BadField {
+            index,
+            field,
+            expected: "a string",
+        }),
     }
 }
 
 /// Parses an ISO-8601 timestamp into µs since the epoch.
 pub fn parse_ts(value: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(value).ok().map(|t| t.timestamp_micros())
+    DateTime::parse_from_rfc3339(value)
+        .ok()
+        .map(|t| t.timestamp_micros())
 }
 
-fn ts_field(msg: &Map<String, Value>, index: usize, field: &'static str) -> Result<Option<i64>, RequestError> {
+fn ts_field(
+    msg: &Map<String, Value>,
+    index: usize,
+    field: &'static str,
+) -> Result<Option<i64>, RequestError> {
     match msg.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => parse_ts(s)
             .map(Some)
-            .ok_or_else(|| RequestError::BadTimestamp { index, field, value: s.clone() }),
-        Some(other) => Err(RequestError::BadTimestamp { index, field, value: other.to_string() }),
+            .ok_or_else(|| RequestError::BadTimestamp {
+                index,
+                field,
+                value: s.clone(),
+            }),
+        Some(other) => Err(RequestError::BadTimestamp {
+            index,
+            field,
+            value: other.to_string(),
+        }),
     }
 }
 
@@ -177,18 +254,31 @@ pub fn to_event(
     received_at: i64,
 ) -> Result<Event, RequestError> {
     let kind = match msg.get("type") {
-        Some(Value::String(t)) => {
-            EventType::parse(t).ok_or_else(|| RequestError::UnknownType { index, kind: t.clone() })?
+        Some(Value::String(t)) => EventType::parse(t).ok_or_else(|| RequestError::UnknownType {
+            index,
+            kind: t.clone(),
+        })?,
+        Some(other) => {
+            return Err(RequestError::UnknownType {
+                index,
+                kind: other.to_string(),
+            })
         }
-        Some(other) => return Err(RequestError::UnknownType { index, kind: other.to_string() }),
-        None => return Err(RequestError::BadField { index, field: "type", expected: "present in a batch" }),
+        None => {
+            return Err(RequestError::BadField {
+                index,
+                field: "type",
+                expected: "present in a batch",
+            })
+        }
     };
     let user_id = id_field(msg, index, "userId")?;
     let anonymous_id = id_field(msg, index, "anonymousId")?;
     if user_id.is_none() && anonymous_id.is_none() {
         return Err(RequestError::MissingIdentity { index });
     }
-    let message_id = id_field(msg, index, "messageId")?.unwrap_or_else(|| format!("ns-{}", uuid::Uuid::new_v4()));
+    let message_id = id_field(msg, index, "messageId")?
+        .unwrap_or_else(|| format!("ns-{}", uuid::Uuid::new_v4()));
     let original = ts_field(msg, index, "timestamp")?;
     let sent_at = match ts_field(msg, index, "sentAt")? {
         Some(t) => Some(t),
@@ -209,7 +299,9 @@ pub fn to_event(
     let traits = match kind {
         // Segment's identify and group carry traits at the top level; others may carry them in context.
         EventType::Identify | EventType::Group => json_field(msg, "traits"),
-        _ => msg.get("traits").map_or_else(|| "{}".to_string(), Value::to_string),
+        _ => msg
+            .get("traits")
+            .map_or_else(|| "{}".to_string(), Value::to_string),
     };
     Ok(Event {
         kind,
@@ -240,7 +332,8 @@ mod tests {
 
     #[test]
     fn batch_with_skew_correction() {
-        let body = br#"{"batch":[{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1",
+        let body =
+            br#"{"batch":[{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1",
             "timestamp":"2025-11-24T16:00:00Z","properties":{"plan":"pro"}}],
             "sentAt":"2025-11-24T16:00:10Z","context":{"library":{"name":"x"}}}"#;
         let req = parse_batch(body, &Limits::default()).expect("parse");
@@ -257,8 +350,12 @@ mod tests {
 
     #[test]
     fn single_track_without_timestamp_uses_received_at() {
-        let req = parse_single(br#"{"event":"x","anonymousId":42}"#, EventType::Track, &Limits::default())
-            .expect("parse");
+        let req = parse_single(
+            br#"{"event":"x","anonymousId":42}"#,
+            EventType::Track,
+            &Limits::default(),
+        )
+        .expect("parse");
         let e = to_event(&req.messages[0], 0, None, "s", NOW).expect("event");
         assert_eq!(e.timestamp, NOW);
         assert_eq!(e.anonymous_id.as_deref(), Some("42"));
@@ -276,19 +373,36 @@ mod tests {
         let err = to_event(&req.messages[0], 0, None, "s", NOW).unwrap_err();
         assert_eq!(err, RequestError::MissingIdentity { index: 0 });
         let req = parse_batch(br#"{"batch":[{"type":"click","userId":"u"}]}"#, &l).expect("parse");
-        assert_eq!(to_event(&req.messages[0], 0, None, "s", NOW).unwrap_err().reason(), "unknown_type");
-        let req = parse_batch(br#"{"batch":[{"type":"track","userId":"u","timestamp":"yesterday"}]}"#, &l)
-            .expect("parse");
+        assert_eq!(
+            to_event(&req.messages[0], 0, None, "s", NOW)
+                .unwrap_err()
+                .reason(),
+            "unknown_type"
+        );
+        let req = parse_batch(
+            br#"{"batch":[{"type":"track","userId":"u","timestamp":"yesterday"}]}"#,
+            &l,
+        )
+        .expect("parse");
         let err = to_event(&req.messages[0], 0, None, "s", NOW).unwrap_err();
         assert!(err.to_string().contains("timestamp"), "{err}");
     }
 
     #[test]
     fn limits() {
-        let l = Limits { max_event_bytes: 40, max_batch_bytes: 100 };
-        let big = format!(r#"{{"batch":[{{"type":"track","userId":"{}"}}]}}"#, "x".repeat(50));
+        let l = Limits {
+            max_event_bytes: 40,
+            max_batch_bytes: 100,
+        };
+        let big = format!(
+            r#"{{"batch":[{{"type":"track","userId":"{}"}}]}}"#,
+            "x".repeat(50)
+        );
         let err = parse_batch(big.as_bytes(), &l).unwrap_err();
-        assert!(err.is_too_large() && err.to_string().contains("40-byte"), "{err}");
+        assert!(
+            err.is_too_large() && err.to_string().contains("40-byte"),
+            "{err}"
+        );
         let err = parse_batch(&[b' '; 101], &l).unwrap_err();
         assert!(matches!(err, RequestError::BatchTooLarge { .. }));
     }
@@ -296,7 +410,14 @@ mod tests {
     #[test]
     fn garbage_never_panics() {
         let l = Limits::default();
-        for body in [&b""[..], b"null", b"[]", b"\xff\xfe", b"{\"batch\":[1,2]}", b"{\"batch\":[{\"type\":null}]}"] {
+        for body in [
+            &b""[..],
+            b"null",
+            b"[]",
+            b"\xff\xfe",
+            b"{\"batch\":[1,2]}",
+            b"{\"batch\":[{\"type\":null}]}",
+        ] {
             if let Ok(req) = parse_batch(body, &l) {
                 for (i, m) in req.messages.iter().enumerate() {
                     let _ = to_event(m, i, None, "s", NOW);

@@ -36,7 +36,10 @@ pub fn router(readiness: Readiness) -> Router {
 
 /// Routes `/healthz` and `/readyz` only, for services that serve their own `/metrics`.
 pub fn health_router(readiness: Readiness) -> Router {
-    Router::new().route("/healthz", get(|| async { "ok" })).route("/readyz", get(readyz)).with_state(readiness)
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(readiness)
 }
 
 async fn readyz(State(readiness): State<Readiness>) -> impl IntoResponse {
@@ -52,13 +55,25 @@ pub async fn metrics() -> impl IntoResponse {
     let encoder = TextEncoder::new();
     let mut buf = Vec::new();
     if let Err(e) = encoder.encode(&prometheus::gather(), &mut buf) {
-        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], e.to_string().into_bytes());
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            e.to_string().into_bytes(),
+        );
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf)
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        buf,
+    )
 }
 
 /// Binds `addr` and serves `router` until `shutdown` is cancelled.
-pub async fn serve(addr: SocketAddr, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "http listening");
     axum::serve(listener, router)

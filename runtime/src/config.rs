@@ -43,7 +43,10 @@ fn env_for<T: Serialize + Default>(prefix: &str) -> Env {
     Env::prefixed(prefix).filter_map(move |key| {
         let key = key.as_str().to_ascii_lowercase();
         let top = key.split("__").next().unwrap_or_default();
-        known.iter().any(|k| k == top).then(|| key.replace("__", ".").into())
+        known
+            .iter()
+            .any(|k| k == top)
+            .then(|| key.replace("__", ".").into())
     })
 }
 
@@ -54,7 +57,9 @@ where
     let mut figment = Figment::from(Serialized::defaults(T::default()));
     if let Some(path) = path {
         if !path.exists() {
-            return Err(ConfigError::MissingFile { path: path.display().to_string() });
+            return Err(ConfigError::MissingFile {
+                path: path.display().to_string(),
+            });
         }
         figment = figment.merge(Toml::file(path));
     }
@@ -66,6 +71,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::result_large_err)] // figment::Jail closures
 mod tests {
     use super::*;
     use serde::Deserialize;
@@ -78,7 +84,10 @@ mod tests {
     }
     impl Default for Inner {
         fn default() -> Self {
-            Self { brokers: "127.0.0.1:9092".into(), retries: 3 }
+            Self {
+                brokers: "127.0.0.1:9092".into(),
+                retries: 3,
+            }
         }
     }
     #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -118,8 +127,13 @@ mod tests {
     fn numeric_kafka_properties_from_env() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("NSTEST3_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS", "6000");
-            let cfg: crate::kafka::KafkaConfigHolder = load_config_from(None, env_for::<crate::kafka::KafkaConfigHolder>("NSTEST3_")).expect("load");
-            assert_eq!(cfg.kafka.client_config("x").get("session.timeout.ms"), Some("6000"));
+            let cfg: crate::kafka::KafkaConfigHolder =
+                load_config_from(None, env_for::<crate::kafka::KafkaConfigHolder>("NSTEST3_"))
+                    .expect("load");
+            assert_eq!(
+                cfg.kafka.client_config("x").get("session.timeout.ms"),
+                Some("6000")
+            );
             Ok(())
         });
     }
@@ -135,8 +149,9 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error() {
-        let err = load_config_from::<Cfg>(Some(Path::new("/nonexistent/x.toml")), Env::prefixed("X_"))
-            .unwrap_err();
+        let err =
+            load_config_from::<Cfg>(Some(Path::new("/nonexistent/x.toml")), Env::prefixed("X_"))
+                .unwrap_err();
         assert!(matches!(err, ConfigError::MissingFile { .. }));
     }
 }

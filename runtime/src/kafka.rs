@@ -31,7 +31,9 @@ pub struct KafkaConfig {
 }
 
 /// Accepts numbers and booleans as property values (the environment and TOML type them).
-fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Scalar {
@@ -59,7 +61,10 @@ fn scalars_as_strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap
 
 impl Default for KafkaConfig {
     fn default() -> Self {
-        Self { brokers: "127.0.0.1:9092".into(), properties: BTreeMap::new() }
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            properties: BTreeMap::new(),
+        }
     }
 }
 
@@ -67,7 +72,8 @@ impl KafkaConfig {
     /// A client config with the brokers, a client id and the extra properties set.
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.brokers).set("client.id", client_id);
+        cfg.set("bootstrap.servers", &self.brokers)
+            .set("client.id", client_id);
         for (k, v) in &self.properties {
             // librdkafka property names use dots, never underscores.
             cfg.set(k.replace('_', "."), v);
@@ -91,13 +97,20 @@ mod tests {
     #[test]
     fn property_underscores_are_dots() {
         let mut k = KafkaConfig::default();
-        k.properties.insert("session_timeout_ms".into(), "6000".into());
-        k.properties.insert("socket.timeout.ms".into(), "1000".into());
+        k.properties
+            .insert("session_timeout_ms".into(), "6000".into());
+        k.properties
+            .insert("socket.timeout.ms".into(), "1000".into());
         let cfg = k.client_config("x");
         assert_eq!(cfg.get("session.timeout.ms"), Some("6000"));
         assert_eq!(cfg.get("socket.timeout.ms"), Some("1000"));
         assert_eq!(cfg.get("bootstrap.servers"), Some("127.0.0.1:9092"));
-        assert!(KafkaConfig { brokers: " ".into(), ..Default::default() }.validate().is_err());
+        assert!(KafkaConfig {
+            brokers: " ".into(),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
     }
 }
 
@@ -140,7 +153,10 @@ impl TopicsConfig {
             ("schemas", &self.schemas),
         ] {
             if value.trim().is_empty() {
-                return Err(format!("topics.{key} (NORTHSTAR_TOPICS__{}) is empty", key.to_uppercase()));
+                return Err(format!(
+                    "topics.{key} (NORTHSTAR_TOPICS__{}) is empty",
+                    key.to_uppercase()
+                ));
             }
         }
         Ok(())
@@ -165,11 +181,17 @@ pub struct CreateTopicError {
 }
 
 /// Creates the topics that do not exist yet; an existing topic is left as it is.
-pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(), CreateTopicError> {
+pub async fn create_topics(
+    kafka: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<(), CreateTopicError> {
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config("northstar-admin")
         .create()
-        .map_err(|e| CreateTopicError { topic: "*".into(), reason: e.to_string() })?;
+        .map_err(|e| CreateTopicError {
+            topic: "*".into(),
+            reason: e.to_string(),
+        })?;
     let new_topics: Vec<NewTopic<'_>> = specs
         .iter()
         .map(|s| {
@@ -184,7 +206,10 @@ pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
     let results = admin
         .create_topics(new_topics.iter(), &opts)
         .await
-        .map_err(|e| CreateTopicError { topic: "*".into(), reason: e.to_string() })?;
+        .map_err(|e| CreateTopicError {
+            topic: "*".into(),
+            reason: e.to_string(),
+        })?;
     for result in results {
         match result {
             Ok(name) => tracing::info!(topic = %name, "topic created"),
@@ -192,7 +217,10 @@ pub async fn create_topics(kafka: &KafkaConfig, specs: &[TopicSpec]) -> Result<(
                 tracing::info!(topic = %name, "topic exists")
             }
             Err((name, code)) => {
-                return Err(CreateTopicError { topic: name, reason: code.to_string() })
+                return Err(CreateTopicError {
+                    topic: name,
+                    reason: code.to_string(),
+                })
             }
         }
     }

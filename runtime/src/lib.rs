@@ -18,5 +18,7 @@ pub use telemetry::TelemetryConfig;
 
 /// Builds the multi-threaded tokio runtime every service binary runs on.
 pub fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }

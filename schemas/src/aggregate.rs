@@ -37,7 +37,10 @@ pub struct KpiAggregate {
 impl KpiAggregate {
     /// The Kafka record key: identical for every update of the same value.
     pub fn upsert_key(&self) -> String {
-        let mut key = format!("{}|{}|{}|{}", self.kpi, self.window, self.window_start, self.source_partition);
+        let mut key = format!(
+            "{}|{}|{}|{}",
+            self.kpi, self.window, self.window_start, self.source_partition
+        );
         for (k, v) in &self.segment {
             key.push('|');
             key.push_str(k);
@@ -63,8 +66,8 @@ impl Default for AggregateCodec {
 impl AggregateCodec {
     pub fn new() -> Self {
         #[allow(clippy::expect_used)]
-        let schema =
-            Schema::parse_str(crate::KPI_AGGREGATE_SCHEMA_V1).expect("the bundled aggregate schema parses");
+        let schema = Schema::parse_str(crate::KPI_AGGREGATE_SCHEMA_V1)
+            .expect("the bundled aggregate schema parses");
         Self { schema }
     }
 
@@ -73,8 +76,11 @@ impl AggregateCodec {
     }
 
     pub fn encode(&self, a: &KpiAggregate) -> Result<Vec<u8>, CodecError> {
-        let segment: HashMap<String, Value> =
-            a.segment.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+        let segment: HashMap<String, Value> = a
+            .segment
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
         let value = Value::Record(vec![
             ("kpi".into(), Value::String(a.kpi.clone())),
             ("window".into(), Value::String(a.window.clone())),
@@ -89,7 +95,9 @@ impl AggregateCodec {
             ("sourceOffset".into(), Value::Long(a.source_offset)),
         ]);
         let mut out = Vec::with_capacity(256);
-        apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema).build()?.write_value(&mut out, value)?;
+        apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema)
+            .build()?
+            .write_value(&mut out, value)?;
         Ok(out)
     }
 
@@ -134,7 +142,9 @@ impl AggregateCodec {
                 ("sourcePartition", Value::Int(p)) => out.source_partition = p,
                 ("sourceOffset", Value::Long(o)) => out.source_offset = o,
                 (field, v) => {
-                    return Err(CodecError::Avro(format!("unexpected value {v:?} for field {field}")))
+                    return Err(CodecError::Avro(format!(
+                        "unexpected value {v:?} for field {field}"
+                    )))
                 }
             }
         }

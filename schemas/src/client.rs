@@ -17,7 +17,11 @@ pub enum RegistryClientError {
     #[error("schema registry unreachable at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error("schema registry answered {status} for {url}: {body}")]
-    Status { url: String, status: u16, body: String },
+    Status {
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error("schema {id} from the registry does not parse: {reason}")]
     BadSchema { id: u32, reason: String },
 }
@@ -59,7 +63,11 @@ impl RegistryClient {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { base: base_url.trim_end_matches('/').to_string(), http, cache: Arc::default() }
+        Self {
+            base: base_url.trim_end_matches('/').to_string(),
+            http,
+            cache: Arc::default(),
+        }
     }
 
     /// Registers `schema` (Avro JSON text) under `subject`; returns its global id.
@@ -73,18 +81,32 @@ impl RegistryClient {
             .body(body.to_string())
             .send()
             .await
-            .map_err(|e| RegistryClientError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| RegistryClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         let status = resp.status().as_u16();
         let text = resp
             .text()
             .await
-            .map_err(|e| RegistryClientError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| RegistryClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         if status != 200 {
-            return Err(RegistryClientError::Status { url, status, body: text });
+            return Err(RegistryClientError::Status {
+                url,
+                status,
+                body: text,
+            });
         }
         serde_json::from_str::<IdResponse>(&text)
             .map(|r| r.id)
-            .map_err(|e| RegistryClientError::Status { url, status, body: format!("{e}: {text}") })
+            .map_err(|e| RegistryClientError::Status {
+                url,
+                status,
+                body: format!("{e}: {text}"),
+            })
     }
 
     /// Registers `schema` under `subject`, retrying while the registry is unreachable, until
@@ -111,35 +133,63 @@ impl RegistryClient {
 
     /// The schema with global id `id` (cached).
     pub async fn schema_by_id(&self, id: u32) -> Result<Arc<Schema>, RegistryClientError> {
-        if let Some(s) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+        if let Some(s) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
             return Ok(s.clone());
         }
         let url = format!("{}/schemas/ids/{}", self.base, id);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| RegistryClientError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        let resp =
+            self.http
+                .get(&url)
+                .send()
+                .await
+                .map_err(|e| RegistryClientError::Unreachable {
+                    url: url.clone(),
+                    reason: e.to_string(),
+                })?;
         let status = resp.status().as_u16();
         let text = resp
             .text()
             .await
-            .map_err(|e| RegistryClientError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+            .map_err(|e| RegistryClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         if status != 200 {
-            return Err(RegistryClientError::Status { url, status, body: text });
+            return Err(RegistryClientError::Status {
+                url,
+                status,
+                body: text,
+            });
         }
-        let parsed: SchemaResponse = serde_json::from_str(&text)
-            .map_err(|e| RegistryClientError::Status { url, status, body: format!("{e}: {text}") })?;
-        let schema = Schema::parse_str(&parsed.schema)
-            .map_err(|e| RegistryClientError::BadSchema { id, reason: e.to_string() })?;
+        let parsed: SchemaResponse =
+            serde_json::from_str(&text).map_err(|e| RegistryClientError::Status {
+                url,
+                status,
+                body: format!("{e}: {text}"),
+            })?;
+        let schema =
+            Schema::parse_str(&parsed.schema).map_err(|e| RegistryClientError::BadSchema {
+                id,
+                reason: e.to_string(),
+            })?;
         let schema = Arc::new(schema);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, schema.clone());
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, schema.clone());
         Ok(schema)
     }
 
     /// Seeds the cache, e.g. with a schema this process just registered.
     pub fn remember(&self, id: u32, schema: Schema) {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(schema));
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(schema));
     }
 }

@@ -34,7 +34,11 @@ pub struct EventDecoder {
 
 impl EventDecoder {
     pub fn new(registry: RegistryClient) -> Self {
-        Self { registry, schemas: HashMap::new(), codec: EventCodec::new() }
+        Self {
+            registry,
+            schemas: HashMap::new(),
+            codec: EventCodec::new(),
+        }
     }
 
     /// The writer schema `id`; `None` when the registry does not know it (or `give_up` fired).
@@ -61,16 +65,30 @@ impl EventDecoder {
     }
 
     /// Decodes one record value.
-    pub async fn decode(&mut self, payload: Option<&[u8]>, give_up: &CancellationToken) -> Result<Event, Undecodable> {
-        let payload =
-            payload.ok_or_else(|| Undecodable { reason: "empty_payload", detail: "record has no value".into() })?;
-        let (id, datum) =
-            wire::split(payload).map_err(|e| Undecodable { reason: "not_wire_format", detail: e.to_string() })?;
-        let schema = self.writer_schema(id, give_up).await.ok_or_else(|| Undecodable {
-            reason: "unknown_schema",
-            detail: format!("schema id {id} is not in the registry"),
+    pub async fn decode(
+        &mut self,
+        payload: Option<&[u8]>,
+        give_up: &CancellationToken,
+    ) -> Result<Event, Undecodable> {
+        let payload = payload.ok_or_else(|| Undecodable {
+            reason: "empty_payload",
+            detail: "record has no value".into(),
         })?;
-        self.codec.decode(&schema, datum).map_err(|e| Undecodable { reason: "undecodable", detail: e.to_string() })
+        let (id, datum) = wire::split(payload).map_err(|e| Undecodable {
+            reason: "not_wire_format",
+            detail: e.to_string(),
+        })?;
+        let schema = self
+            .writer_schema(id, give_up)
+            .await
+            .ok_or_else(|| Undecodable {
+                reason: "unknown_schema",
+                detail: format!("schema id {id} is not in the registry"),
+            })?;
+        self.codec.decode(&schema, datum).map_err(|e| Undecodable {
+            reason: "undecodable",
+            detail: e.to_string(),
+        })
     }
 
     /// The codec (for re-encoding as v1).

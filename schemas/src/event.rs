@@ -103,9 +103,11 @@ impl Event {
     pub fn event_name(&self) -> &str {
         match self.kind {
             EventType::Track => self.event.as_deref().unwrap_or(""),
-            EventType::Page | EventType::Screen => {
-                self.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(self.kind.as_str())
-            }
+            EventType::Page | EventType::Screen => self
+                .name
+                .as_deref()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(self.kind.as_str()),
             other => other.as_str(),
         }
     }
@@ -140,7 +142,8 @@ fn opt_ts(v: Option<i64>) -> Value {
 impl EventCodec {
     pub fn new() -> Self {
         #[allow(clippy::expect_used)]
-        let schema = Schema::parse_str(crate::EVENT_SCHEMA_V1).expect("the bundled event schema parses");
+        let schema =
+            Schema::parse_str(crate::EVENT_SCHEMA_V1).expect("the bundled event schema parses");
         Self { schema }
     }
 
@@ -152,7 +155,10 @@ impl EventCodec {
     /// The Avro datum of `event` (without the wire-format header).
     pub fn encode(&self, e: &Event) -> Result<Vec<u8>, CodecError> {
         let value = Value::Record(vec![
-            ("type".into(), Value::Enum(e.kind.index(), e.kind.as_str().into())),
+            (
+                "type".into(),
+                Value::Enum(e.kind.index(), e.kind.as_str().into()),
+            ),
             ("messageId".into(), Value::String(e.message_id.clone())),
             ("userId".into(), opt_string(&e.user_id)),
             ("anonymousId".into(), opt_string(&e.anonymous_id)),
@@ -171,7 +177,9 @@ impl EventCodec {
             ("sourceId".into(), Value::String(e.source_id.clone())),
         ]);
         let mut out = Vec::with_capacity(256);
-        apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema).build()?.write_value(&mut out, value)?;
+        apache_avro::writer::datum::GenericDatumWriter::builder(&self.schema)
+            .build()?
+            .write_value(&mut out, value)?;
         Ok(out)
     }
 
@@ -183,7 +191,10 @@ impl EventCodec {
             .build()?
             .read_value(&mut datum)?;
         if !datum.is_empty() {
-            return Err(CodecError::Avro(format!("{} trailing bytes after the datum", datum.len())));
+            return Err(CodecError::Avro(format!(
+                "{} trailing bytes after the datum",
+                datum.len()
+            )));
         }
         event_from_value(value)
     }
@@ -195,9 +206,16 @@ fn event_from_value(value: Value) -> Result<Event, CodecError> {
     };
     let mut f: HashMap<String, Value> = fields.into_iter().collect();
     let kind = match f.remove("type") {
-        Some(Value::Enum(_, s)) => EventType::parse(&s)
-            .ok_or_else(|| CodecError::Field { field: "type", problem: format!("unknown type {s:?}") })?,
-        _ => return Err(CodecError::Field { field: "type", problem: "missing".into() }),
+        Some(Value::Enum(_, s)) => EventType::parse(&s).ok_or_else(|| CodecError::Field {
+            field: "type",
+            problem: format!("unknown type {s:?}"),
+        })?,
+        _ => {
+            return Err(CodecError::Field {
+                field: "type",
+                problem: "missing".into(),
+            })
+        }
     };
     Ok(Event {
         kind,
@@ -230,15 +248,24 @@ fn unwrap_union(v: Value) -> Value {
 fn req_string(f: &mut HashMap<String, Value>, field: &'static str) -> Result<String, CodecError> {
     match f.remove(field).map(unwrap_union) {
         Some(Value::String(s)) => Ok(s),
-        other => Err(CodecError::Field { field, problem: format!("expected a string, got {other:?}") }),
+        other => Err(CodecError::Field {
+            field,
+            problem: format!("expected a string, got {other:?}"),
+        }),
     }
 }
 
-fn opt_string_field(f: &mut HashMap<String, Value>, field: &'static str) -> Result<Option<String>, CodecError> {
+fn opt_string_field(
+    f: &mut HashMap<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, CodecError> {
     match f.remove(field).map(unwrap_union) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        other => Err(CodecError::Field { field, problem: format!("expected a string or null, got {other:?}") }),
+        other => Err(CodecError::Field {
+            field,
+            problem: format!("expected a string or null, got {other:?}"),
+        }),
     }
 }
 
@@ -246,18 +273,27 @@ fn ts(v: Value, field: &'static str) -> Result<i64, CodecError> {
     match v {
         Value::TimestampMicros(t) | Value::Long(t) => Ok(t),
         Value::TimestampMillis(t) => Ok(t.saturating_mul(1000)),
-        other => Err(CodecError::Field { field, problem: format!("expected a timestamp, got {other:?}") }),
+        other => Err(CodecError::Field {
+            field,
+            problem: format!("expected a timestamp, got {other:?}"),
+        }),
     }
 }
 
 fn req_ts(f: &mut HashMap<String, Value>, field: &'static str) -> Result<i64, CodecError> {
     match f.remove(field).map(unwrap_union) {
         Some(v) => ts(v, field),
-        None => Err(CodecError::Field { field, problem: "missing".into() }),
+        None => Err(CodecError::Field {
+            field,
+            problem: "missing".into(),
+        }),
     }
 }
 
-fn opt_ts_field(f: &mut HashMap<String, Value>, field: &'static str) -> Result<Option<i64>, CodecError> {
+fn opt_ts_field(
+    f: &mut HashMap<String, Value>,
+    field: &'static str,
+) -> Result<Option<i64>, CodecError> {
     match f.remove(field).map(unwrap_union) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => ts(v, field).map(Some),
@@ -301,12 +337,20 @@ pub(crate) mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let codec = EventCodec::new();
-        for bytes in [&b""[..], b"\x02", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", b"hello world"] {
+        for bytes in [
+            &b""[..],
+            b"\x02",
+            b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"hello world",
+        ] {
             assert!(codec.decode(codec.schema(), bytes).is_err());
         }
         let mut datum = codec.encode(&sample()).expect("encode");
         datum.push(0);
-        assert!(codec.decode(codec.schema(), &datum).is_err(), "trailing bytes");
+        assert!(
+            codec.decode(codec.schema(), &datum).is_err(),
+            "trailing bytes"
+        );
     }
 
     #[test]
@@ -326,14 +370,24 @@ pub(crate) mod tests {
         let value = Value::Record(vec![
             ("type".into(), Value::Enum(0, "track".into())),
             ("messageId".into(), Value::String("m".into())),
-            ("userId".into(), Value::Union(1, Box::new(Value::String("u".into())))),
-            ("event".into(), Value::Union(1, Box::new(Value::String("x".into())))),
+            (
+                "userId".into(),
+                Value::Union(1, Box::new(Value::String("u".into()))),
+            ),
+            (
+                "event".into(),
+                Value::Union(1, Box::new(Value::String("x".into()))),
+            ),
             ("timestamp".into(), Value::TimestampMicros(5)),
             ("receivedAt".into(), Value::TimestampMicros(6)),
             ("sourceId".into(), Value::String("backend".into())),
         ]);
         let mut datum = Vec::new();
-        apache_avro::writer::datum::GenericDatumWriter::builder(&writer).build().expect("w").write_value(&mut datum, value).expect("encode");
+        apache_avro::writer::datum::GenericDatumWriter::builder(&writer)
+            .build()
+            .expect("w")
+            .write_value(&mut datum, value)
+            .expect("encode");
         let codec = EventCodec::new();
         let e = codec.decode(&writer, &datum).expect("decode");
         assert_eq!(e.properties, "{}");

@@ -24,9 +24,18 @@ pub struct SourcePosition {
 /// Headers naming the source position.
 pub fn source_headers(topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
     OwnedHeaders::new_with_capacity(3)
-        .insert(Header { key: SOURCE_TOPIC, value: Some(topic) })
-        .insert(Header { key: SOURCE_PARTITION, value: Some(&partition.to_string()) })
-        .insert(Header { key: SOURCE_OFFSET, value: Some(&offset.to_string()) })
+        .insert(Header {
+            key: SOURCE_TOPIC,
+            value: Some(topic),
+        })
+        .insert(Header {
+            key: SOURCE_PARTITION,
+            value: Some(&partition.to_string()),
+        })
+        .insert(Header {
+            key: SOURCE_OFFSET,
+            value: Some(&offset.to_string()),
+        })
 }
 
 /// Reads a header's value as UTF-8 text.
@@ -56,7 +65,11 @@ mod tests {
         let h = source_headers("events.raw", 2, 12345);
         assert_eq!(
             source_position(&h),
-            Some(SourcePosition { topic: "events.raw".into(), partition: 2, offset: 12345 })
+            Some(SourcePosition {
+                topic: "events.raw".into(),
+                partition: 2,
+                offset: 12345
+            })
         );
     }
 }

@@ -39,7 +39,10 @@ pub enum CodecError {
     #[error("avro: {0}")]
     Avro(String),
     #[error("field {field}: {problem}")]
-    Field { field: &'static str, problem: String },
+    Field {
+        field: &'static str,
+        problem: String,
+    },
 }
 
 impl From<apache_avro::Error> for CodecError {

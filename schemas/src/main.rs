@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use northstar_runtime::kafka::{create_topics, TopicSpec};
-use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime, KafkaConfig, TopicsConfig};
+use northstar_runtime::{
+    load_config, shutdown, telemetry, tokio_runtime, KafkaConfig, TopicsConfig,
+};
 use northstar_schemas::registry::{self, RegistryConfig};
 use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA_V1};
 
@@ -28,7 +30,11 @@ enum Command {
     /// Create the pipeline's topics if they do not exist (never relies on auto-create).
     CreateTopics {
         /// Bootstrap servers.
-        #[arg(long, env = "NORTHSTAR_KAFKA__BROKERS", default_value = "127.0.0.1:9092")]
+        #[arg(
+            long,
+            env = "NORTHSTAR_KAFKA__BROKERS",
+            default_value = "127.0.0.1:9092"
+        )]
         brokers: String,
         /// Partitions of the event topics.
         #[arg(long, default_value_t = 3)]
@@ -37,7 +43,11 @@ enum Command {
     /// Register the contract's schemas (event envelope, KPI aggregate) under their topics' subjects.
     Register {
         /// Schema registry URL.
-        #[arg(long, env = "NORTHSTAR_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+        #[arg(
+            long,
+            env = "NORTHSTAR_REGISTRY_URL",
+            default_value = "http://127.0.0.1:8081"
+        )]
         registry_url: String,
     },
 }
@@ -46,17 +56,29 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => {
-            let config: RegistryConfig = load_config(config.as_deref()).context("invalid configuration")?;
+            let config: RegistryConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
-            tokio_runtime()?.block_on(async move { registry::run(config, shutdown::on_signals()).await })
+            tokio_runtime()?
+                .block_on(async move { registry::run(config, shutdown::on_signals()).await })
         }
-        Command::CreateTopics { brokers, partitions } => {
+        Command::CreateTopics {
+            brokers,
+            partitions,
+        } => {
             telemetry::init(&Default::default());
-            let kafka = KafkaConfig { brokers, ..Default::default() };
+            let kafka = KafkaConfig {
+                brokers,
+                ..Default::default()
+            };
             let topics: TopicsConfig = load_config(None).context("invalid configuration")?;
             let mut specs: Vec<TopicSpec> = [&topics.raw, &topics.clean, &topics.dlq]
                 .into_iter()
-                .map(|name| TopicSpec { name: name.clone(), partitions, config: vec![] })
+                .map(|name| TopicSpec {
+                    name: name.clone(),
+                    partitions,
+                    config: vec![],
+                })
                 .collect();
             specs.push(TopicSpec {
                 name: topics.aggregates.clone(),

@@ -38,14 +38,18 @@ enum Mode {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().mode {
         Mode::Lake { config } => {
-            let config: LakeConfig = load_config(config.as_deref()).context("invalid configuration")?;
+            let config: LakeConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
-            tokio_runtime()?.block_on(async move { lake::run(config, shutdown::on_signals()).await })
+            tokio_runtime()?
+                .block_on(async move { lake::run(config, shutdown::on_signals()).await })
         }
         Mode::Metrics { config } => {
-            let config: MetricsSinkConfig = load_config(config.as_deref()).context("invalid configuration")?;
+            let config: MetricsSinkConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
-            tokio_runtime()?.block_on(async move { metrics_sink::run(config, shutdown::on_signals()).await })
+            tokio_runtime()?
+                .block_on(async move { metrics_sink::run(config, shutdown::on_signals()).await })
         }
     }
 }

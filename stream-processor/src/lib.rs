@@ -18,14 +18,21 @@ pub use config::ProcessorConfig;
 
 /// Registers the output schemas, then runs the pipeline and the admin server until `shutdown`.
 pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
     let registry = RegistryClient::new(&config.registry_url);
     let clean_id = registry
         .register_with_retry(&value_subject(&config.topics.clean), EVENT_SCHEMA_V1, 60)
         .await
         .context("cannot register the clean event schema")?;
     let agg_id = registry
-        .register_with_retry(&value_subject(&config.topics.aggregates), KPI_AGGREGATE_SCHEMA_V1, 60)
+        .register_with_retry(
+            &value_subject(&config.topics.aggregates),
+            KPI_AGGREGATE_SCHEMA_V1,
+            60,
+        )
         .await
         .context("cannot register the aggregate schema")?;
     let pipeline = pipeline::Pipeline::new(config.clone(), registry, clean_id, agg_id)
@@ -33,7 +40,11 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
     let readiness = admin::Readiness::default();
     readiness.set(true);
     let admin_shutdown = shutdown.child_token();
-    let admin_task = tokio::spawn(admin::serve(config.listen, admin::router(readiness), admin_shutdown.clone()));
+    let admin_task = tokio::spawn(admin::serve(
+        config.listen,
+        admin::router(readiness),
+        admin_shutdown.clone(),
+    ));
     let result = pipeline.run(shutdown).await;
     admin_shutdown.cancel();
     let _ = admin_task.await;

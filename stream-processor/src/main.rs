@@ -21,7 +21,10 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: ProcessorConfig = load_config(cli.config.as_deref()).context("invalid configuration")?;
+    let config: ProcessorConfig =
+        load_config(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.telemetry);
-    tokio_runtime()?.block_on(async move { northstar_stream_processor::run(config, shutdown::on_signals()).await })
+    tokio_runtime()?.block_on(async move {
+        northstar_stream_processor::run(config, shutdown::on_signals()).await
+    })
 }

@@ -10,27 +10,89 @@ use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec
 macro_rules! counter {
     ($name:ident, $metric:literal, $help:literal, $labels:expr) => {
         #[allow(clippy::expect_used)]
-        pub static $name: LazyLock<IntCounterVec> =
-            LazyLock::new(|| register_int_counter_vec!($metric, $help, $labels).expect("metric registers"));
+        pub static $name: LazyLock<IntCounterVec> = LazyLock::new(|| {
+            register_int_counter_vec!($metric, $help, $labels).expect("metric registers")
+        });
     };
 }
 macro_rules! gauge {
     ($name:ident, $metric:literal, $help:literal, $labels:expr) => {
         #[allow(clippy::expect_used)]
-        pub static $name: LazyLock<IntGaugeVec> =
-            LazyLock::new(|| register_int_gauge_vec!($metric, $help, $labels).expect("metric registers"));
+        pub static $name: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+            register_int_gauge_vec!($metric, $help, $labels).expect("metric registers")
+        });
     };
 }
 
-counter!(EVENTS_IN, "northstar_processor_events_in_total", "Records read from the raw topic", &["partition"]);
-counter!(EVENTS_OUT, "northstar_processor_events_out_total", "Valid, unique events written to the clean topic", &["partition"]);
-counter!(DUPLICATES, "northstar_processor_duplicates_total", "Events dropped as duplicates of an earlier messageId", &["partition"]);
-counter!(INVALID, "northstar_processor_invalid_total", "Records sent to the dead-letter topic, by reason", &["partition", "reason"]);
-counter!(LATE_UPDATED, "northstar_processor_late_updated_total", "Late events that updated a window within the allowed lateness", &["partition"]);
-counter!(LATE_DROPPED, "northstar_processor_late_dropped_total", "Events too late for their window (kept in the lake, not counted in KPIs)", &["partition", "kpi"]);
-counter!(AGGREGATES_OUT, "northstar_processor_aggregates_out_total", "KPI aggregate updates emitted", &["partition", "final"]);
-counter!(COMMITS, "northstar_processor_commits_total", "Offset commits after acknowledged output", &["partition"]);
-gauge!(WATERMARK, "northstar_processor_watermark_seconds", "Event-time watermark per partition (unix seconds)", &["partition"]);
-gauge!(STATE_IDS, "northstar_processor_state_ids", "Message ids remembered for deduplication", &["partition"]);
-gauge!(OPEN_WINDOWS, "northstar_processor_open_windows", "Windows not yet final", &["partition"]);
-gauge!(COMMITTED_OFFSET, "northstar_processor_committed_offset", "Next offset committed for the partition", &["partition"]);
+counter!(
+    EVENTS_IN,
+    "northstar_processor_events_in_total",
+    "Records read from the raw topic",
+    &["partition"]
+);
+counter!(
+    EVENTS_OUT,
+    "northstar_processor_events_out_total",
+    "Valid, unique events written to the clean topic",
+    &["partition"]
+);
+counter!(
+    DUPLICATES,
+    "northstar_processor_duplicates_total",
+    "Events dropped as duplicates of an earlier messageId",
+    &["partition"]
+);
+counter!(
+    INVALID,
+    "northstar_processor_invalid_total",
+    "Records sent to the dead-letter topic, by reason",
+    &["partition", "reason"]
+);
+counter!(
+    LATE_UPDATED,
+    "northstar_processor_late_updated_total",
+    "Late events that updated a window within the allowed lateness",
+    &["partition"]
+);
+counter!(
+    LATE_DROPPED,
+    "northstar_processor_late_dropped_total",
+    "Events too late for their window (kept in the lake, not counted in KPIs)",
+    &["partition", "kpi"]
+);
+counter!(
+    AGGREGATES_OUT,
+    "northstar_processor_aggregates_out_total",
+    "KPI aggregate updates emitted",
+    &["partition", "final"]
+);
+counter!(
+    COMMITS,
+    "northstar_processor_commits_total",
+    "Offset commits after acknowledged output",
+    &["partition"]
+);
+gauge!(
+    WATERMARK,
+    "northstar_processor_watermark_seconds",
+    "Event-time watermark per partition (unix seconds)",
+    &["partition"]
+);
+gauge!(
+    STATE_IDS,
+    "northstar_processor_state_ids",
+    "Message ids remembered for deduplication",
+    &["partition"]
+);
+gauge!(
+    OPEN_WINDOWS,
+    "northstar_processor_open_windows",
+    "Windows not yet final",
+    &["partition"]
+);
+gauge!(
+    COMMITTED_OFFSET,
+    "northstar_processor_committed_offset",
+    "Next offset committed for the partition",
+    &["partition"]
+);

@@ -73,7 +73,8 @@ impl Pipeline {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
-        let consumer: StreamConsumer<RevokeTracker> = ccfg.create_with_context(RevokeTracker::default())?;
+        let consumer: StreamConsumer<RevokeTracker> =
+            ccfg.create_with_context(RevokeTracker::default())?;
         consumer.subscribe(&[config.topics.raw.as_str()])?;
         let mut pcfg = config.kafka.client_config("northstar-stream-processor");
         pcfg.set("enable.idempotence", "true")
@@ -125,20 +126,30 @@ impl Pipeline {
         tracing::info!("draining: emitting windows, waiting for acknowledgements, committing");
         self.flush_and_commit(CommitMode::Sync).await?;
         let producer = self.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || producer.flush(Timeout::After(Duration::from_secs(30)))).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            producer.flush(Timeout::After(Duration::from_secs(30)))
+        })
+        .await;
         Ok(())
     }
 
     fn forget_revoked(&mut self) {
         for p in self.consumer.context().take_revoked() {
-            tracing::info!(partition = p, "partition revoked, forgetting its in-memory state");
+            tracing::info!(
+                partition = p,
+                "partition revoked, forgetting its in-memory state"
+            );
             self.partitions.remove(&p);
             self.processed.remove(&p);
             self.committed.remove(&p);
         }
     }
 
-    async fn process(&mut self, msg: &rdkafka::message::OwnedMessage, shutdown: &Shutdown) -> Result<(), PipelineError> {
+    async fn process(
+        &mut self,
+        msg: &rdkafka::message::OwnedMessage,
+        shutdown: &Shutdown,
+    ) -> Result<(), PipelineError> {
         self.forget_revoked();
         let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
         let p = partition.to_string();
@@ -152,10 +163,18 @@ impl Pipeline {
             .and_then(|e| validate(&e).map(|()| e));
         match decoded {
             Err(invalid) => {
-                metrics::INVALID.with_label_values(&[&p, invalid.reason]).inc();
+                metrics::INVALID
+                    .with_label_values(&[&p, invalid.reason])
+                    .inc();
                 let hdrs = source_headers(&topic, partition, offset)
-                    .insert(Header { key: headers::DLQ_REASON, value: Some(invalid.reason) })
-                    .insert(Header { key: headers::DLQ_DETAIL, value: Some(&invalid.detail) });
+                    .insert(Header {
+                        key: headers::DLQ_REASON,
+                        value: Some(invalid.reason),
+                    })
+                    .insert(Header {
+                        key: headers::DLQ_DETAIL,
+                        value: Some(&invalid.detail),
+                    });
                 let topic_out = self.dlq_topic.clone();
                 let mut rec = FutureRecord::to(&topic_out).headers(hdrs);
                 if let Some(payload) = msg.payload() {
@@ -167,16 +186,27 @@ impl Pipeline {
                 self.enqueue(rec).await?;
             }
             Ok(event) => {
-                let state = self.partitions.entry(partition).or_insert_with(|| PartitionState::new(lateness_ms));
+                let state = self
+                    .partitions
+                    .entry(partition)
+                    .or_insert_with(|| PartitionState::new(lateness_ms));
                 if state.is_duplicate(&event.source_id, &event.message_id) {
                     metrics::DUPLICATES.with_label_values(&[&p]).inc();
                 } else {
                     match state.count(event.timestamp.div_euclid(1000), event.event_name()) {
                         Counted::OnTime => {}
-                        Counted::LateUpdated => metrics::LATE_UPDATED.with_label_values(&[&p]).inc(),
-                        Counted::LateDropped => metrics::LATE_DROPPED.with_label_values(&[&p, EVENTS_KPI]).inc(),
+                        Counted::LateUpdated => {
+                            metrics::LATE_UPDATED.with_label_values(&[&p]).inc()
+                        }
+                        Counted::LateDropped => metrics::LATE_DROPPED
+                            .with_label_values(&[&p, EVENTS_KPI])
+                            .inc(),
                     }
-                    let datum = self.decoder.codec().encode(&event).map_err(|e| PipelineError::Encode(e.to_string()))?;
+                    let datum = self
+                        .decoder
+                        .codec()
+                        .encode(&event)
+                        .map_err(|e| PipelineError::Encode(e.to_string()))?;
                     let payload = wire::frame(self.clean_schema_id, &datum);
                     let topic_out = self.clean_topic.clone();
                     let mut rec = FutureRecord::to(&topic_out)
@@ -233,14 +263,24 @@ impl Pipeline {
         let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
         partitions.sort_unstable();
         for partition in partitions {
-            let Some(next) = self.processed.get(&partition).copied() else { continue };
-            let Some(state) = self.partitions.get_mut(&partition) else { continue };
+            let Some(next) = self.processed.get(&partition).copied() else {
+                continue;
+            };
+            let Some(state) = self.partitions.get_mut(&partition) else {
+                continue;
+            };
             let updates = state.drain_updates();
             let watermark = state.watermark_ms();
             let p = partition.to_string();
-            metrics::WATERMARK.with_label_values(&[&p]).set(watermark.max(0) / 1000);
-            metrics::STATE_IDS.with_label_values(&[&p]).set(state.remembered_ids() as i64);
-            metrics::OPEN_WINDOWS.with_label_values(&[&p]).set(state.open_windows() as i64);
+            metrics::WATERMARK
+                .with_label_values(&[&p])
+                .set(watermark.max(0) / 1000);
+            metrics::STATE_IDS
+                .with_label_values(&[&p])
+                .set(state.remembered_ids() as i64);
+            metrics::OPEN_WINDOWS
+                .with_label_values(&[&p])
+                .set(state.open_windows() as i64);
             for u in updates {
                 let agg = KpiAggregate {
                     kpi: EVENTS_KPI.into(),
@@ -255,14 +295,22 @@ impl Pipeline {
                     source_partition: partition,
                     source_offset: next - 1,
                 };
-                let datum = self.agg_codec.encode(&agg).map_err(|e| PipelineError::Encode(e.to_string()))?;
+                let datum = self
+                    .agg_codec
+                    .encode(&agg)
+                    .map_err(|e| PipelineError::Encode(e.to_string()))?;
                 let payload = wire::frame(self.agg_schema_id, &datum);
                 let key = agg.upsert_key();
                 let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
                 let topic_out = self.aggregates_topic.clone();
-                let rec = FutureRecord::to(&topic_out).key(&key).payload(&payload).headers(hdrs);
+                let rec = FutureRecord::to(&topic_out)
+                    .key(&key)
+                    .payload(&payload)
+                    .headers(hdrs);
                 self.enqueue(rec).await?;
-                metrics::AGGREGATES_OUT.with_label_values(&[p.as_str(), if u.is_final { "true" } else { "false" }]).inc();
+                metrics::AGGREGATES_OUT
+                    .with_label_values(&[p.as_str(), if u.is_final { "true" } else { "false" }])
+                    .inc();
             }
         }
         self.await_pending().await?;
@@ -276,7 +324,9 @@ impl Pipeline {
             return Ok(());
         }
         let result = match mode {
-            CommitMode::Sync => tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync)),
+            CommitMode::Sync => {
+                tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+            }
             CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
         };
         match result {
@@ -298,5 +348,5 @@ impl Pipeline {
 
 /// Reads the source position of a record derived by this processor (for sinks and tests).
 pub fn source_of(msg: &BorrowedMessage<'_>) -> Option<headers::SourcePosition> {
-    msg.headers().and_then(|h| headers::source_position(h))
+    msg.headers().and_then(headers::source_position)
 }

@@ -66,7 +66,12 @@ pub fn window_start(ts_ms: i64) -> i64 {
 
 impl PartitionState {
     pub fn new(lateness_ms: i64) -> Self {
-        Self { seen: HashSet::new(), windows: HashMap::new(), watermark_ms: i64::MIN, lateness_ms }
+        Self {
+            seen: HashSet::new(),
+            windows: HashMap::new(),
+            watermark_ms: i64::MIN,
+            lateness_ms,
+        }
     }
 
     /// Records (source, messageId); returns true if it was seen before.
@@ -85,7 +90,8 @@ impl PartitionState {
     }
 
     fn is_final(&self, start_ms: i64) -> bool {
-        self.watermark_ms != i64::MIN && start_ms + WINDOW_MS + self.lateness_ms <= self.watermark_ms
+        self.watermark_ms != i64::MIN
+            && start_ms + WINDOW_MS + self.lateness_ms <= self.watermark_ms
     }
 
     /// Counts one event named `event` at event time `ts_ms`, then advances the watermark.
@@ -113,9 +119,15 @@ impl PartitionState {
         let mut out = Vec::new();
         let mut closed = Vec::new();
         for ((start, event), w) in self.windows.iter_mut() {
-            let is_final = self.watermark_ms != i64::MIN && *start + WINDOW_MS + self.lateness_ms <= self.watermark_ms;
+            let is_final = self.watermark_ms != i64::MIN
+                && *start + WINDOW_MS + self.lateness_ms <= self.watermark_ms;
             if w.dirty || is_final {
-                out.push(WindowUpdate { window_start_ms: *start, event: event.clone(), count: w.count, is_final });
+                out.push(WindowUpdate {
+                    window_start_ms: *start,
+                    event: event.clone(),
+                    count: w.count,
+                    is_final,
+                });
                 w.dirty = false;
             }
             if is_final {
@@ -163,9 +175,24 @@ mod tests {
         assert_eq!(
             u,
             vec![
-                WindowUpdate { window_start_ms: t0, event: "a".into(), count: 2, is_final: false },
-                WindowUpdate { window_start_ms: t0, event: "b".into(), count: 1, is_final: false },
-                WindowUpdate { window_start_ms: t0 + MIN, event: "a".into(), count: 1, is_final: false },
+                WindowUpdate {
+                    window_start_ms: t0,
+                    event: "a".into(),
+                    count: 2,
+                    is_final: false
+                },
+                WindowUpdate {
+                    window_start_ms: t0,
+                    event: "b".into(),
+                    count: 1,
+                    is_final: false
+                },
+                WindowUpdate {
+                    window_start_ms: t0 + MIN,
+                    event: "a".into(),
+                    count: 1,
+                    is_final: false
+                },
             ]
         );
         assert!(s.drain_updates().is_empty(), "nothing changed");
@@ -174,10 +201,23 @@ mod tests {
         // The watermark passes t0's end + lateness: t0 windows are final.
         s.count(t0 + MIN + LATE, "c");
         let u = s.drain_updates();
-        assert!(u.contains(&WindowUpdate { window_start_ms: t0, event: "a".into(), count: 3, is_final: true }));
-        assert!(u.contains(&WindowUpdate { window_start_ms: t0, event: "b".into(), count: 1, is_final: true }));
+        assert!(u.contains(&WindowUpdate {
+            window_start_ms: t0,
+            event: "a".into(),
+            count: 3,
+            is_final: true
+        }));
+        assert!(u.contains(&WindowUpdate {
+            window_start_ms: t0,
+            event: "b".into(),
+            count: 1,
+            is_final: true
+        }));
         assert_eq!(s.count(t0 + 7, "a"), Counted::LateDropped);
-        assert!(s.drain_updates().iter().all(|u| u.window_start_ms != t0), "final windows are forgotten");
+        assert!(
+            s.drain_updates().iter().all(|u| u.window_start_ms != t0),
+            "final windows are forgotten"
+        );
     }
 
     #[test]

@@ -16,7 +16,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
@@ -26,7 +29,10 @@ const MIN_TS_MICROS: i64 = 946_684_800_000_000;
 const MAX_TS_MICROS: i64 = 4_102_444_800_000_000;
 
 fn is_json_object(text: &str) -> bool {
-    matches!(serde_json::from_str::<serde_json::Value>(text), Ok(serde_json::Value::Object(_)))
+    matches!(
+        serde_json::from_str::<serde_json::Value>(text),
+        Ok(serde_json::Value::Object(_))
+    )
 }
 
 /// Checks the required fields and the types of the schemaless parts.
@@ -35,32 +41,50 @@ pub fn validate(e: &Event) -> Result<(), Invalid> {
         return Err(Invalid::new("missing_message_id", "messageId is empty"));
     }
     if e.distinct_id().is_none() {
-        return Err(Invalid::new("missing_identity", "userId or anonymousId is required"));
+        return Err(Invalid::new(
+            "missing_identity",
+            "userId or anonymousId is required",
+        ));
     }
     if e.source_id.is_empty() {
         return Err(Invalid::new("missing_source", "sourceId is empty"));
     }
     match e.kind {
         EventType::Track if e.event.as_deref().is_none_or(|n| n.trim().is_empty()) => {
-            return Err(Invalid::new("missing_event_name", "track requires a non-empty event"));
+            return Err(Invalid::new(
+                "missing_event_name",
+                "track requires a non-empty event",
+            ));
         }
         EventType::Group if e.group_id.is_none() => {
             return Err(Invalid::new("missing_group_id", "group requires groupId"));
         }
         EventType::Alias if e.previous_id.is_none() => {
-            return Err(Invalid::new("missing_previous_id", "alias requires previousId"));
+            return Err(Invalid::new(
+                "missing_previous_id",
+                "alias requires previousId",
+            ));
         }
         _ => {}
     }
     if !(MIN_TS_MICROS..MAX_TS_MICROS).contains(&e.timestamp) {
-        return Err(Invalid::new("invalid_timestamp", format!("timestamp {} µs is outside 2000..2100", e.timestamp)));
+        return Err(Invalid::new(
+            "invalid_timestamp",
+            format!("timestamp {} µs is outside 2000..2100", e.timestamp),
+        ));
     }
-    for (field, text) in
-        [("context", &e.context), ("properties", &e.properties), ("traits", &e.traits), ("integrations", &e.integrations)]
-    {
+    for (field, text) in [
+        ("context", &e.context),
+        ("properties", &e.properties),
+        ("traits", &e.traits),
+        ("integrations", &e.integrations),
+    ] {
         if !is_json_object(text) {
             let shown: String = text.chars().take(64).collect();
-            return Err(Invalid::new("not_an_object", format!("{field} must be a JSON object, got {shown}")));
+            return Err(Invalid::new(
+                "not_an_object",
+                format!("{field} must be a JSON object, got {shown}"),
+            ));
         }
     }
     Ok(())

@@ -20,13 +20,21 @@ pub struct Record {
 }
 
 /// Produces `payload` (raw bytes, as a backend service might) to `topic` and waits for the ack.
-pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &[u8]) -> anyhow::Result<()> {
+pub async fn produce_raw(
+    brokers: &str,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> anyhow::Result<()> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .create()?;
     producer
-        .send(FutureRecord::to(topic).key(key).payload(payload), Timeout::After(Duration::from_secs(30)))
+        .send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Timeout::After(Duration::from_secs(30)),
+        )
         .await
         .map_err(|(e, _)| anyhow::anyhow!("produce failed: {e}"))?;
     Ok(())
@@ -58,13 +66,21 @@ pub fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
     consumer.assign(&tpl)?;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !remaining.is_empty() {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "timed out reading {topic}");
-        let Some(msg) = consumer.poll(Duration::from_millis(500)) else { continue };
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "timed out reading {topic}"
+        );
+        let Some(msg) = consumer.poll(Duration::from_millis(500)) else {
+            continue;
+        };
         let msg = msg?;
         let mut headers = HashMap::new();
         if let Some(h) = msg.headers() {
             for hd in h.iter() {
-                headers.insert(hd.key.to_string(), String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned());
+                headers.insert(
+                    hd.key.to_string(),
+                    String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                );
             }
         }
         out.push(Record {
@@ -74,7 +90,10 @@ pub fn read_topic(brokers: &str, topic: &str) -> anyhow::Result<Vec<Record>> {
             payload: msg.payload().map(<[u8]>::to_vec),
             headers,
         });
-        if remaining.get(&msg.partition()).is_some_and(|h| msg.offset() + 1 >= *h) {
+        if remaining
+            .get(&msg.partition())
+            .is_some_and(|h| msg.offset() + 1 >= *h)
+        {
             remaining.remove(&msg.partition());
         }
     }

@@ -29,22 +29,35 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test-binary>
-    exe.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
-    assert!(p.exists(), "{} is missing: run `cargo build --bins` (./tests/run.sh does) first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --bins` (./tests/run.sh does) first",
+        p.display()
+    );
     p
 }
 
 /// The Tansu binary.
 pub fn tansu_bin() -> PathBuf {
-    let p = std::env::var("NORTHSTAR_TANSU").map(PathBuf::from).unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        PathBuf::from(home).join(".cache/northstar/tansu-0.6.0/bin/tansu")
-    });
-    assert!(p.exists(), "Tansu not found at {}: run deploy/local/install-tansu.sh", p.display());
+    let p = std::env::var("NORTHSTAR_TANSU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+            PathBuf::from(home).join(".cache/northstar/tansu-0.6.0/bin/tansu")
+        });
+    assert!(
+        p.exists(),
+        "Tansu not found at {}: run deploy/local/install-tansu.sh",
+        p.display()
+    );
     p
 }
 
@@ -63,10 +76,18 @@ impl Proc {
         let file = std::fs::File::create(&log).expect("create log file");
         #[allow(clippy::expect_used)]
         let err = file.try_clone().expect("clone log file");
-        cmd.stdout(Stdio::from(file)).stderr(Stdio::from(err)).stdin(Stdio::null());
+        cmd.stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .stdin(Stdio::null());
         #[allow(clippy::expect_used)]
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Proc { name: name.to_string(), child, log }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     /// SIGTERM, then wait up to `grace` for a clean exit (SIGKILL after that). Returns whether
@@ -75,7 +96,10 @@ impl Proc {
         if let Ok(Some(status)) = self.child.try_wait() {
             return status.success();
         }
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -101,7 +125,9 @@ impl Proc {
 
     /// The last `n` lines of the log.
     pub fn log_tail(&self, n: usize) -> String {
-        let Ok(f) = std::fs::File::open(&self.log) else { return String::new() };
+        let Ok(f) = std::fs::File::open(&self.log) else {
+            return String::new();
+        };
         let lines: Vec<String> = BufReader::new(f).lines().map_while(Result::ok).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
@@ -163,7 +189,10 @@ impl Stack {
     /// Starts the broker, creates the topics (3 partitions) and starts the registry.
     pub async fn start_core() -> Stack {
         #[allow(clippy::expect_used)]
-        let dir = tempfile::Builder::new().prefix("northstar-e2e-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("northstar-e2e-")
+            .tempdir()
+            .expect("tempdir");
         let ports = Ports {
             broker: free_port(),
             registry: free_port(),
@@ -172,16 +201,31 @@ impl Stack {
             lake: free_port(),
             metrics: free_port(),
         };
-        let mut stack = Stack { dir, ports, procs: Vec::new(), env: Vec::new() };
+        let mut stack = Stack {
+            dir,
+            ports,
+            procs: Vec::new(),
+            env: Vec::new(),
+        };
         stack.start_broker();
         let status = Command::new(bin("northstar-schemas"))
-            .args(["create-topics", "--brokers", &stack.brokers(), "--partitions", "3"])
+            .args([
+                "create-topics",
+                "--brokers",
+                &stack.brokers(),
+                "--partitions",
+                "3",
+            ])
             .env("RUST_LOG", "warn")
             .status();
         assert!(status.is_ok_and(|s| s.success()), "create-topics failed");
         stack.start_registry();
         assert!(
-            wait_for_http(&format!("{}/subjects", stack.registry_url()), Duration::from_secs(60)).await,
+            wait_for_http(
+                &format!("{}/subjects", stack.registry_url()),
+                Duration::from_secs(60)
+            )
+            .await,
             "registry did not start:\n{}",
             stack.logs()
         );
@@ -193,13 +237,23 @@ impl Stack {
         let listener = format!("tcp://127.0.0.1:{}", self.ports.broker);
         let mut cmd = Command::new(tansu_bin());
         cmd.current_dir(self.dir.path())
-            .args(["broker", "--listener-url", &listener, "--advertised-listener-url", &listener])
+            .args([
+                "broker",
+                "--listener-url",
+                &listener,
+                "--advertised-listener-url",
+                &listener,
+            ])
             // Relative: Tansu 0.6.0 mangles absolute sqlite paths.
             .args(["--storage-engine", "sqlite://tansu.db"]);
         let p = Proc::spawn("tansu", cmd, self.dir.path());
         self.procs.push(p);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.broker));
-        assert!(wait_for_port(addr, Duration::from_secs(30)), "broker did not start:\n{}", self.logs());
+        assert!(
+            wait_for_port(addr, Duration::from_secs(30)),
+            "broker did not start:\n{}",
+            self.logs()
+        );
     }
 
     pub fn brokers(&self) -> String {
@@ -243,7 +297,12 @@ impl Stack {
     }
 
     pub fn start_registry(&mut self) {
-        let cmd = self.service("registry", "northstar-schemas", &["serve"], self.ports.registry);
+        let cmd = self.service(
+            "registry",
+            "northstar-schemas",
+            &["serve"],
+            self.ports.registry,
+        );
         let p = Proc::spawn("registry", cmd, self.dir.path());
         self.procs.push(p);
     }
@@ -256,20 +315,33 @@ impl Stack {
     }
 
     pub fn start_processor(&mut self) {
-        let cmd = self.service("processor", "northstar-stream-processor", &[], self.ports.processor);
+        let cmd = self.service(
+            "processor",
+            "northstar-stream-processor",
+            &[],
+            self.ports.processor,
+        );
         let p = Proc::spawn("processor", cmd, self.dir.path());
         self.procs.push(p);
     }
 
     pub fn start_lake_sink(&mut self) {
         let mut cmd = self.service("lake", "northstar-sink", &["lake"], self.ports.lake);
-        cmd.env("NORTHSTAR_ROOT", format!("file://{}", self.lake_dir().display()));
+        cmd.env(
+            "NORTHSTAR_ROOT",
+            format!("file://{}", self.lake_dir().display()),
+        );
         let p = Proc::spawn("lake", cmd, self.dir.path());
         self.procs.push(p);
     }
 
     pub fn start_metrics_sink(&mut self) {
-        let cmd = self.service("metrics", "northstar-sink", &["metrics"], self.ports.metrics);
+        let cmd = self.service(
+            "metrics",
+            "northstar-sink",
+            &["metrics"],
+            self.ports.metrics,
+        );
         let p = Proc::spawn("metrics", cmd, self.dir.path());
         self.procs.push(p);
     }
@@ -287,7 +359,11 @@ impl Stack {
             (self.ports.metrics, "/healthz"),
         ] {
             let url = format!("http://127.0.0.1:{port}{what}");
-            assert!(wait_for_http(&url, Duration::from_secs(60)).await, "{url} not up:\n{}", self.logs());
+            assert!(
+                wait_for_http(&url, Duration::from_secs(60)).await,
+                "{url} not up:\n{}",
+                self.logs()
+            );
         }
     }
 
@@ -319,7 +395,10 @@ impl Stack {
 
     /// The tails of every log, for failure messages.
     pub fn logs(&self) -> String {
-        self.procs.iter().map(|p| format!("----- {} -----\n{}\n", p.name, p.log_tail(25))).collect()
+        self.procs
+            .iter()
+            .map(|p| format!("----- {} -----\n{}\n", p.name, p.log_tail(25)))
+            .collect()
     }
 
     /// Stops the services with SIGTERM (broker last); returns the names of those that did
@@ -338,7 +417,11 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("stack directory {}\n{}", self.dir.path().display(), self.logs());
+            eprintln!(
+                "stack directory {}\n{}",
+                self.dir.path().display(),
+                self.logs()
+            );
         }
         for p in self.procs.iter_mut().rev() {
             p.kill();

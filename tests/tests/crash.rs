@@ -16,13 +16,23 @@ const BATCH: usize = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_processor_and_lake_sink_loses_no_event() {
     let mut stack = Stack::start_core().await;
-    stack.env.push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "1".into()));
-    stack.env.push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "300".into()));
+    stack
+        .env
+        .push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "1".into()));
+    stack
+        .env
+        .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "300".into()));
     // A killed member leaves no LeaveGroup: let the group notice within seconds.
-    stack.env.push(("NORTHSTAR_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS".into(), "6000".into()));
+    stack.env.push((
+        "NORTHSTAR_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS".into(),
+        "6000".into(),
+    ));
     stack.start_services().await;
 
-    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:")));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    );
     let client = reqwest::Client::new();
     let url = format!("{}/v1/batch", stack.ingest_url());
     let mut sent = HashSet::new();
@@ -34,7 +44,12 @@ async fn sigkill_of_processor_and_lake_sink_loses_no_event() {
                 json!({"type": "track", "event": "Crash Test", "userId": format!("u{}", i % 37), "messageId": id})
             })
             .collect();
-        let resp = client.post(&url).header("authorization", &auth).json(&json!({"batch": batch})).send().await;
+        let resp = client
+            .post(&url)
+            .header("authorization", &auth)
+            .json(&json!({"batch": batch}))
+            .send()
+            .await;
         assert_eq!(resp.expect("send").status(), 200);
         match b {
             8 => stack.kill9("processor"),
@@ -68,8 +83,16 @@ async fn sigkill_of_processor_and_lake_sink_loses_no_event() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let missing: Vec<_> = sent.difference(&in_lake).take(10).collect();
-    assert!(missing.is_empty(), "{} accepted events never reached the lake, e.g. {missing:?}\n{}", sent.len() - in_lake.intersection(&sent).count(), stack.logs());
+    assert!(
+        missing.is_empty(),
+        "{} accepted events never reached the lake, e.g. {missing:?}\n{}",
+        sent.len() - in_lake.intersection(&sent).count(),
+        stack.logs()
+    );
     assert_eq!(in_lake, sent, "the lake holds only events that were sent");
     let unclean = stack.shutdown();
-    assert!(unclean.is_empty(), "did not exit cleanly on SIGTERM: {unclean:?}");
+    assert!(
+        unclean.is_empty(),
+        "did not exit cleanly on SIGTERM: {unclean:?}"
+    );
 }

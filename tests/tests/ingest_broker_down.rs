@@ -14,21 +14,36 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_means_503_and_recovery_keeps_every_acknowledged_event() {
     let mut stack = Stack::start_core().await;
-    stack.env.push(("NORTHSTAR_DELIVERY_TIMEOUT_MS".into(), "3000".into()));
+    stack
+        .env
+        .push(("NORTHSTAR_DELIVERY_TIMEOUT_MS".into(), "3000".into()));
     stack.start_ingest();
     let ready = format!("{}/readyz", stack.ingest_url());
-    assert!(northstar_e2e::wait_for_http(&ready, Duration::from_secs(60)).await, "{}", stack.logs());
+    assert!(
+        northstar_e2e::wait_for_http(&ready, Duration::from_secs(60)).await,
+        "{}",
+        stack.logs()
+    );
 
-    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:")));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    );
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
     let url = format!("{}/v1/batch", stack.ingest_url());
     let mut acknowledged = HashSet::new();
-    let mut send = |n: usize, tag: &str| {
+    let send = |n: usize, tag: &str| {
         let batch: Vec<_> = (0..10)
             .map(|i| json!({"type": "track", "event": "E", "userId": format!("u{i}"), "messageId": format!("{tag}-{n}-{i}")}))
             .collect();
         let ids: Vec<String> = (0..10).map(|i| format!("{tag}-{n}-{i}")).collect();
-        let req = client.post(&url).header("authorization", &auth).json(&json!({"batch": batch}));
+        let req = client
+            .post(&url)
+            .header("authorization", &auth)
+            .json(&json!({"batch": batch}));
         (ids, req)
     };
 
@@ -40,11 +55,19 @@ async fn broker_down_means_503_and_recovery_keeps_every_acknowledged_event() {
     let (_, req) = send(1, "during");
     let resp = req.send().await.expect("send");
     assert_eq!(resp.status(), 503, "broker down must not be acknowledged");
-    assert!(resp.headers().get("retry-after").is_some(), "503 carries Retry-After");
+    assert!(
+        resp.headers().get("retry-after").is_some(),
+        "503 carries Retry-After"
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut saw_not_ready = false;
     while Instant::now() < deadline {
-        if reqwest::get(&ready).await.map(|r| r.status().as_u16()).unwrap_or(0) == 503 {
+        if reqwest::get(&ready)
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+            == 503
+        {
             saw_not_ready = true;
             break;
         }
@@ -81,5 +104,8 @@ async fn broker_down_means_503_and_recovery_keeps_every_acknowledged_event() {
         .map(|e| e.message_id)
         .collect();
     let missing: Vec<_> = acknowledged.difference(&in_kafka).collect();
-    assert!(missing.is_empty(), "acknowledged but not in Kafka: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in Kafka: {missing:?}"
+    );
 }

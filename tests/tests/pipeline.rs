@@ -20,14 +20,25 @@ const EMPTY_NAME: usize = 30;
 const NOT_OBJECT: usize = 30;
 const RAW_JSON: usize = 10;
 const UNKNOWN_SCHEMA: usize = 10;
-const EVENT_NAMES: [&str; 8] =
-    ["Signed Up", "Logged In", "Viewed Page", "Added To Cart", "Checked Out", "Invited User", "Upgraded", "Churned"];
+const EVENT_NAMES: [&str; 8] = [
+    "Signed Up",
+    "Logged In",
+    "Viewed Page",
+    "Added To Cart",
+    "Checked Out",
+    "Invited User",
+    "Upgraded",
+    "Churned",
+];
 
 /// A small deterministic generator (no external randomness in tests).
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: usize) -> usize {
@@ -36,19 +47,28 @@ impl Lcg {
 }
 
 fn auth() -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    )
 }
 
 /// Sums `metric{...} value` lines of a Prometheus exposition, grouped by one label.
 fn sum_by_label(text: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(metric) else { continue };
+        let Some(rest) = line.strip_prefix(metric) else {
+            continue;
+        };
         if !rest.starts_with('{') {
             continue;
         }
-        let Some((labels, value)) = rest.rsplit_once(' ') else { continue };
-        let Ok(v) = value.parse::<f64>() else { continue };
+        let Some((labels, value)) = rest.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(v) = value.parse::<f64>() else {
+            continue;
+        };
         let key = labels
             .split(&format!("{label}=\""))
             .nth(1)
@@ -70,8 +90,12 @@ async fn get_text(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     let mut stack = Stack::start_core().await;
-    stack.env.push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "2".into()));
-    stack.env.push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "500".into()));
+    stack
+        .env
+        .push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "2".into()));
+    stack
+        .env
+        .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "500".into()));
     stack.start_services().await;
 
     // --- build the workload ---
@@ -104,8 +128,10 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         messages.push(json!({"type": "track", "event": "", "userId": "bad-user", "messageId": format!("bad-name-{i}")}));
     }
     for i in 0..NOT_OBJECT {
-        messages.push(json!({"type": "track", "event": "Signed Up", "userId": "bad-user",
-            "messageId": format!("bad-props-{i}"), "properties": "not an object"}));
+        messages.push(
+            json!({"type": "track", "event": "Signed Up", "userId": "bad-user",
+            "messageId": format!("bad-props-{i}"), "properties": "not an object"}),
+        );
     }
     // Shuffle, then insert each duplicate after its original.
     for i in (1..messages.len()).rev() {
@@ -115,7 +141,10 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     for _ in 0..DUPLICATES {
         let j = loop {
             let j = rng.below(messages.len());
-            if messages[j]["messageId"].as_str().is_some_and(|s| s.starts_with("valid-")) {
+            if messages[j]["messageId"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("valid-"))
+            {
                 break j;
             }
         };
@@ -123,37 +152,86 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         let at = j + 1 + rng.below(messages.len() - j);
         messages.insert(at, copy);
     }
-    assert_eq!(messages.len(), UNIQUE + DUPLICATES + EMPTY_NAME + NOT_OBJECT);
+    assert_eq!(
+        messages.len(),
+        UNIQUE + DUPLICATES + EMPTY_NAME + NOT_OBJECT
+    );
 
     // --- send over HTTP in batches of 100 ---
     let client = reqwest::Client::new();
     let batch_url = format!("{}/v1/batch", stack.ingest_url());
     for chunk in messages.chunks(100) {
         let body = json!({"batch": chunk, "sentAt": chrono::Utc::now().to_rfc3339()});
-        let resp = client.post(&batch_url).header("authorization", auth()).json(&body).send().await.expect("send");
-        assert_eq!(resp.status(), 200, "batch rejected: {}", resp.text().await.unwrap_or_default());
+        let resp = client
+            .post(&batch_url)
+            .header("authorization", auth())
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            resp.status(),
+            200,
+            "batch rejected: {}",
+            resp.text().await.unwrap_or_default()
+        );
     }
     // Requests the collector itself must refuse, none of which may reach Kafka.
-    let r = client.post(&batch_url).header("authorization", "Basic d3Jvbmc6").json(&json!({"batch": []})).send().await;
+    let r = client
+        .post(&batch_url)
+        .header("authorization", "Basic d3Jvbmc6")
+        .json(&json!({"batch": []}))
+        .send()
+        .await;
     assert_eq!(r.expect("send").status(), 401);
-    let r = client.post(&batch_url).body("{\"batch\":[").send().await.expect("send");
-    assert_eq!(r.status(), 400, "malformed JSON without a key is a 400 before the 401");
-    let r = client.post(&batch_url).header("authorization", auth()).body("{\"batch\":[").send().await.expect("send");
+    let r = client
+        .post(&batch_url)
+        .body("{\"batch\":[")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        r.status(),
+        400,
+        "malformed JSON without a key is a 400 before the 401"
+    );
+    let r = client
+        .post(&batch_url)
+        .header("authorization", auth())
+        .body("{\"batch\":[")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 400);
     let big = json!({"batch": [{"type": "track", "event": "x", "userId": "u", "properties": {"blob": "x".repeat(40_000)}}]});
-    let r = client.post(&batch_url).header("authorization", auth()).json(&big).send().await.expect("send");
+    let r = client
+        .post(&batch_url)
+        .header("authorization", auth())
+        .json(&big)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status(), 413);
 
     // --- records a backend producer writes straight to the raw topic ---
     let mut raw_payloads = HashSet::new();
     for i in 0..RAW_JSON {
         let payload = format!("{{\"not\":\"avro\",\"i\":{i}}}");
-        kafka::produce_raw(&stack.brokers(), "events.raw", "backend", payload.as_bytes()).await.expect("produce");
+        kafka::produce_raw(
+            &stack.brokers(),
+            "events.raw",
+            "backend",
+            payload.as_bytes(),
+        )
+        .await
+        .expect("produce");
         raw_payloads.insert(payload.into_bytes());
     }
     for i in 0..UNKNOWN_SCHEMA {
         let payload = northstar_schemas::wire::frame(999_999, format!("datum-{i}").as_bytes());
-        kafka::produce_raw(&stack.brokers(), "events.raw", "backend", &payload).await.expect("produce");
+        kafka::produce_raw(&stack.brokers(), "events.raw", "backend", &payload)
+            .await
+            .expect("produce");
         raw_payloads.insert(payload);
     }
     let invalid_total = EMPTY_NAME + NOT_OBJECT + RAW_JSON + UNKNOWN_SCHEMA;
@@ -162,10 +240,16 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     // --- wait for the pipeline to settle ---
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
-        let rows = lake::string_column(&stack.lake_dir(), "message_id").map(|v| v.len()).unwrap_or_default();
+        let rows = lake::string_column(&stack.lake_dir(), "message_id")
+            .map(|v| v.len())
+            .unwrap_or_default();
         let text = get_text(&stack.metrics_url()).await;
-        let window_sum: f64 = sum_by_label(&text, "northstar_kpi_window_value", "kpi").values().sum();
-        let dead = kafka::read_topic(&stack.brokers(), "events.dlq").map(|v| v.len()).unwrap_or_default();
+        let window_sum: f64 = sum_by_label(&text, "northstar_kpi_window_value", "kpi")
+            .values()
+            .sum();
+        let dead = kafka::read_topic(&stack.brokers(), "events.dlq")
+            .map(|v| v.len())
+            .unwrap_or_default();
         if rows >= UNIQUE && window_sum >= UNIQUE as f64 && dead >= invalid_total {
             break;
         }
@@ -180,15 +264,33 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     // Lake: exactly the unique valid events.
     assert_eq!(lake_ids.len(), UNIQUE, "lake rows\n{}", stack.logs());
     let lake_set: HashSet<String> = lake_ids.into_iter().flatten().collect();
-    assert_eq!(lake_set, unique_ids, "lake holds exactly the unique valid message ids");
+    assert_eq!(
+        lake_set, unique_ids,
+        "lake holds exactly the unique valid message ids"
+    );
 
     // DLQ: exactly the invalid records, each with its reason, source position and original bytes.
     assert_eq!(dlq.len(), invalid_total, "dead-letter records");
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for r in &dlq {
-        *reasons.entry(r.headers.get("northstar.dlq.reason").cloned().unwrap_or_default()).or_default() += 1;
-        assert!(r.headers.contains_key("northstar.source.offset"), "source position header");
-        assert!(r.headers.get("northstar.dlq.detail").is_some_and(|d| !d.is_empty()), "detail header");
+        *reasons
+            .entry(
+                r.headers
+                    .get("northstar.dlq.reason")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .or_default() += 1;
+        assert!(
+            r.headers.contains_key("northstar.source.offset"),
+            "source position header"
+        );
+        assert!(
+            r.headers
+                .get("northstar.dlq.detail")
+                .is_some_and(|d| !d.is_empty()),
+            "detail header"
+        );
     }
     let expected_reasons: BTreeMap<String, usize> = [
         ("missing_event_name".to_string(), EMPTY_NAME),
@@ -207,13 +309,21 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
 
     // Metrics: the windowed counts sum to the unique valid events, per event name too.
     let per_name = sum_by_label(&metrics_text, "northstar_kpi_window_value", "event");
-    let expected: BTreeMap<String, f64> = expected_per_name.iter().map(|(k, v)| (k.clone(), *v as f64)).collect();
-    assert_eq!(per_name, expected, "window counts per event name\n{metrics_text}");
+    let expected: BTreeMap<String, f64> = expected_per_name
+        .iter()
+        .map(|(k, v)| (k.clone(), *v as f64))
+        .collect();
+    assert_eq!(
+        per_name, expected,
+        "window counts per event name\n{metrics_text}"
+    );
 
     // The clean topic: unique valid events, keys kept, source positions attached.
     let clean = kafka::read_topic(&stack.brokers(), "events.clean").expect("read clean");
     assert_eq!(clean.len(), UNIQUE);
-    assert!(clean.iter().all(|r| r.headers.contains_key("northstar.source.partition") && r.key.is_some()));
+    assert!(clean
+        .iter()
+        .all(|r| r.headers.contains_key("northstar.source.partition") && r.key.is_some()));
 
     // The processor's own accounting: in = out + duplicates + invalid.
     let ptext = get_text(&stack.processor_metrics_url()).await;
@@ -230,5 +340,9 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
 
     // SIGTERM drains and exits cleanly.
     let unclean = stack.shutdown();
-    assert!(unclean.is_empty(), "did not exit cleanly on SIGTERM: {unclean:?}\n{}", stack.logs());
+    assert!(
+        unclean.is_empty(),
+        "did not exit cleanly on SIGTERM: {unclean:?}\n{}",
+        stack.logs()
+    );
 }

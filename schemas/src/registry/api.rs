@@ -27,33 +27,59 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/", get(|| async { reply(StatusCode::OK, json!({})) }))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
-        .route("/schemas/types", get(|| async { reply(StatusCode::OK, json!(["AVRO"])) }))
+        .route(
+            "/schemas/types",
+            get(|| async { reply(StatusCode::OK, json!(["AVRO"])) }),
+        )
         .route("/subjects", get(subjects))
         .route("/subjects/{subject}", post(lookup))
         .route("/subjects/{subject}/versions", get(versions).post(register))
         .route("/subjects/{subject}/versions/{version}", get(version))
-        .route("/subjects/{subject}/versions/{version}/schema", get(raw_version))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(compat_version))
-        .route("/compatibility/subjects/{subject}/versions", post(compat_all))
+        .route(
+            "/subjects/{subject}/versions/{version}/schema",
+            get(raw_version),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compat_version),
+        )
+        .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(compat_all),
+        )
         .route("/config", get(get_global).put(put_global))
-        .route("/config/{subject}", get(get_subject_config).put(put_subject_config))
+        .route(
+            "/config/{subject}",
+            get(get_subject_config).put(put_subject_config),
+        )
         .with_state(registry)
 }
 
 fn reply(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 impl IntoResponse for RegistryError {
     fn into_response(self) -> Response {
         let (status, code) = self.codes();
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        reply(status, json!({ "error_code": code, "message": self.to_string() }))
+        reply(
+            status,
+            json!({ "error_code": code, "message": self.to_string() }),
+        )
     }
 }
 
 fn bad_request(message: String) -> Response {
-    reply(StatusCode::UNPROCESSABLE_ENTITY, json!({ "error_code": 422, "message": message }))
+    reply(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({ "error_code": 422, "message": message }),
+    )
 }
 
 #[derive(Deserialize)]
@@ -65,15 +91,20 @@ struct SchemaBody {
     references: Option<Vec<Value>>,
 }
 
+#[allow(clippy::result_large_err)] // the error is the finished HTTP response
 fn parse_body(body: &Bytes) -> Result<SchemaBody, Response> {
-    let parsed: SchemaBody = serde_json::from_slice(body).map_err(|e| bad_request(format!("invalid request body: {e}")))?;
+    let parsed: SchemaBody = serde_json::from_slice(body)
+        .map_err(|e| bad_request(format!("invalid request body: {e}")))?;
     if let Some(t) = &parsed.schema_type {
         if !t.eq_ignore_ascii_case("AVRO") {
             return Err(RegistryError::UnsupportedType(t.clone()).into_response());
         }
     }
     if parsed.references.as_ref().is_some_and(|r| !r.is_empty()) {
-        return Err(RegistryError::InvalidSchema("schema references are not supported".into()).into_response());
+        return Err(
+            RegistryError::InvalidSchema("schema references are not supported".into())
+                .into_response(),
+        );
     }
     Ok(parsed)
 }
@@ -89,7 +120,10 @@ async fn schema_by_id(State(r): State<Arc<Registry>>, Path(id): Path<u32>) -> Re
 async fn raw_schema_by_id(State(r): State<Arc<Registry>>, Path(id): Path<u32>) -> Response {
     let state = r.read();
     match state.schema(id) {
-        Ok(s) => reply(StatusCode::OK, serde_json::from_str(&s.text).unwrap_or(Value::String(s.text.clone()))),
+        Ok(s) => reply(
+            StatusCode::OK,
+            serde_json::from_str(&s.text).unwrap_or(Value::String(s.text.clone())),
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -113,24 +147,37 @@ fn version_json(r: &Registry, subject: &str, selector: &str) -> Result<Value, Re
     Ok(json!({ "subject": subject, "version": v.version, "id": v.id, "schema": s.text }))
 }
 
-async fn version(State(r): State<Arc<Registry>>, Path((subject, version)): Path<(String, String)>) -> Response {
+async fn version(
+    State(r): State<Arc<Registry>>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
     match version_json(&r, &subject, &version) {
         Ok(v) => reply(StatusCode::OK, v),
         Err(e) => e.into_response(),
     }
 }
 
-async fn raw_version(State(r): State<Arc<Registry>>, Path((subject, version)): Path<(String, String)>) -> Response {
+async fn raw_version(
+    State(r): State<Arc<Registry>>,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
     match version_json(&r, &subject, &version) {
         Ok(v) => {
             let text = v["schema"].as_str().unwrap_or_default();
-            reply(StatusCode::OK, serde_json::from_str(text).unwrap_or(Value::Null))
+            reply(
+                StatusCode::OK,
+                serde_json::from_str(text).unwrap_or(Value::Null),
+            )
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn register(State(r): State<Arc<Registry>>, Path(subject): Path<String>, body: Bytes) -> Response {
+async fn register(
+    State(r): State<Arc<Registry>>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -141,16 +188,24 @@ async fn register(State(r): State<Arc<Registry>>, Path(subject): Path<String>, b
     }
 }
 
-async fn lookup(State(r): State<Arc<Registry>>, Path(subject): Path<String>, body: Bytes) -> Response {
+async fn lookup(
+    State(r): State<Arc<Registry>>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(resp) => return resp,
     };
     let state = r.read();
-    match state.lookup(&subject, &body.schema).and_then(|v| Ok((v.clone(), state.schema(v.id)?.text.clone()))) {
-        Ok((v, text)) => {
-            reply(StatusCode::OK, json!({ "subject": subject, "version": v.version, "id": v.id, "schema": text }))
-        }
+    match state
+        .lookup(&subject, &body.schema)
+        .and_then(|v| Ok((v.clone(), state.schema(v.id)?.text.clone())))
+    {
+        Ok((v, text)) => reply(
+            StatusCode::OK,
+            json!({ "subject": subject, "version": v.version, "id": v.id, "schema": text }),
+        ),
         Err(e) => e.into_response(),
     }
 }
@@ -182,7 +237,11 @@ async fn compat_version(
     }
 }
 
-async fn compat_all(State(r): State<Arc<Registry>>, Path(subject): Path<String>, body: Bytes) -> Response {
+async fn compat_all(
+    State(r): State<Arc<Registry>>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
     let body = match parse_body(&body) {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -194,7 +253,10 @@ async fn compat_all(State(r): State<Arc<Registry>>, Path(subject): Path<String>,
 }
 
 async fn get_global(State(r): State<Arc<Registry>>) -> Response {
-    reply(StatusCode::OK, json!({ "compatibilityLevel": r.read().global_compatibility() }))
+    reply(
+        StatusCode::OK,
+        json!({ "compatibilityLevel": r.read().global_compatibility() }),
+    )
 }
 
 async fn get_subject_config(
@@ -205,9 +267,10 @@ async fn get_subject_config(
     let state = r.read();
     match state.subject_compatibility(&subject) {
         Some(level) => reply(StatusCode::OK, json!({ "compatibilityLevel": level })),
-        None if q.get("defaultToGlobal").is_some_and(|v| v == "true") => {
-            reply(StatusCode::OK, json!({ "compatibilityLevel": state.global_compatibility() }))
-        }
+        None if q.get("defaultToGlobal").is_some_and(|v| v == "true") => reply(
+            StatusCode::OK,
+            json!({ "compatibilityLevel": state.global_compatibility() }),
+        ),
         None => RegistryError::SubjectConfigNotFound(subject).into_response(),
     }
 }
@@ -225,7 +288,11 @@ async fn put_global(State(r): State<Arc<Registry>>, body: Bytes) -> Response {
     put_config(r, None, body).await
 }
 
-async fn put_subject_config(State(r): State<Arc<Registry>>, Path(subject): Path<String>, body: Bytes) -> Response {
+async fn put_subject_config(
+    State(r): State<Arc<Registry>>,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
     put_config(r, Some(subject), body).await
 }
 

@@ -52,7 +52,9 @@ pub struct Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("store", &self.store).finish()
+        f.debug_struct("Registry")
+            .field("store", &self.store)
+            .finish()
     }
 }
 
@@ -62,7 +64,10 @@ impl Registry {
     }
 
     fn apply(&self, record: Record) {
-        self.state.write().unwrap_or_else(|p| p.into_inner()).apply(record);
+        self.state
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .apply(record);
     }
 
     /// Registers `text` under `subject`: the same schema again returns the same id.
@@ -83,7 +88,11 @@ impl Registry {
     }
 
     /// Sets the global (`None`) or a subject's compatibility level.
-    pub async fn set_config(&self, subject: Option<String>, level: Compatibility) -> Result<(), RegistryError> {
+    pub async fn set_config(
+        &self,
+        subject: Option<String>,
+        level: Compatibility,
+    ) -> Result<(), RegistryError> {
         let _w = self.writer.lock().await;
         let record = Record::Config { subject, level };
         self.store.append(&record).await?;
@@ -99,10 +108,16 @@ pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<(
     let (store, state) = Store::open(&config.kafka, &config.schemas_topic)
         .await
         .with_context(|| format!("cannot open the schema log {}", config.schemas_topic))?;
-    let registry = Arc::new(Registry { state: RwLock::new(state), store, writer: tokio::sync::Mutex::new(()) });
+    let registry = Arc::new(Registry {
+        state: RwLock::new(state),
+        store,
+        writer: tokio::sync::Mutex::new(()),
+    });
     let readiness = admin::Readiness::default();
     readiness.set(true);
     let router = api::router(registry).merge(admin::router(readiness));
-    admin::serve(config.listen, router, shutdown).await.context("registry http server")?;
+    admin::serve(config.listen, router, shutdown)
+        .await
+        .context("registry http server")?;
     Ok(())
 }

@@ -64,9 +64,18 @@ pub struct Stored {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "keytype", rename_all = "UPPERCASE")]
 pub enum RecordKey {
-    Schema { subject: String, version: u32, magic: u8 },
-    Config { subject: Option<String>, magic: u8 },
-    Noop { magic: u8 },
+    Schema {
+        subject: String,
+        version: u32,
+        magic: u8,
+    },
+    Config {
+        subject: Option<String>,
+        magic: u8,
+    },
+    Noop {
+        magic: u8,
+    },
 }
 
 /// The value of a SCHEMA record.
@@ -94,7 +103,10 @@ pub struct ConfigValue {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Schema(SchemaValue),
-    Config { subject: Option<String>, level: Compatibility },
+    Config {
+        subject: Option<String>,
+        level: Compatibility,
+    },
 }
 
 impl Record {
@@ -102,12 +114,24 @@ impl Record {
     pub fn to_kv(&self) -> (String, String) {
         match self {
             Record::Schema(v) => {
-                let key = RecordKey::Schema { subject: v.subject.clone(), version: v.version, magic: 1 };
+                let key = RecordKey::Schema {
+                    subject: v.subject.clone(),
+                    version: v.version,
+                    magic: 1,
+                };
                 (json(&key), json(v))
             }
             Record::Config { subject, level } => {
-                let key = RecordKey::Config { subject: subject.clone(), magic: 0 };
-                (json(&key), json(&ConfigValue { compatibility_level: *level }))
+                let key = RecordKey::Config {
+                    subject: subject.clone(),
+                    magic: 0,
+                };
+                (
+                    json(&key),
+                    json(&ConfigValue {
+                        compatibility_level: *level,
+                    }),
+                )
             }
         }
     }
@@ -119,12 +143,17 @@ impl Record {
         let Some(value) = value else { return Ok(None) };
         match key {
             RecordKey::Schema { .. } => {
-                let v: SchemaValue = serde_json::from_slice(value).map_err(|e| format!("bad schema value: {e}"))?;
+                let v: SchemaValue =
+                    serde_json::from_slice(value).map_err(|e| format!("bad schema value: {e}"))?;
                 Ok(Some(Record::Schema(v)))
             }
             RecordKey::Config { subject, .. } => {
-                let v: ConfigValue = serde_json::from_slice(value).map_err(|e| format!("bad config value: {e}"))?;
-                Ok(Some(Record::Config { subject, level: v.compatibility_level }))
+                let v: ConfigValue =
+                    serde_json::from_slice(value).map_err(|e| format!("bad config value: {e}"))?;
+                Ok(Some(Record::Config {
+                    subject,
+                    level: v.compatibility_level,
+                }))
             }
             RecordKey::Noop { .. } => Ok(None),
         }
@@ -212,7 +241,8 @@ pub struct State {
 
 /// Parses an Avro schema and returns it with its canonical form.
 pub fn parse_schema(text: &str) -> Result<(Schema, String), RegistryError> {
-    let parsed = Schema::parse_str(text).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
+    let parsed =
+        Schema::parse_str(text).map_err(|e| RegistryError::InvalidSchema(e.to_string()))?;
     let canonical = parsed.canonical_form();
     Ok((parsed, canonical))
 }
@@ -235,7 +265,14 @@ impl State {
                     match parse_schema(&v.schema) {
                         Ok((parsed, canonical)) => {
                             self.by_canonical.entry(canonical.clone()).or_insert(v.id);
-                            self.schemas.insert(v.id, Stored { text: v.schema.clone(), canonical, parsed });
+                            self.schemas.insert(
+                                v.id,
+                                Stored {
+                                    text: v.schema.clone(),
+                                    canonical,
+                                    parsed,
+                                },
+                            );
                         }
                         Err(e) => {
                             tracing::warn!(id = v.id, error = %e, "skipping unparsable schema in the log");
@@ -246,11 +283,20 @@ impl State {
                 self.max_id = self.max_id.max(v.id);
                 let versions = self.subjects.entry(v.subject).or_default();
                 versions.retain(|x| x.version != v.version);
-                versions.push(Version { version: v.version, id: v.id });
+                versions.push(Version {
+                    version: v.version,
+                    id: v.id,
+                });
                 versions.sort_by_key(|x| x.version);
             }
-            Record::Config { subject: None, level } => self.global = Some(level),
-            Record::Config { subject: Some(s), level } => {
+            Record::Config {
+                subject: None,
+                level,
+            } => self.global = Some(level),
+            Record::Config {
+                subject: Some(s),
+                level,
+            } => {
                 self.subject_config.insert(s, level);
             }
         }
@@ -265,11 +311,14 @@ impl State {
     }
 
     fn effective_compatibility(&self, subject: &str) -> Compatibility {
-        self.subject_compatibility(subject).unwrap_or_else(|| self.global_compatibility())
+        self.subject_compatibility(subject)
+            .unwrap_or_else(|| self.global_compatibility())
     }
 
     pub fn schema(&self, id: u32) -> Result<&Stored, RegistryError> {
-        self.schemas.get(&id).ok_or(RegistryError::SchemaIdNotFound(id))
+        self.schemas
+            .get(&id)
+            .ok_or(RegistryError::SchemaIdNotFound(id))
     }
 
     pub fn subjects(&self) -> Vec<String> {
@@ -285,56 +334,99 @@ impl State {
 
     /// The version `selector` (`None` = latest) of `subject`.
     pub fn version(&self, subject: &str, selector: Option<u32>) -> Result<Version, RegistryError> {
-        let vs = self.subjects.get(subject).ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))?;
+        let vs = self
+            .subjects
+            .get(subject)
+            .ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))?;
         let found = match selector {
             None => vs.last(),
             Some(n) => vs.iter().find(|v| v.version == n),
         };
         found.cloned().ok_or_else(|| {
-            RegistryError::VersionNotFound(selector.map(|n| n.to_string()).unwrap_or_else(|| "latest".into()))
+            RegistryError::VersionNotFound(
+                selector
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "latest".into()),
+            )
         })
     }
 
     /// Finds `text` among the versions of `subject`.
     pub fn lookup(&self, subject: &str, text: &str) -> Result<Version, RegistryError> {
         let (_, canonical) = parse_schema(text)?;
-        let vs = self.subjects.get(subject).ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))?;
+        let vs = self
+            .subjects
+            .get(subject)
+            .ok_or_else(|| RegistryError::SubjectNotFound(subject.to_string()))?;
         vs.iter()
-            .find(|v| self.schemas.get(&v.id).is_some_and(|s| s.canonical == canonical))
+            .find(|v| {
+                self.schemas
+                    .get(&v.id)
+                    .is_some_and(|s| s.canonical == canonical)
+            })
             .cloned()
             .ok_or(RegistryError::SchemaNotFound)
     }
 
     /// Checks `candidate` against the versions of `subject` that `level` requires.
-    fn check_compatible(&self, subject: &str, candidate: &Schema, level: Compatibility) -> Result<(), RegistryError> {
-        let Some(vs) = self.subjects.get(subject) else { return Ok(()) };
+    fn check_compatible(
+        &self,
+        subject: &str,
+        candidate: &Schema,
+        level: Compatibility,
+    ) -> Result<(), RegistryError> {
+        let Some(vs) = self.subjects.get(subject) else {
+            return Ok(());
+        };
         let against: Vec<&Version> = match level {
             Compatibility::None => return Ok(()),
-            Compatibility::Backward | Compatibility::Forward | Compatibility::Full => vs.last().into_iter().collect(),
+            Compatibility::Backward | Compatibility::Forward | Compatibility::Full => {
+                vs.last().into_iter().collect()
+            }
             _ => vs.iter().collect(),
         };
         let backward = matches!(
             level,
-            Compatibility::Backward | Compatibility::BackwardTransitive | Compatibility::Full | Compatibility::FullTransitive
+            Compatibility::Backward
+                | Compatibility::BackwardTransitive
+                | Compatibility::Full
+                | Compatibility::FullTransitive
         );
         let forward = matches!(
             level,
-            Compatibility::Forward | Compatibility::ForwardTransitive | Compatibility::Full | Compatibility::FullTransitive
+            Compatibility::Forward
+                | Compatibility::ForwardTransitive
+                | Compatibility::Full
+                | Compatibility::FullTransitive
         );
         for v in against {
-            let Some(old) = self.schemas.get(&v.id) else { continue };
+            let Some(old) = self.schemas.get(&v.id) else {
+                continue;
+            };
             if backward {
                 // The new schema must read data written with the old one.
-                SchemaCompatibility::can_read(&old.parsed, candidate).map_err(|e| RegistryError::Incompatible {
-                    subject: subject.to_string(),
-                    details: format!("{{oldSchemaVersion: {}}}, {{compatibility: '{}'}}, {e}", v.version, level.as_str()),
+                SchemaCompatibility::can_read(&old.parsed, candidate).map_err(|e| {
+                    RegistryError::Incompatible {
+                        subject: subject.to_string(),
+                        details: format!(
+                            "{{oldSchemaVersion: {}}}, {{compatibility: '{}'}}, {e}",
+                            v.version,
+                            level.as_str()
+                        ),
+                    }
                 })?;
             }
             if forward {
                 // The old schema must read data written with the new one.
-                SchemaCompatibility::can_read(candidate, &old.parsed).map_err(|e| RegistryError::Incompatible {
-                    subject: subject.to_string(),
-                    details: format!("{{oldSchemaVersion: {}}}, {{compatibility: '{}'}}, {e}", v.version, level.as_str()),
+                SchemaCompatibility::can_read(candidate, &old.parsed).map_err(|e| {
+                    RegistryError::Incompatible {
+                        subject: subject.to_string(),
+                        details: format!(
+                            "{{oldSchemaVersion: {}}}, {{compatibility: '{}'}}, {e}",
+                            v.version,
+                            level.as_str()
+                        ),
+                    }
                 })?;
             }
         }
@@ -343,7 +435,12 @@ impl State {
 
     /// Whether `text` could be registered under `subject` (against version `selector`, or
     /// against what the subject's level requires when `selector` is `None`).
-    pub fn test_compatibility(&self, subject: &str, text: &str, selector: Option<u32>) -> Result<bool, RegistryError> {
+    pub fn test_compatibility(
+        &self,
+        subject: &str,
+        text: &str,
+        selector: Option<u32>,
+    ) -> Result<bool, RegistryError> {
         let (parsed, _) = parse_schema(text)?;
         let level = self.effective_compatibility(subject);
         let res = match selector {
@@ -381,13 +478,28 @@ impl State {
     pub fn plan_register(&self, subject: &str, text: &str) -> Result<Plan, RegistryError> {
         let (parsed, canonical) = parse_schema(text)?;
         if let Some(vs) = self.subjects.get(subject) {
-            if let Some(v) = vs.iter().find(|v| self.schemas.get(&v.id).is_some_and(|s| s.canonical == canonical)) {
-                return Ok(Plan::Existing { id: v.id, version: v.version });
+            if let Some(v) = vs.iter().find(|v| {
+                self.schemas
+                    .get(&v.id)
+                    .is_some_and(|s| s.canonical == canonical)
+            }) {
+                return Ok(Plan::Existing {
+                    id: v.id,
+                    version: v.version,
+                });
             }
         }
         self.check_compatible(subject, &parsed, self.effective_compatibility(subject))?;
-        let id = self.by_canonical.get(&canonical).copied().unwrap_or(self.max_id + 1);
-        let version = self.subjects.get(subject).and_then(|vs| vs.last()).map_or(1, |v| v.version + 1);
+        let id = self
+            .by_canonical
+            .get(&canonical)
+            .copied()
+            .unwrap_or(self.max_id + 1);
+        let version = self
+            .subjects
+            .get(subject)
+            .and_then(|vs| vs.last())
+            .map_or(1, |v| v.version + 1);
         Ok(Plan::Append(SchemaValue {
             subject: subject.to_string(),
             version,
@@ -404,8 +516,7 @@ mod tests {
     use super::*;
 
     const V1: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
-    const V2_OK: &str =
-        r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"int","default":0}]}"#;
+    const V2_OK: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"int","default":0}]}"#;
     const V2_BAD: &str = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"},{"name":"b","type":"int"}]}"#;
 
     fn register(state: &mut State, subject: &str, text: &str) -> Result<u32, RegistryError> {
@@ -415,7 +526,9 @@ mod tests {
                 let id = v.id;
                 // Through the log format, as the store does.
                 let (k, val) = Record::Schema(v).to_kv();
-                let rec = Record::from_kv(k.as_bytes(), Some(val.as_bytes())).expect("parse").expect("record");
+                let rec = Record::from_kv(k.as_bytes(), Some(val.as_bytes()))
+                    .expect("parse")
+                    .expect("record");
                 state.apply(rec);
                 Ok(id)
             }
@@ -435,7 +548,13 @@ mod tests {
         assert_eq!(s.versions("t-value").expect("versions"), vec![1, 2]);
         // The same schema under another subject keeps its id.
         assert_eq!(register(&mut s, "other-value", V1).expect("other"), id1);
-        assert_eq!(s.version("t-value", None).expect("latest"), Version { version: 2, id: id2 });
+        assert_eq!(
+            s.version("t-value", None).expect("latest"),
+            Version {
+                version: 2,
+                id: id2
+            }
+        );
         assert_eq!(s.lookup("t-value", V1).expect("lookup").version, 1);
     }
 
@@ -447,19 +566,28 @@ mod tests {
         assert_eq!(err.codes(), (409, 409));
         assert!(!s.test_compatibility("t", V2_BAD, None).expect("test"));
         assert!(s.test_compatibility("t", V2_OK, None).expect("test"));
-        s.apply(Record::Config { subject: Some("t".into()), level: Compatibility::None });
+        s.apply(Record::Config {
+            subject: Some("t".into()),
+            level: Compatibility::None,
+        });
         assert!(register(&mut s, "t", V2_BAD).is_ok());
     }
 
     #[test]
     fn forward_checks_the_other_direction() {
         let mut s = State::default();
-        s.apply(Record::Config { subject: None, level: Compatibility::Forward });
+        s.apply(Record::Config {
+            subject: None,
+            level: Compatibility::Forward,
+        });
         register(&mut s, "t", V2_OK).expect("v2 first");
         // Removing a field without default: old readers (V2_OK, b has default) can still read.
         assert!(register(&mut s, "t", V1).is_ok());
         let mut s = State::default();
-        s.apply(Record::Config { subject: None, level: Compatibility::Forward });
+        s.apply(Record::Config {
+            subject: None,
+            level: Compatibility::Forward,
+        });
         register(&mut s, "t", V1).expect("v1");
         // Adding a field: old reader V1 ignores it, so forward-compatible.
         assert!(register(&mut s, "t", V2_BAD).is_ok());
@@ -468,12 +596,18 @@ mod tests {
     #[test]
     fn errors_and_codes() {
         let s = State::default();
-        assert_eq!(s.plan_register("t", "{not json").unwrap_err().codes(), (422, 42201));
+        assert_eq!(
+            s.plan_register("t", "{not json").unwrap_err().codes(),
+            (422, 42201)
+        );
         assert_eq!(s.versions("nope").unwrap_err().codes(), (404, 40401));
         assert_eq!(s.schema(7).unwrap_err().codes(), (404, 40403));
         assert_eq!(parse_version("0").unwrap_err().codes(), (422, 42202));
         assert_eq!(parse_version("latest"), Ok(None));
-        assert_eq!(Compatibility::parse("full_transitive"), Some(Compatibility::FullTransitive));
+        assert_eq!(
+            Compatibility::parse("full_transitive"),
+            Some(Compatibility::FullTransitive)
+        );
     }
 
     #[test]
@@ -489,7 +623,11 @@ mod tests {
         }
         let mut replayed = State::default();
         for (k, v) in &log {
-            replayed.apply(Record::from_kv(k.as_bytes(), Some(v.as_bytes())).expect("ok").expect("some"));
+            replayed.apply(
+                Record::from_kv(k.as_bytes(), Some(v.as_bytes()))
+                    .expect("ok")
+                    .expect("some"),
+            );
         }
         assert_eq!(replayed.subjects(), s.subjects());
         assert_eq!(replayed.version("b", None), s.version("b", None));
@@ -498,7 +636,11 @@ mod tests {
 
     #[test]
     fn confluent_key_format() {
-        let (k, _) = Record::Config { subject: None, level: Compatibility::Full }.to_kv();
+        let (k, _) = Record::Config {
+            subject: None,
+            level: Compatibility::Full,
+        }
+        .to_kv();
         assert_eq!(k, r#"{"keytype":"CONFIG","subject":null,"magic":0}"#);
         let (k, v) = Record::Schema(SchemaValue {
             subject: "s".into(),
@@ -509,8 +651,14 @@ mod tests {
             deleted: false,
         })
         .to_kv();
-        assert_eq!(k, r#"{"keytype":"SCHEMA","subject":"s","version":1,"magic":1}"#);
+        assert_eq!(
+            k,
+            r#"{"keytype":"SCHEMA","subject":"s","version":1,"magic":1}"#
+        );
         assert!(v.contains(r#""id":3"#));
-        assert_eq!(Record::from_kv(br#"{"keytype":"NOOP","magic":0}"#, Some(b"{}")), Ok(None));
+        assert_eq!(
+            Record::from_kv(br#"{"keytype":"NOOP","magic":0}"#, Some(b"{}")),
+            Ok(None)
+        );
     }
 }

@@ -53,13 +53,22 @@ impl Store {
         .await?;
         let producer: FutureProducer = producer_config(kafka).create()?;
         let state = load(kafka, topic).await?;
-        Ok((Store { topic: topic.to_string(), producer }, state))
+        Ok((
+            Store {
+                topic: topic.to_string(),
+                producer,
+            },
+            state,
+        ))
     }
 
     /// Appends `record` and waits for the broker's acknowledgement.
     pub async fn append(&self, record: &Record) -> Result<(), RegistryError> {
         let (key, value) = record.to_kv();
-        let fr = FutureRecord::to(&self.topic).partition(0).key(&key).payload(&value);
+        let fr = FutureRecord::to(&self.topic)
+            .partition(0)
+            .key(&key)
+            .payload(&value);
         self.producer
             .send(fr, Timeout::After(Duration::from_secs(15)))
             .await
@@ -70,7 +79,9 @@ impl Store {
 
 fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut cfg = kafka.client_config("northstar-registry");
-    cfg.set("enable.idempotence", "true").set("acks", "all").set("linger.ms", "0");
+    cfg.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "0");
     cfg
 }
 
@@ -84,7 +95,9 @@ async fn load(kafka: &KafkaConfig, topic: &str) -> Result<State, StoreError> {
     let (low, high) = {
         let consumer_ref = &consumer;
         let topic = topic.to_string();
-        tokio::task::block_in_place(|| consumer_ref.fetch_watermarks(&topic, 0, Duration::from_secs(15)))?
+        tokio::task::block_in_place(|| {
+            consumer_ref.fetch_watermarks(&topic, 0, Duration::from_secs(15))
+        })?
     };
     let mut state = State::default();
     if high <= low {
@@ -99,7 +112,13 @@ async fn load(kafka: &KafkaConfig, topic: &str) -> Result<State, StoreError> {
     while at < high {
         let msg = match tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await {
             Ok(m) => m?,
-            Err(_) => return Err(StoreError::LoadTimeout { topic: topic.to_string(), at, high }),
+            Err(_) => {
+                return Err(StoreError::LoadTimeout {
+                    topic: topic.to_string(),
+                    at,
+                    high,
+                })
+            }
         };
         at = msg.offset() + 1;
         let Some(key) = msg.key() else { continue };
@@ -109,7 +128,9 @@ async fn load(kafka: &KafkaConfig, topic: &str) -> Result<State, StoreError> {
                 applied += 1;
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!(offset = msg.offset(), error = %e, "skipping unreadable schema log record"),
+            Err(e) => {
+                tracing::warn!(offset = msg.offset(), error = %e, "skipping unreadable schema log record")
+            }
         }
     }
     tracing::info!(topic, records = applied, high, "schema log loaded");

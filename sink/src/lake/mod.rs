@@ -14,14 +14,23 @@ pub use sink::{event_date, file_key, LakeSink};
 
 /// Runs the lake sink and its admin server until `shutdown`.
 pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
-    let lake = store::Lake::open(&config.root).with_context(|| format!("cannot open the lake at {}", config.root))?;
+    config
+        .validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    let lake = store::Lake::open(&config.root)
+        .with_context(|| format!("cannot open the lake at {}", config.root))?;
     let decoder = EventDecoder::new(RegistryClient::new(&config.registry_url));
-    let sink = LakeSink::new(config.clone(), decoder, lake).context("cannot create the kafka clients")?;
+    let sink =
+        LakeSink::new(config.clone(), decoder, lake).context("cannot create the kafka clients")?;
     let readiness = admin::Readiness::default();
     readiness.set(true);
     let admin_shutdown = shutdown.child_token();
-    let admin_task = tokio::spawn(admin::serve(config.listen, admin::router(readiness), admin_shutdown.clone()));
+    let admin_task = tokio::spawn(admin::serve(
+        config.listen,
+        admin::router(readiness),
+        admin_shutdown.clone(),
+    ));
     let result = sink.run(shutdown).await;
     admin_shutdown.cancel();
     let _ = admin_task.await;

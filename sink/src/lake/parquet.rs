@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use northstar_schemas::Event;
 use parquet::arrow::ArrowWriter;
@@ -64,7 +66,12 @@ fn strings<'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> Option<&'a str>) -> Array
 }
 
 fn timestamps(rows: &[Row], f: impl Fn(&Row) -> Option<i64>) -> ArrayRef {
-    Arc::new(rows.iter().map(f).collect::<TimestampMicrosecondArray>().with_timezone("UTC"))
+    Arc::new(
+        rows.iter()
+            .map(f)
+            .collect::<TimestampMicrosecondArray>()
+            .with_timezone("UTC"),
+    )
 }
 
 /// Encodes `rows` (sorted in place by event time) into Parquet bytes.
@@ -88,7 +95,11 @@ pub fn encode(rows: &mut [Row]) -> Result<Vec<u8>, EncodeError> {
         strings(rows, |r| Some(r.event.traits.as_str())),
         strings(rows, |r| Some(r.event.integrations.as_str())),
         strings(rows, |r| Some(r.event.source_id.as_str())),
-        Arc::new(rows.iter().map(|r| r.source_partition).collect::<Int32Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.source_partition)
+                .collect::<Int32Array>(),
+        ),
         Arc::new(rows.iter().map(|r| r.source_offset).collect::<Int64Array>()),
     ];
     let batch = RecordBatch::try_new(schema(), columns)?;
@@ -139,13 +150,28 @@ mod tests {
     fn writes_sorted_zstd_rows_that_read_back() {
         let mut rows = vec![row("b", 2_000, 1), row("a", 1_000, 0), row("c", 3_000, 2)];
         let bytes = encode(&mut rows).expect("encode");
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("reader");
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("reader");
         let meta = reader.metadata().clone();
         assert_eq!(meta.file_metadata().num_rows(), 3);
-        assert!(matches!(meta.row_group(0).column(0).compression(), Compression::ZSTD(_)));
-        let batches: Vec<RecordBatch> = reader.build().expect("build").collect::<Result<_, _>>().expect("read");
-        let ids = batches[0].column(0).as_any().downcast_ref::<StringArray>().expect("strings");
-        assert_eq!(ids.iter().collect::<Vec<_>>(), vec![Some("a"), Some("b"), Some("c")]);
+        assert!(matches!(
+            meta.row_group(0).column(0).compression(),
+            Compression::ZSTD(_)
+        ));
+        let batches: Vec<RecordBatch> = reader
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        let ids = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("strings");
+        assert_eq!(
+            ids.iter().collect::<Vec<_>>(),
+            vec![Some("a"), Some("b"), Some("c")]
+        );
         assert_eq!(batches[0].schema().field(8).data_type(), &ts_type());
     }
 }

@@ -66,10 +66,13 @@ impl LakeSink {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest");
-        let consumer: StreamConsumer<RevokeTracker> = ccfg.create_with_context(RevokeTracker::default())?;
+        let consumer: StreamConsumer<RevokeTracker> =
+            ccfg.create_with_context(RevokeTracker::default())?;
         consumer.subscribe(&[config.topics.clean.as_str()])?;
         let mut pcfg = config.kafka.client_config("northstar-lake-sink");
-        pcfg.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "300000");
+        pcfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", "300000");
         let producer: FutureProducer = pcfg.create()?;
         Ok(Self {
             config,
@@ -122,7 +125,10 @@ impl LakeSink {
 
     fn forget_revoked(&mut self) {
         for p in self.consumer.context().take_revoked() {
-            tracing::info!(partition = p, "partition revoked, dropping its unflushed rows (they will be re-read)");
+            tracing::info!(
+                partition = p,
+                "partition revoked, dropping its unflushed rows (they will be re-read)"
+            );
             self.buffers.retain(|(_, bp), _| *bp != p);
             self.processed.remove(&p);
             self.committed.remove(&p);
@@ -140,23 +146,41 @@ impl LakeSink {
                 let date = event_date(event.timestamp);
                 let size = msg.payload().map_or(0, <[u8]>::len) + 64;
                 self.buffered_bytes += size;
-                let buf = self.buffers.entry((date, partition)).or_insert_with(|| Buffer {
-                    rows: Vec::new(),
-                    bytes: 0,
-                    first_offset: offset,
-                    last_offset: offset,
-                });
+                let buf = self
+                    .buffers
+                    .entry((date, partition))
+                    .or_insert_with(|| Buffer {
+                        rows: Vec::new(),
+                        bytes: 0,
+                        first_offset: offset,
+                        last_offset: offset,
+                    });
                 buf.last_offset = offset;
                 buf.bytes += size;
-                buf.rows.push(Row { event, source_partition: partition, source_offset: offset });
+                buf.rows.push(Row {
+                    event,
+                    source_partition: partition,
+                    source_offset: offset,
+                });
                 self.oldest.get_or_insert_with(Instant::now);
             }
             Err(u) => {
-                tracing::warn!(partition, offset, reason = u.reason, "undecodable clean record sent to the dead-letter topic");
+                tracing::warn!(
+                    partition,
+                    offset,
+                    reason = u.reason,
+                    "undecodable clean record sent to the dead-letter topic"
+                );
                 metrics::LAKE_REJECTED.with_label_values(&[u.reason]).inc();
                 let hdrs = source_headers(msg.topic(), partition, offset)
-                    .insert(Header { key: headers::DLQ_REASON, value: Some(u.reason) })
-                    .insert(Header { key: headers::DLQ_DETAIL, value: Some(&u.detail) });
+                    .insert(Header {
+                        key: headers::DLQ_REASON,
+                        value: Some(u.reason),
+                    })
+                    .insert(Header {
+                        key: headers::DLQ_DETAIL,
+                        value: Some(&u.detail),
+                    });
                 let mut rec = FutureRecord::to(&self.config.topics.dlq).headers(hdrs);
                 if let Some(p) = msg.payload() {
                     rec = rec.payload(p);
@@ -181,7 +205,13 @@ impl LakeSink {
         let started = Instant::now();
         let buffers = std::mem::take(&mut self.buffers);
         for ((date, partition), mut buf) in buffers {
-            let key = file_key(&date, &self.config.topics.clean, partition, buf.first_offset, buf.last_offset);
+            let key = file_key(
+                &date,
+                &self.config.topics.clean,
+                partition,
+                buf.first_offset,
+                buf.last_offset,
+            );
             let rows = buf.rows.len() as u64;
             let bytes = tokio::task::spawn_blocking(move || encode(&mut buf.rows)).await??;
             let size = bytes.len() as u64;
@@ -222,7 +252,9 @@ impl LakeSink {
         }
         if tpl.count() > 0 {
             let res = match mode {
-                CommitMode::Sync => tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync)),
+                CommitMode::Sync => {
+                    tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+                }
                 CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
             };
             match res {
@@ -233,7 +265,9 @@ impl LakeSink {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "offset commit failed; retried at the next flush"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "offset commit failed; retried at the next flush")
+                }
             }
         }
         metrics::LAKE_OPEN_FILES.set(0);

@@ -64,7 +64,11 @@ type SharedTable = Arc<Mutex<Table>>;
 async fn metrics_page(State(table): State<SharedTable>) -> impl IntoResponse {
     let mut text = table.lock().unwrap_or_else(|p| p.into_inner()).render();
     let mut buf = Vec::new();
-    let _ = prometheus::Encoder::encode(&prometheus::TextEncoder::new(), &prometheus::gather(), &mut buf);
+    let _ = prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &prometheus::gather(),
+        &mut buf,
+    );
     text.push_str(&String::from_utf8_lossy(&buf));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
@@ -157,12 +161,16 @@ async fn consume(
                 }
             }
         }
-        let Some(payload) = msg.payload() else { continue };
+        let Some(payload) = msg.payload() else {
+            continue;
+        };
         let decoded = match wire::split(payload) {
             Err(e) => Err(("not_wire_format", e.to_string())),
             Ok((id, datum)) => match schema(&registry, id, &shutdown).await {
                 None => Err(("unknown_schema", format!("schema id {id}"))),
-                Some(s) => codec.decode(&s, datum).map_err(|e| ("undecodable", e.to_string())),
+                Some(s) => codec
+                    .decode(&s, datum)
+                    .map_err(|e| ("undecodable", e.to_string())),
             },
         };
         match decoded {
@@ -174,7 +182,13 @@ async fn consume(
             Err((reason, detail)) => {
                 // The record stays in the topic; it is counted and logged, not applied.
                 metrics::AGG_REJECTED.with_label_values(&[reason]).inc();
-                tracing::warn!(partition = msg.partition(), offset = msg.offset(), reason, detail, "aggregate not applied");
+                tracing::warn!(
+                    partition = msg.partition(),
+                    offset = msg.offset(),
+                    reason,
+                    detail,
+                    "aggregate not applied"
+                );
             }
         }
     }

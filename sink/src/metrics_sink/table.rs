@@ -32,18 +32,26 @@ pub struct Table {
 
 impl Table {
     pub fn new(retain_windows: usize) -> Self {
-        Self { retain_windows: retain_windows.max(1), ..Default::default() }
+        Self {
+            retain_windows: retain_windows.max(1),
+            ..Default::default()
+        }
     }
 
     /// Applies one aggregate record.
     pub fn apply(&mut self, agg: KpiAggregate) -> Applied {
         let key = agg.upsert_key();
         if let Some(old) = self.latest.get(&key) {
-            if old.source_offset > agg.source_offset || (old.source_offset == agg.source_offset && old.is_final) {
+            if old.source_offset > agg.source_offset
+                || (old.source_offset == agg.source_offset && old.is_final)
+            {
                 return Applied::Stale;
             }
         }
-        let wm = self.watermarks.entry((agg.source_topic.clone(), agg.source_partition)).or_insert(i64::MIN);
+        let wm = self
+            .watermarks
+            .entry((agg.source_topic.clone(), agg.source_partition))
+            .or_insert(i64::MIN);
         *wm = (*wm).max(agg.watermark);
         self.latest.insert(key, agg);
         Applied::Applied
@@ -53,7 +61,10 @@ impl Table {
     pub fn prune(&mut self) {
         let mut starts: HashMap<(String, String), Vec<i64>> = HashMap::new();
         for a in self.latest.values() {
-            starts.entry((a.kpi.clone(), a.window.clone())).or_default().push(a.window_start);
+            starts
+                .entry((a.kpi.clone(), a.window.clone()))
+                .or_default()
+                .push(a.window_start);
         }
         let mut cutoff: HashMap<(String, String), i64> = HashMap::new();
         for (k, mut v) in starts {
@@ -63,7 +74,11 @@ impl Table {
                 cutoff.insert(k, v[v.len() - self.retain_windows]);
             }
         }
-        self.latest.retain(|_, a| cutoff.get(&(a.kpi.clone(), a.window.clone())).is_none_or(|c| a.window_start >= *c));
+        self.latest.retain(|_, a| {
+            cutoff
+                .get(&(a.kpi.clone(), a.window.clone()))
+                .is_none_or(|c| a.window_start >= *c)
+        });
     }
 
     /// Number of (window, segment, partition) values held.
@@ -80,7 +95,10 @@ impl Table {
         let mut out: BTreeMap<(SeriesKey, i64), (f64, bool)> = BTreeMap::new();
         for a in self.latest.values() {
             let e = out
-                .entry(((a.kpi.clone(), a.window.clone(), a.segment.clone()), a.window_start))
+                .entry((
+                    (a.kpi.clone(), a.window.clone(), a.segment.clone()),
+                    a.window_start,
+                ))
                 .or_insert((0.0, true));
             e.0 += a.value;
             e.1 &= a.is_final;
@@ -102,17 +120,32 @@ impl Table {
             }
         }
         for (series, (_, value)) in &newest {
-            let _ = writeln!(out, "northstar_kpi_value{} {}", labels(series, None), fmt_value(*value));
+            let _ = writeln!(
+                out,
+                "northstar_kpi_value{} {}",
+                labels(series, None),
+                fmt_value(*value)
+            );
         }
         out.push_str("# HELP northstar_kpi_window_value KPI value per retained window (window_start in RFC 3339), summed over input partitions.\n");
         out.push_str("# TYPE northstar_kpi_window_value gauge\n");
         for ((series, start), (value, _)) in &windows {
-            let _ = writeln!(out, "northstar_kpi_window_value{} {}", labels(series, Some(*start)), fmt_value(*value));
+            let _ = writeln!(
+                out,
+                "northstar_kpi_window_value{} {}",
+                labels(series, Some(*start)),
+                fmt_value(*value)
+            );
         }
         out.push_str("# HELP northstar_kpi_window_final 1 when the window is final (the watermark passed its end plus the allowed lateness).\n");
         out.push_str("# TYPE northstar_kpi_window_final gauge\n");
         for ((series, start), (_, is_final)) in &windows {
-            let _ = writeln!(out, "northstar_kpi_window_final{} {}", labels(series, Some(*start)), u8::from(*is_final));
+            let _ = writeln!(
+                out,
+                "northstar_kpi_window_final{} {}",
+                labels(series, Some(*start)),
+                u8::from(*is_final)
+            );
         }
         out.push_str("# HELP northstar_kpi_watermark_seconds Event-time watermark of each input partition (unix seconds).\n");
         out.push_str("# TYPE northstar_kpi_watermark_seconds gauge\n");
@@ -138,12 +171,23 @@ fn fmt_value(v: f64) -> String {
 
 /// Escapes a label value (backslash, double quote, newline).
 pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A valid label name for a segment dimension (`properties.plan` → `properties_plan`).
 pub fn label_name(dim: &str) -> String {
-    let mut s: String = dim.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    let mut s: String = dim
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with("__") {
         s.insert_str(0, "dim_");
     }
@@ -192,16 +236,30 @@ mod tests {
     fn newest_offset_wins_and_partitions_sum() {
         let mut t = Table::new(10);
         assert_eq!(t.apply(agg("a", 0, 0, 5, 3.0)), Applied::Applied);
-        assert_eq!(t.apply(agg("a", 0, 0, 4, 2.0)), Applied::Stale, "older position");
+        assert_eq!(
+            t.apply(agg("a", 0, 0, 4, 2.0)),
+            Applied::Stale,
+            "older position"
+        );
         assert_eq!(t.apply(agg("a", 0, 1, 9, 4.0)), Applied::Applied);
         assert_eq!(t.apply(agg("a", 60_000, 0, 7, 1.0)), Applied::Applied);
         let w = t.windows();
-        let series = ("events".to_string(), "1m".to_string(), BTreeMap::from([("event".to_string(), "a".to_string())]));
+        let series = (
+            "events".to_string(),
+            "1m".to_string(),
+            BTreeMap::from([("event".to_string(), "a".to_string())]),
+        );
         assert_eq!(w[&(series.clone(), 0)].0, 7.0);
         assert_eq!(w[&(series, 60_000)].0, 1.0);
         let text = t.render();
-        assert!(text.contains("northstar_kpi_value{kpi=\"events\",window=\"1m\",event=\"a\"} 1\n"), "{text}");
-        assert!(text.contains("window_start=\"1970-01-01T00:00:00Z\"} 7\n"), "{text}");
+        assert!(
+            text.contains("northstar_kpi_value{kpi=\"events\",window=\"1m\",event=\"a\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("window_start=\"1970-01-01T00:00:00Z\"} 7\n"),
+            "{text}"
+        );
     }
 
     #[test]
