@@ -60,15 +60,8 @@ impl EventProducer {
         schema_id: u32,
         delivery_timeout: Duration,
     ) -> Result<Self, KafkaError> {
-        let mut cfg = kafka.client_config("northstar-ingest");
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "none")
-            .set(
-                "message.timeout.ms",
-                delivery_timeout.as_millis().to_string(),
-            );
+        let cfg =
+            kafka.idempotent_producer("northstar-ingest", delivery_timeout.as_millis() as u64);
         let producer = cfg.create()?;
         Ok(Self {
             config: cfg,

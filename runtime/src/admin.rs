@@ -80,3 +80,23 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }
+
+/// Serves `router` on `addr` while `work` runs, then stops the server and returns `work`'s
+/// result. The server also stops if `shutdown` is cancelled.
+pub async fn serve_while<T>(
+    addr: SocketAddr,
+    router: Router,
+    shutdown: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let server_shutdown = shutdown.child_token();
+    let server = tokio::spawn(serve(addr, router, server_shutdown.clone()));
+    let result = work.await;
+    server_shutdown.cancel();
+    match server.await {
+        Ok(Err(e)) => tracing::warn!(addr = %addr, error = %e, "admin http server failed"),
+        Err(e) => tracing::warn!(error = %e, "admin http server task failed"),
+        Ok(Ok(())) => {}
+    }
+    result
+}

@@ -81,6 +81,28 @@ impl KafkaConfig {
         cfg
     }
 
+    /// A consumer in `group_id` that never commits by itself and starts new groups at the
+    /// earliest offset: offsets are committed explicitly, after output is durable.
+    pub fn manual_commit_consumer(&self, client_id: &str, group_id: &str) -> ClientConfig {
+        let mut cfg = self.client_config(client_id);
+        cfg.set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        cfg
+    }
+
+    /// An idempotent producer (`acks=all`) whose deliveries fail after `timeout_ms`.
+    pub fn idempotent_producer(&self, client_id: &str, timeout_ms: u64) -> ClientConfig {
+        let mut cfg = self.client_config(client_id);
+        cfg.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", timeout_ms.to_string());
+        cfg
+    }
+
     /// Refuses an empty broker list, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.brokers.trim().is_empty() {

@@ -70,29 +70,19 @@ impl RegistryClient {
         }
     }
 
-    /// Registers `schema` (Avro JSON text) under `subject`; returns its global id.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryClientError> {
-        let url = format!("{}/subjects/{}/versions", self.base, subject);
-        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" });
-        let resp = self
-            .http
-            .post(&url)
-            .header("content-type", CONTENT_TYPE)
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| RegistryClientError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+    /// Sends `request` to `url` and reads a 200 answer as `T`.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: String,
+    ) -> Result<T, RegistryClientError> {
+        let unreachable = |e: reqwest::Error| RegistryClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        };
+        let resp = request.send().await.map_err(unreachable)?;
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| RegistryClientError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
+        let text = resp.text().await.map_err(unreachable)?;
         if status != 200 {
             return Err(RegistryClientError::Status {
                 url,
@@ -100,13 +90,24 @@ impl RegistryClient {
                 body: text,
             });
         }
-        serde_json::from_str::<IdResponse>(&text)
-            .map(|r| r.id)
-            .map_err(|e| RegistryClientError::Status {
-                url,
-                status,
-                body: format!("{e}: {text}"),
-            })
+        serde_json::from_str(&text).map_err(|e| RegistryClientError::Status {
+            url,
+            status,
+            body: format!("{e}: {text}"),
+        })
+    }
+
+    /// Registers `schema` (Avro JSON text) under `subject`; returns its global id.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryClientError> {
+        let url = format!("{}/subjects/{}/versions", self.base, subject);
+        let body = serde_json::json!({ "schema": schema, "schemaType": "AVRO" });
+        let request = self
+            .http
+            .post(&url)
+            .header("content-type", CONTENT_TYPE)
+            .body(body.to_string());
+        let answer: IdResponse = self.call(request, url).await?;
+        Ok(answer.id)
     }
 
     /// Registers `schema` under `subject`, retrying while the registry is unreachable, until
@@ -142,36 +143,7 @@ impl RegistryClient {
             return Ok(s.clone());
         }
         let url = format!("{}/schemas/ids/{}", self.base, id);
-        let resp =
-            self.http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| RegistryClientError::Unreachable {
-                    url: url.clone(),
-                    reason: e.to_string(),
-                })?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| RegistryClientError::Unreachable {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        if status != 200 {
-            return Err(RegistryClientError::Status {
-                url,
-                status,
-                body: text,
-            });
-        }
-        let parsed: SchemaResponse =
-            serde_json::from_str(&text).map_err(|e| RegistryClientError::Status {
-                url,
-                status,
-                body: format!("{e}: {text}"),
-            })?;
+        let parsed: SchemaResponse = self.call(self.http.get(&url), url).await?;
         let schema =
             Schema::parse_str(&parsed.schema).map_err(|e| RegistryClientError::BadSchema {
                 id,
@@ -183,6 +155,28 @@ impl RegistryClient {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, schema.clone());
         Ok(schema)
+    }
+
+    /// [`RegistryClient::schema_by_id`], retrying while the registry is unreachable until
+    /// `give_up` is cancelled. `None`: the registry does not have the id (or we gave up).
+    pub async fn schema_by_id_retrying(
+        &self,
+        id: u32,
+        give_up: &tokio_util::sync::CancellationToken,
+    ) -> Option<Arc<Schema>> {
+        loop {
+            match self.schema_by_id(id).await {
+                Ok(s) => return Some(s),
+                Err(e) if e.is_retryable() && !give_up.is_cancelled() => {
+                    tracing::warn!(schema_id = id, error = %e, "schema registry unavailable, retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => {
+                    tracing::debug!(schema_id = id, error = %e, "writer schema not found");
+                    return None;
+                }
+            }
+        }
     }
 
     /// Seeds the cache, e.g. with a schema this process just registered.

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use apache_avro::Schema;
 use tokio_util::sync::CancellationToken;
@@ -46,22 +45,9 @@ impl EventDecoder {
         if let Some(s) = self.schemas.get(&id) {
             return Some(s.clone());
         }
-        loop {
-            match self.registry.schema_by_id(id).await {
-                Ok(s) => {
-                    self.schemas.insert(id, s.clone());
-                    return Some(s);
-                }
-                Err(e) if e.is_retryable() && !give_up.is_cancelled() => {
-                    tracing::warn!(schema_id = id, error = %e, "schema registry unavailable, retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => {
-                    tracing::debug!(schema_id = id, error = %e, "writer schema not found");
-                    return None;
-                }
-            }
-        }
+        let s = self.registry.schema_by_id_retrying(id, give_up).await?;
+        self.schemas.insert(id, s.clone());
+        Some(s)
     }
 
     /// Decodes one record value.

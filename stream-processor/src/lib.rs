@@ -39,15 +39,13 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         .context("cannot create the kafka clients")?;
     let readiness = admin::Readiness::default();
     readiness.set(true);
-    let admin_shutdown = shutdown.child_token();
-    let admin_task = tokio::spawn(admin::serve(
+    let result = admin::serve_while(
         config.listen,
         admin::router(readiness),
-        admin_shutdown.clone(),
-    ));
-    let result = pipeline.run(shutdown).await;
-    admin_shutdown.cancel();
-    let _ = admin_task.await;
+        &shutdown,
+        pipeline.run(shutdown.clone()),
+    )
+    .await;
     result.context("stream processor stopped on an error")?;
     tracing::info!("stream processor stopped");
     Ok(())

@@ -67,20 +67,15 @@ impl Pipeline {
         clean_schema_id: u32,
         agg_schema_id: u32,
     ) -> Result<Self, PipelineError> {
-        let mut ccfg = config.kafka.client_config("northstar-stream-processor");
-        ccfg.set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+        let ccfg = config
+            .kafka
+            .manual_commit_consumer("northstar-stream-processor", &config.group_id);
         let consumer: StreamConsumer<RevokeTracker> =
             ccfg.create_with_context(RevokeTracker::default())?;
         consumer.subscribe(&[config.topics.raw.as_str()])?;
-        let mut pcfg = config.kafka.client_config("northstar-stream-processor");
-        pcfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "300000");
+        let pcfg = config
+            .kafka
+            .idempotent_producer("northstar-stream-processor", 300_000);
         let producer: FutureProducer = pcfg.create()?;
         Ok(Self {
             consumer,

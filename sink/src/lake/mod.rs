@@ -25,16 +25,13 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
         LakeSink::new(config.clone(), decoder, lake).context("cannot create the kafka clients")?;
     let readiness = admin::Readiness::default();
     readiness.set(true);
-    let admin_shutdown = shutdown.child_token();
-    let admin_task = tokio::spawn(admin::serve(
+    admin::serve_while(
         config.listen,
         admin::router(readiness),
-        admin_shutdown.clone(),
-    ));
-    let result = sink.run(shutdown).await;
-    admin_shutdown.cancel();
-    let _ = admin_task.await;
-    result?;
+        &shutdown,
+        sink.run(shutdown.clone()),
+    )
+    .await?;
     tracing::info!("lake sink stopped");
     Ok(())
 }

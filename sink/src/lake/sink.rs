@@ -61,18 +61,15 @@ pub struct LakeSink {
 
 impl LakeSink {
     pub fn new(config: LakeConfig, decoder: EventDecoder, lake: Lake) -> anyhow::Result<Self> {
-        let mut ccfg = config.kafka.client_config("northstar-lake-sink");
-        ccfg.set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest");
+        let ccfg = config
+            .kafka
+            .manual_commit_consumer("northstar-lake-sink", &config.group_id);
         let consumer: StreamConsumer<RevokeTracker> =
             ccfg.create_with_context(RevokeTracker::default())?;
         consumer.subscribe(&[config.topics.clean.as_str()])?;
-        let mut pcfg = config.kafka.client_config("northstar-lake-sink");
-        pcfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", "300000");
+        let pcfg = config
+            .kafka
+            .idempotent_producer("northstar-lake-sink", 300_000);
         let producer: FutureProducer = pcfg.create()?;
         Ok(Self {
             config,

@@ -166,7 +166,7 @@ async fn consume(
         };
         let decoded = match wire::split(payload) {
             Err(e) => Err(("not_wire_format", e.to_string())),
-            Ok((id, datum)) => match schema(&registry, id, &shutdown).await {
+            Ok((id, datum)) => match registry.schema_by_id_retrying(id, &shutdown).await {
                 None => Err(("unknown_schema", format!("schema id {id}"))),
                 Some(s) => codec
                     .decode(&s, datum)
@@ -193,21 +193,4 @@ async fn consume(
         }
     }
     Ok(())
-}
-
-async fn schema(
-    registry: &RegistryClient,
-    id: u32,
-    shutdown: &Shutdown,
-) -> Option<Arc<northstar_schemas::apache_avro::Schema>> {
-    loop {
-        match registry.schema_by_id(id).await {
-            Ok(s) => return Some(s),
-            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
-                tracing::warn!(error = %e, "schema registry unavailable, retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(_) => return None,
-        }
-    }
 }
