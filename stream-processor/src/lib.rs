@@ -4,6 +4,7 @@
 //! Contract: see [`pipeline`] (offsets committed only after outputs are acknowledged) and
 //! [`state`] (deterministic per-partition state).
 
+pub mod catalog;
 pub mod config;
 pub mod metrics;
 pub mod pipeline;
