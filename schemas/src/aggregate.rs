@@ -15,6 +15,8 @@ use crate::CodecError;
 #[derive(Debug, Clone, PartialEq)]
 pub struct KpiAggregate {
     pub kpi: String,
+    /// `count`, `distinct_users`, `sum` or `ratio`.
+    pub kind: String,
     /// Window length label, e.g. `1m`.
     pub window: String,
     /// Window start, ms since the epoch (inclusive).
@@ -24,6 +26,10 @@ pub struct KpiAggregate {
     /// Dimension name → value (e.g. `event` → `Signed Up`).
     pub segment: BTreeMap<String, String>,
     pub value: f64,
+    /// Ratios: the numerator KPI's value in this partition.
+    pub numerator: f64,
+    /// Ratios: the denominator KPI's value in this partition.
+    pub denominator: f64,
     /// True once the window can no longer change.
     pub is_final: bool,
     /// The partition's event-time watermark at emission, ms since the epoch.
@@ -87,7 +93,10 @@ impl AggregateCodec {
             ("windowStart".into(), Value::TimestampMillis(a.window_start)),
             ("windowEnd".into(), Value::TimestampMillis(a.window_end)),
             ("segment".into(), Value::Map(segment)),
+            ("kind".into(), Value::String(a.kind.clone())),
             ("value".into(), Value::Double(a.value)),
+            ("numerator".into(), Value::Double(a.numerator)),
+            ("denominator".into(), Value::Double(a.denominator)),
             ("final".into(), Value::Boolean(a.is_final)),
             ("watermark".into(), Value::TimestampMillis(a.watermark)),
             ("sourceTopic".into(), Value::String(a.source_topic.clone())),
@@ -111,11 +120,14 @@ impl AggregateCodec {
         };
         let mut out = KpiAggregate {
             kpi: String::new(),
+            kind: "count".into(),
             window: String::new(),
             window_start: 0,
             window_end: 0,
             segment: BTreeMap::new(),
             value: 0.0,
+            numerator: 0.0,
+            denominator: 0.0,
             is_final: false,
             watermark: 0,
             source_topic: String::new(),
@@ -135,7 +147,10 @@ impl AggregateCodec {
                         }
                     }
                 }
+                ("kind", Value::String(k)) => out.kind = k,
                 ("value", Value::Double(d)) => out.value = d,
+                ("numerator", Value::Double(d)) => out.numerator = d,
+                ("denominator", Value::Double(d)) => out.denominator = d,
                 ("final", Value::Boolean(b)) => out.is_final = b,
                 ("watermark", Value::TimestampMillis(t) | Value::Long(t)) => out.watermark = t,
                 ("sourceTopic", Value::String(s)) => out.source_topic = s,
@@ -164,7 +179,10 @@ mod tests {
             window_start: 60_000,
             window_end: 120_000,
             segment: BTreeMap::from([("event".to_string(), "Signed Up".to_string())]),
+            kind: "count".into(),
             value: 42.0,
+            numerator: 0.0,
+            denominator: 0.0,
             is_final: true,
             watermark: 200_000,
             source_topic: "events.raw".into(),

@@ -19,6 +19,11 @@ pub struct ProcessorConfig {
     pub emit_interval_ms: u64,
     /// How long after a window's end late events still update it, in seconds.
     pub allowed_lateness_secs: u64,
+    /// The KPI catalog (YAML, see docs/kpi-catalog.md). Without one, the processor computes the
+    /// built-in `events` KPI (count per event name per minute) (`NORTHSTAR_CATALOG`).
+    pub catalog: Option<std::path::PathBuf>,
+    /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
+    pub max_future_skew_secs: u64,
     /// Flush early once this many output records await acknowledgement.
     pub max_pending_outputs: usize,
     /// Topic names.
@@ -37,6 +42,8 @@ impl Default for ProcessorConfig {
             registry_url: "http://127.0.0.1:8081".into(),
             emit_interval_ms: 1000,
             allowed_lateness_secs: 600,
+            catalog: None,
+            max_future_skew_secs: 300,
             max_pending_outputs: 50_000,
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),

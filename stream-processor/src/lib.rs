@@ -23,6 +23,16 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
+    let catalog = match &config.catalog {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the KPI catalog {}", path.display()))?;
+            catalog::Catalog::parse(&text)
+                .with_context(|| format!("invalid KPI catalog {}", path.display()))?
+        }
+        None => catalog::Catalog::default_events(),
+    };
+    tracing::info!(kpis = catalog.kpis.len(), north_star = %catalog.north_star, "kpi catalog loaded");
     let registry = RegistryClient::new(&config.registry_url);
     let clean_id = registry
         .register_with_retry(&value_subject(&config.topics.clean), EVENT_SCHEMA_V1, 60)
@@ -36,7 +46,7 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         )
         .await
         .context("cannot register the aggregate schema")?;
-    let pipeline = pipeline::Pipeline::new(config.clone(), registry, clean_id, agg_id)
+    let pipeline = pipeline::Pipeline::new(config.clone(), std::sync::Arc::new(catalog), registry, clean_id, agg_id)
         .context("cannot create the kafka clients")?;
     let readiness = admin::Readiness::default();
     readiness.set(true);

@@ -96,3 +96,15 @@ gauge!(
     "Next offset committed for the partition",
     &["partition"]
 );
+counter!(
+    SEGMENT_FOLDED,
+    "northstar_processor_segment_folded_total",
+    "Events whose segment value folded into __other__ (dimension cap reached), by KPI",
+    &["partition", "kpi"]
+);
+counter!(
+    FUTURE_CLAMPED,
+    "northstar_processor_future_clamped_total",
+    "Events more than max_future_skew_secs ahead of receivedAt, clamped to receivedAt",
+    &["partition"]
+);

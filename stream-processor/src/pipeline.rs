@@ -24,11 +24,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::ProcessorConfig;
 use crate::metrics;
-use crate::state::{Counted, PartitionState, WINDOW_LABEL, WINDOW_MS};
+use crate::catalog::Catalog;
+use crate::state::PartitionState;
 use crate::validate::{validate, Invalid};
-
-/// The KPI computed in this version: events per event name per window.
-pub const EVENTS_KPI: &str = "events";
 
 /// A fatal pipeline error (the process exits; a restart replays from the last commit).
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +53,8 @@ pub struct Pipeline {
     processed: HashMap<i32, i64>,
     committed: HashMap<i32, i64>,
     pending: Vec<DeliveryFuture>,
+    catalog: Arc<Catalog>,
+    max_future_skew_micros: i64,
     clean_topic: Arc<str>,
     dlq_topic: Arc<str>,
     aggregates_topic: Arc<str>,
@@ -63,6 +63,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(
         config: ProcessorConfig,
+        catalog: Arc<Catalog>,
         registry: RegistryClient,
         clean_schema_id: u32,
         agg_schema_id: u32,
@@ -88,6 +89,8 @@ impl Pipeline {
             processed: HashMap::new(),
             committed: HashMap::new(),
             pending: Vec::new(),
+            catalog,
+            max_future_skew_micros: (config.max_future_skew_secs as i64).saturating_mul(1_000_000),
             clean_topic: config.topics.clean.as_str().into(),
             dlq_topic: config.topics.dlq.as_str().into(),
             aggregates_topic: config.topics.aggregates.as_str().into(),
@@ -180,22 +183,33 @@ impl Pipeline {
                 }
                 self.enqueue(rec).await?;
             }
-            Ok(event) => {
+            Ok(mut event) => {
+                // Timestamps too far ahead of receipt are clamped to receivedAt (the client's
+                // value stays in originalTimestamp), so the lake and the KPIs agree.
+                let limit = event.received_at.saturating_add(self.max_future_skew_micros);
+                if event.timestamp > limit {
+                    event.timestamp = event.received_at;
+                    metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
+                }
+                let catalog = self.catalog.clone();
                 let state = self
                     .partitions
                     .entry(partition)
-                    .or_insert_with(|| PartitionState::new(lateness_ms));
+                    .or_insert_with(|| PartitionState::new(catalog, lateness_ms));
                 if state.is_duplicate(&event.source_id, &event.message_id) {
                     metrics::DUPLICATES.with_label_values(&[&p]).inc();
                 } else {
-                    match state.count(event.timestamp.div_euclid(1000), event.event_name()) {
-                        Counted::OnTime => {}
-                        Counted::LateUpdated => {
-                            metrics::LATE_UPDATED.with_label_values(&[&p]).inc()
-                        }
-                        Counted::LateDropped => metrics::LATE_DROPPED
-                            .with_label_values(&[&p, EVENTS_KPI])
-                            .inc(),
+                    let counted = state.count(&event, event.timestamp.div_euclid(1000));
+                    if counted.late_updated {
+                        metrics::LATE_UPDATED.with_label_values(&[&p]).inc();
+                    }
+                    for k in counted.late_dropped {
+                        let kpi = self.catalog.kpis[k].name.as_str();
+                        metrics::LATE_DROPPED.with_label_values(&[p.as_str(), kpi]).inc();
+                    }
+                    for k in counted.folded {
+                        let kpi = self.catalog.kpis[k].name.as_str();
+                        metrics::SEGMENT_FOLDED.with_label_values(&[p.as_str(), kpi]).inc();
                     }
                     let datum = self
                         .decoder
@@ -277,13 +291,17 @@ impl Pipeline {
                 .with_label_values(&[&p])
                 .set(state.open_windows() as i64);
             for u in updates {
+                let kpi = &self.catalog.kpis[u.kpi];
                 let agg = KpiAggregate {
-                    kpi: EVENTS_KPI.into(),
-                    window: WINDOW_LABEL.into(),
-                    window_start: u.window_start_ms,
-                    window_end: u.window_start_ms + WINDOW_MS,
-                    segment: [("event".to_string(), u.event.clone())].into(),
-                    value: u.count as f64,
+                    kpi: kpi.name.clone(),
+                    kind: kpi.aggregation.kind().into(),
+                    window: u.window_label.clone(),
+                    window_start: u.start_ms,
+                    window_end: u.start_ms + u.window_ms,
+                    segment: kpi.segments.iter().map(|d| d.name.clone()).zip(u.segment).collect(),
+                    value: u.value,
+                    numerator: u.numerator,
+                    denominator: u.denominator,
                     is_final: u.is_final,
                     watermark: watermark.max(0),
                     source_topic: self.config.topics.raw.clone(),

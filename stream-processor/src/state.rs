@@ -1,74 +1,112 @@
-//! Per-partition processing state: the dedup set and the event-count windows.
+//! Per-partition processing state: the dedup set and the KPI windows of the catalog.
 //!
 //! Contract: pure and deterministic — the same input records in the same order give the same
-//! outputs. Windows are 1-minute tumbling windows by event time; a partition's watermark is the
-//! largest event time it has seen; a window is final once the watermark passes its end plus
-//! the allowed lateness, and an event for a final window is counted as late-dropped, never
-//! silently. The dedup set lives in memory in this version (durable state comes with
-//! checkpoints).
+//! state and the same emitted updates (sorted), whatever the wall clock says. Windows are
+//! tumbling windows by event time; a partition's watermark is the largest event time it has
+//! seen; a window is final once the watermark passes its end plus the allowed lateness, and an
+//! event for a final window is counted as late-dropped for that KPI, never silently. Segment
+//! values past a dimension's cap (per partition, first come first admitted) fold into
+//! `__other__` and are counted. The dedup set lives in memory in this version.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
-/// Window length in milliseconds.
-pub const WINDOW_MS: i64 = 60_000;
-/// The label of [`WINDOW_MS`].
-pub const WINDOW_LABEL: &str = "1m";
+use northstar_schemas::Event;
 
-/// What adding an event to the windows did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counted {
-    /// Counted in an open window.
-    OnTime,
-    /// Counted in a window whose end the watermark had passed, within the allowed lateness.
-    LateUpdated,
-    /// Too late: the window is final; not counted.
-    LateDropped,
+use crate::catalog::{fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, OTHER};
+
+/// A stable 64-bit fingerprint of a string tuple.
+fn fingerprint(parts: &[&str]) -> u64 {
+    // DefaultHasher::new() uses fixed keys, so fingerprints are stable within a build.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for p in parts {
+        p.hash(&mut h);
+    }
+    h.finish()
 }
 
-/// One window value to emit.
+/// (kpi index, window index, window start ms, segment values).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct WindowKey {
+    kpi: usize,
+    window: usize,
+    start: i64,
+    segment: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Acc {
+    Count(u64),
+    /// Fixed point, 6 decimals.
+    Sum(i128),
+    Distinct(HashSet<u64>),
+}
+
+impl Acc {
+    fn value(&self) -> f64 {
+        match self {
+            Acc::Count(n) => *n as f64,
+            Acc::Sum(s) => fixed_to_f64(*s),
+            Acc::Distinct(set) => set.len() as f64,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Window {
+    acc: Acc,
+    dirty: bool,
+}
+
+/// One KPI value to emit.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WindowUpdate {
-    pub window_start_ms: i64,
-    pub event: String,
-    pub count: u64,
+pub struct Update {
+    pub kpi: usize,
+    /// Window length in ms (ratios use their sides' windows of the same length).
+    pub window_ms: i64,
+    pub window_label: String,
+    pub start_ms: i64,
+    /// Values in the order of the KPI's segment dimensions.
+    pub segment: Vec<String>,
+    pub value: f64,
+    /// For ratios: the numerator and denominator values (0 otherwise).
+    pub numerator: f64,
+    pub denominator: f64,
     pub is_final: bool,
 }
 
-#[derive(Debug, Default)]
-struct WindowValue {
-    count: u64,
-    dirty: bool,
+/// What processing one event did to the windows.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Counted {
+    /// KPIs whose window for this event was already final (event kept in the lake only).
+    pub late_dropped: Vec<usize>,
+    /// Whether the event updated a window whose end the watermark had passed.
+    pub late_updated: bool,
+    /// KPIs for which a segment value folded into `__other__`.
+    pub folded: Vec<usize>,
 }
 
 /// State of one input partition.
 #[derive(Debug)]
 pub struct PartitionState {
+    catalog: Arc<Catalog>,
     seen: HashSet<u64>,
-    windows: HashMap<(i64, String), WindowValue>,
+    windows: HashMap<WindowKey, Window>,
+    /// Admitted segment values per KPI per dimension.
+    admitted: Vec<Vec<HashSet<String>>>,
     watermark_ms: i64,
     lateness_ms: i64,
 }
 
-/// A stable 64-bit fingerprint of (source, messageId).
-fn fingerprint(source: &str, message_id: &str) -> u64 {
-    // DefaultHasher::new() uses fixed keys, so fingerprints are stable within a build.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    source.hash(&mut h);
-    message_id.hash(&mut h);
-    h.finish()
-}
-
-/// The start of the window containing `ts_ms`.
-pub fn window_start(ts_ms: i64) -> i64 {
-    ts_ms.div_euclid(WINDOW_MS) * WINDOW_MS
-}
-
 impl PartitionState {
-    pub fn new(lateness_ms: i64) -> Self {
+    pub fn new(catalog: Arc<Catalog>, lateness_ms: i64) -> Self {
+        let admitted = catalog.kpis.iter().map(|k| vec![HashSet::new(); k.segments.len()]).collect();
         Self {
+            catalog,
             seen: HashSet::new(),
             windows: HashMap::new(),
+            admitted,
             watermark_ms: i64::MIN,
             lateness_ms,
         }
@@ -76,7 +114,7 @@ impl PartitionState {
 
     /// Records (source, messageId); returns true if it was seen before.
     pub fn is_duplicate(&mut self, source: &str, message_id: &str) -> bool {
-        !self.seen.insert(fingerprint(source, message_id))
+        !self.seen.insert(fingerprint(&[source, message_id]))
     }
 
     /// Number of remembered message ids.
@@ -89,141 +127,181 @@ impl PartitionState {
         self.watermark_ms
     }
 
-    fn is_final(&self, start_ms: i64) -> bool {
-        self.watermark_ms != i64::MIN
-            && start_ms + WINDOW_MS + self.lateness_ms <= self.watermark_ms
-    }
-
-    /// Counts one event named `event` at event time `ts_ms`, then advances the watermark.
-    pub fn count(&mut self, ts_ms: i64, event: &str) -> Counted {
-        let start = window_start(ts_ms);
-        let outcome = if self.is_final(start) {
-            Counted::LateDropped
-        } else {
-            let w = self.windows.entry((start, event.to_string())).or_default();
-            w.count += 1;
-            w.dirty = true;
-            if start + WINDOW_MS <= self.watermark_ms {
-                Counted::LateUpdated
-            } else {
-                Counted::OnTime
-            }
-        };
-        self.watermark_ms = self.watermark_ms.max(ts_ms);
-        outcome
-    }
-
-    /// The windows changed since the last call (partial), and the windows that became final
-    /// (which are then forgotten), in a deterministic order.
-    pub fn drain_updates(&mut self) -> Vec<WindowUpdate> {
-        let mut out = Vec::new();
-        let mut closed = Vec::new();
-        for ((start, event), w) in self.windows.iter_mut() {
-            let is_final = self.watermark_ms != i64::MIN
-                && *start + WINDOW_MS + self.lateness_ms <= self.watermark_ms;
-            if w.dirty || is_final {
-                out.push(WindowUpdate {
-                    window_start_ms: *start,
-                    event: event.clone(),
-                    count: w.count,
-                    is_final,
-                });
-                w.dirty = false;
-            }
-            if is_final {
-                closed.push((*start, event.clone()));
-            }
-        }
-        for k in closed {
-            self.windows.remove(&k);
-        }
-        out.sort_by(|a, b| (a.window_start_ms, &a.event).cmp(&(b.window_start_ms, &b.event)));
-        out
-    }
-
-    /// Windows still open.
+    /// Windows not yet final.
     pub fn open_windows(&self) -> usize {
         self.windows.len()
     }
+
+    fn closes_at(&self, start: i64, len: i64) -> i64 {
+        start.saturating_add(len).saturating_add(self.lateness_ms)
+    }
+
+    fn is_final(&self, start: i64, len: i64) -> bool {
+        self.watermark_ms != i64::MIN && self.closes_at(start, len) <= self.watermark_ms
+    }
+
+    fn segment_value(&mut self, kpi: usize, dim: usize, value: String, cap: usize) -> (String, bool) {
+        let admitted = &mut self.admitted[kpi][dim];
+        if admitted.contains(&value) {
+            return (value, false);
+        }
+        if admitted.len() < cap {
+            admitted.insert(value.clone());
+            return (value, false);
+        }
+        (OTHER.to_string(), true)
+    }
+
+    /// Counts one valid, unique event at event time `ts_ms` in every KPI it matches, then
+    /// advances the watermark.
+    pub fn count(&mut self, event: &Event, ts_ms: i64) -> Counted {
+        let catalog = self.catalog.clone();
+        let mut out = Counted::default();
+        let mut view = EventView::new(event);
+        for (ki, kpi) in catalog.kpis.iter().enumerate() {
+            if matches!(kpi.aggregation, Aggregation::Ratio { .. }) || !kpi.filter.matches(&mut view) {
+                continue;
+            }
+            let contribution = match &kpi.aggregation {
+                Aggregation::Count => Some(Contribution::One),
+                Aggregation::Sum(field) => view.get(field).as_ref().and_then(fixed_point).map(Contribution::Amount),
+                Aggregation::DistinctUsers => {
+                    event.distinct_id().map(|id| Contribution::Member(fingerprint(&[id])))
+                }
+                Aggregation::Ratio { .. } => None,
+            };
+            let Some(contribution) = contribution else { continue };
+            let mut segment = Vec::with_capacity(kpi.segments.len());
+            let mut folded = false;
+            for (di, dim) in kpi.segments.iter().enumerate() {
+                let raw = view.segment_value(&dim.field);
+                let (v, f) = self.segment_value(ki, di, raw, kpi.max_segment_values);
+                folded |= f;
+                segment.push(v);
+            }
+            if folded {
+                out.folded.push(ki);
+            }
+            let mut dropped = false;
+            for (wi, w) in kpi.windows.iter().enumerate() {
+                let start = w.start(ts_ms);
+                if self.is_final(start, w.millis) {
+                    dropped = true;
+                    continue;
+                }
+                if self.watermark_ms != i64::MIN && start + w.millis <= self.watermark_ms {
+                    out.late_updated = true;
+                }
+                let key = WindowKey { kpi: ki, window: wi, start, segment: segment.clone() };
+                let window = self.windows.entry(key).or_insert_with(|| Window {
+                    acc: match kpi.aggregation {
+                        Aggregation::Sum(_) => Acc::Sum(0),
+                        Aggregation::DistinctUsers => Acc::Distinct(HashSet::new()),
+                        _ => Acc::Count(0),
+                    },
+                    dirty: false,
+                });
+                window.dirty = true;
+                match (&mut window.acc, contribution) {
+                    (Acc::Count(n), _) => *n += 1,
+                    (Acc::Sum(s), Contribution::Amount(a)) => *s += a,
+                    (Acc::Distinct(set), Contribution::Member(m)) => {
+                        set.insert(m);
+                    }
+                    _ => {}
+                }
+            }
+            if dropped {
+                out.late_dropped.push(ki);
+            }
+        }
+        self.watermark_ms = self.watermark_ms.max(ts_ms);
+        out
+    }
+
+    /// The windows changed since the last call (partial) and the windows that became final
+    /// (then forgotten), with the ratios they feed, sorted deterministically.
+    pub fn drain_updates(&mut self) -> Vec<Update> {
+        let catalog = self.catalog.clone();
+        let mut out = Vec::new();
+        let mut closed = Vec::new();
+        // (kpi, window ms, start, segment) of plain windows that changed or closed.
+        let mut touched: BTreeMap<(usize, i64, i64, Vec<String>), bool> = BTreeMap::new();
+        let mut keys: Vec<&WindowKey> = self.windows.keys().collect();
+        keys.sort();
+        for key in keys {
+            let kpi = &catalog.kpis[key.kpi];
+            let spec = &kpi.windows[key.window];
+            let is_final = self.is_final(key.start, spec.millis);
+            let Some(w) = self.windows.get(key) else { continue };
+            if w.dirty || is_final {
+                out.push(Update {
+                    kpi: key.kpi,
+                    window_ms: spec.millis,
+                    window_label: spec.label.clone(),
+                    start_ms: key.start,
+                    segment: key.segment.clone(),
+                    value: w.acc.value(),
+                    numerator: 0.0,
+                    denominator: 0.0,
+                    is_final,
+                });
+                touched.insert((key.kpi, spec.millis, key.start, key.segment.clone()), is_final);
+            }
+            if is_final {
+                closed.push(key.clone());
+            }
+        }
+        for (ri, r) in catalog.kpis.iter().enumerate() {
+            let Aggregation::Ratio { numerator, denominator } = r.aggregation else { continue };
+            let mut emitted = HashSet::new();
+            for ((k, ms, start, segment), is_final) in &touched {
+                if *k != numerator && *k != denominator {
+                    continue;
+                }
+                let Some(spec) = r.windows.iter().find(|w| w.millis == *ms) else { continue };
+                if !emitted.insert((*ms, *start, segment.clone())) {
+                    continue;
+                }
+                let side = |kpi: usize| {
+                    let wi = catalog.kpis[kpi].windows.iter().position(|w| w.millis == *ms)?;
+                    let key = WindowKey { kpi, window: wi, start: *start, segment: segment.clone() };
+                    self.windows.get(&key).map(|w| w.acc.value())
+                };
+                let num = side(numerator).unwrap_or(0.0);
+                let den = side(denominator).unwrap_or(0.0);
+                out.push(Update {
+                    kpi: ri,
+                    window_ms: *ms,
+                    window_label: spec.label.clone(),
+                    start_ms: *start,
+                    segment: segment.clone(),
+                    value: if den == 0.0 { f64::NAN } else { num / den },
+                    numerator: num,
+                    denominator: den,
+                    is_final: *is_final,
+                });
+            }
+        }
+        for key in closed {
+            self.windows.remove(&key);
+        }
+        for w in self.windows.values_mut() {
+            w.dirty = false;
+        }
+        out.sort_by(|a, b| {
+            (a.kpi, a.window_ms, a.start_ms, &a.segment).cmp(&(b.kpi, b.window_ms, b.start_ms, &b.segment))
+        });
+        out
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Contribution {
+    One,
+    Amount(i128),
+    Member(u64),
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MIN: i64 = 60_000;
-    const LATE: i64 = 10 * MIN;
-
-    #[test]
-    fn duplicates_by_source_and_id() {
-        let mut s = PartitionState::new(LATE);
-        assert!(!s.is_duplicate("web", "m1"));
-        assert!(s.is_duplicate("web", "m1"));
-        assert!(!s.is_duplicate("ios", "m1"), "scoped by source");
-        assert_eq!(s.remembered_ids(), 2);
-    }
-
-    #[test]
-    fn counts_per_window_and_event_then_finalises() {
-        let mut s = PartitionState::new(LATE);
-        let t0 = 100 * MIN;
-        assert_eq!(s.count(t0 + 1, "a"), Counted::OnTime);
-        assert_eq!(s.count(t0 + 2, "a"), Counted::OnTime);
-        assert_eq!(s.count(t0 + 3, "b"), Counted::OnTime);
-        assert_eq!(s.count(t0 + MIN, "a"), Counted::OnTime);
-        let u = s.drain_updates();
-        assert_eq!(
-            u,
-            vec![
-                WindowUpdate {
-                    window_start_ms: t0,
-                    event: "a".into(),
-                    count: 2,
-                    is_final: false
-                },
-                WindowUpdate {
-                    window_start_ms: t0,
-                    event: "b".into(),
-                    count: 1,
-                    is_final: false
-                },
-                WindowUpdate {
-                    window_start_ms: t0 + MIN,
-                    event: "a".into(),
-                    count: 1,
-                    is_final: false
-                },
-            ]
-        );
-        assert!(s.drain_updates().is_empty(), "nothing changed");
-        // A late event inside the lateness updates its window.
-        assert_eq!(s.count(t0 + 5, "a"), Counted::LateUpdated);
-        // The watermark passes t0's end + lateness: t0 windows are final.
-        s.count(t0 + MIN + LATE, "c");
-        let u = s.drain_updates();
-        assert!(u.contains(&WindowUpdate {
-            window_start_ms: t0,
-            event: "a".into(),
-            count: 3,
-            is_final: true
-        }));
-        assert!(u.contains(&WindowUpdate {
-            window_start_ms: t0,
-            event: "b".into(),
-            count: 1,
-            is_final: true
-        }));
-        assert_eq!(s.count(t0 + 7, "a"), Counted::LateDropped);
-        assert!(
-            s.drain_updates().iter().all(|u| u.window_start_ms != t0),
-            "final windows are forgotten"
-        );
-    }
-
-    #[test]
-    fn window_start_is_floor() {
-        assert_eq!(window_start(59_999), 0);
-        assert_eq!(window_start(60_000), 60_000);
-        assert_eq!(window_start(-1), -60_000);
-    }
-}
+mod tests;

@@ -91,19 +91,32 @@ impl Table {
     }
 
     /// Values summed over source partitions: (series, window start) → (value, all final).
+    /// Ratios are Σ numerators / Σ denominators (NaN while the denominators sum to 0).
     pub fn windows(&self) -> BTreeMap<(SeriesKey, i64), (f64, bool)> {
-        let mut out: BTreeMap<(SeriesKey, i64), (f64, bool)> = BTreeMap::new();
+        // (value sum, numerator sum, denominator sum, is ratio, all final)
+        let mut sums: BTreeMap<(SeriesKey, i64), (f64, f64, f64, bool, bool)> = BTreeMap::new();
         for a in self.latest.values() {
-            let e = out
-                .entry((
-                    (a.kpi.clone(), a.window.clone(), a.segment.clone()),
-                    a.window_start,
-                ))
-                .or_insert((0.0, true));
+            let e = sums
+                .entry(((a.kpi.clone(), a.window.clone(), a.segment.clone()), a.window_start))
+                .or_insert((0.0, 0.0, 0.0, false, true));
             e.0 += a.value;
-            e.1 &= a.is_final;
+            e.1 += a.numerator;
+            e.2 += a.denominator;
+            e.3 |= a.kind == "ratio";
+            e.4 &= a.is_final;
         }
-        out
+        sums.into_iter()
+            .map(|(k, (v, num, den, ratio, fin))| {
+                let value = if !ratio {
+                    v
+                } else if den == 0.0 {
+                    f64::NAN
+                } else {
+                    num / den
+                };
+                (k, (value, fin))
+            })
+            .collect()
     }
 
     /// The Prometheus text exposition of the KPI values.
@@ -162,6 +175,9 @@ impl Table {
 }
 
 fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -223,7 +239,10 @@ mod tests {
             window_start: start,
             window_end: start + 60_000,
             segment: [("event".to_string(), event.to_string())].into(),
+            kind: "count".into(),
             value,
+            numerator: 0.0,
+            denominator: 0.0,
             is_final: false,
             watermark: start,
             source_topic: "events.raw".into(),
@@ -260,6 +279,26 @@ mod tests {
             text.contains("window_start=\"1970-01-01T00:00:00Z\"} 7\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn ratios_divide_sums_over_partitions() {
+        let mut t = Table::new(10);
+        for (partition, num, den) in [(0, 1.0, 4.0), (1, 2.0, 2.0)] {
+            let mut a = agg("x", 0, partition, 1, num / den);
+            a.kpi = "conversion".into();
+            a.kind = "ratio".into();
+            a.numerator = num;
+            a.denominator = den;
+            t.apply(a);
+        }
+        let v: Vec<f64> = t.windows().values().map(|(v, _)| *v).collect();
+        assert_eq!(v, vec![0.5], "(1+2)/(4+2), not the sum of per-partition ratios");
+        let mut empty = Table::new(10);
+        let mut a = agg("x", 0, 0, 1, f64::NAN);
+        a.kind = "ratio".into();
+        empty.apply(a);
+        assert!(empty.render().contains("} NaN\n"));
     }
 
     #[test]
