@@ -21,7 +21,10 @@ for b in $(seq 1 "$BATCHES"); do
     os=${OSES[$((RANDOM % 4))]}
     ts="$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)"
     [ "$i" -gt 1 ] && body+=','
-    body+="{\"type\":\"track\",\"event\":\"$name\",\"userId\":\"demo-user-$((RANDOM % 200))\",\"messageId\":\"demo-$$-$b-$i-$RANDOM\",\"timestamp\":\"$ts\",\"properties\":{\"plan\":\"$([ $((RANDOM % 3)) -eq 0 ] && echo pro || echo free)\"},\"context\":{\"os\":{\"name\":\"$os\"}}}"
+    plan=$([ $((RANDOM % 3)) -eq 0 ] && echo pro || echo free)
+    revenue=0
+    [ "$name" = "Upgraded Plan" ] && revenue="$((RANDOM % 90 + 10)).$((RANDOM % 100))"
+    body+="{\"type\":\"track\",\"event\":\"$name\",\"userId\":\"demo-user-$((RANDOM % 200))\",\"messageId\":\"demo-$$-$b-$i-$RANDOM\",\"timestamp\":\"$ts\",\"properties\":{\"plan\":\"$plan\",\"revenue\":$revenue},\"context\":{\"os\":{\"name\":\"$os\"}}}"
   done
   body+=']}'
   code=$(curl -s -o /dev/null -w '%{http_code}' -u "$KEY:" -H 'content-type: application/json' --data-binary "$body" "$URL/v1/batch")

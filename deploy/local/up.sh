@@ -66,7 +66,7 @@ start registry env NORTHSTAR_LISTEN=127.0.0.1:8081 "$BIN/northstar-schemas" serv
 wait_http http://127.0.0.1:8081/subjects
 "$BIN/northstar-schemas" register
 start ingest "$BIN/northstar-ingest" --config deploy/local/ingest.toml
-start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 "$BIN/northstar-stream-processor"
+start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG=deploy/kpi-catalog.yaml "$BIN/northstar-stream-processor"
 start lake-sink env NORTHSTAR_LISTEN=127.0.0.1:9466 NORTHSTAR_ROOT=file://./data/lake \
   NORTHSTAR_MAX_FILE_AGE_SECS=10 "$BIN/northstar-sink" lake
 start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 "$BIN/northstar-sink" metrics

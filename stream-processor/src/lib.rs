@@ -46,8 +46,14 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         )
         .await
         .context("cannot register the aggregate schema")?;
-    let pipeline = pipeline::Pipeline::new(config.clone(), std::sync::Arc::new(catalog), registry, clean_id, agg_id)
-        .context("cannot create the kafka clients")?;
+    let pipeline = pipeline::Pipeline::new(
+        config.clone(),
+        std::sync::Arc::new(catalog),
+        registry,
+        clean_id,
+        agg_id,
+    )
+    .context("cannot create the kafka clients")?;
     let readiness = admin::Readiness::default();
     readiness.set(true);
     let result = admin::serve_while(

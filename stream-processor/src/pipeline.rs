@@ -22,9 +22,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::catalog::Catalog;
 use crate::config::ProcessorConfig;
 use crate::metrics;
-use crate::catalog::Catalog;
 use crate::state::PartitionState;
 use crate::validate::{validate, Invalid};
 
@@ -186,7 +186,9 @@ impl Pipeline {
             Ok(mut event) => {
                 // Timestamps too far ahead of receipt are clamped to receivedAt (the client's
                 // value stays in originalTimestamp), so the lake and the KPIs agree.
-                let limit = event.received_at.saturating_add(self.max_future_skew_micros);
+                let limit = event
+                    .received_at
+                    .saturating_add(self.max_future_skew_micros);
                 if event.timestamp > limit {
                     event.timestamp = event.received_at;
                     metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
@@ -205,11 +207,15 @@ impl Pipeline {
                     }
                     for k in counted.late_dropped {
                         let kpi = self.catalog.kpis[k].name.as_str();
-                        metrics::LATE_DROPPED.with_label_values(&[p.as_str(), kpi]).inc();
+                        metrics::LATE_DROPPED
+                            .with_label_values(&[p.as_str(), kpi])
+                            .inc();
                     }
                     for k in counted.folded {
                         let kpi = self.catalog.kpis[k].name.as_str();
-                        metrics::SEGMENT_FOLDED.with_label_values(&[p.as_str(), kpi]).inc();
+                        metrics::SEGMENT_FOLDED
+                            .with_label_values(&[p.as_str(), kpi])
+                            .inc();
                     }
                     let datum = self
                         .decoder
@@ -298,7 +304,12 @@ impl Pipeline {
                     window: u.window_label.clone(),
                     window_start: u.start_ms,
                     window_end: u.start_ms + u.window_ms,
-                    segment: kpi.segments.iter().map(|d| d.name.clone()).zip(u.segment).collect(),
+                    segment: kpi
+                        .segments
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .zip(u.segment)
+                        .collect(),
                     value: u.value,
                     numerator: u.numerator,
                     denominator: u.denominator,

@@ -101,7 +101,11 @@ pub struct PartitionState {
 
 impl PartitionState {
     pub fn new(catalog: Arc<Catalog>, lateness_ms: i64) -> Self {
-        let admitted = catalog.kpis.iter().map(|k| vec![HashSet::new(); k.segments.len()]).collect();
+        let admitted = catalog
+            .kpis
+            .iter()
+            .map(|k| vec![HashSet::new(); k.segments.len()])
+            .collect();
         Self {
             catalog,
             seen: HashSet::new(),
@@ -140,7 +144,13 @@ impl PartitionState {
         self.watermark_ms != i64::MIN && self.closes_at(start, len) <= self.watermark_ms
     }
 
-    fn segment_value(&mut self, kpi: usize, dim: usize, value: String, cap: usize) -> (String, bool) {
+    fn segment_value(
+        &mut self,
+        kpi: usize,
+        dim: usize,
+        value: String,
+        cap: usize,
+    ) -> (String, bool) {
         let admitted = &mut self.admitted[kpi][dim];
         if admitted.contains(&value) {
             return (value, false);
@@ -159,18 +169,26 @@ impl PartitionState {
         let mut out = Counted::default();
         let mut view = EventView::new(event);
         for (ki, kpi) in catalog.kpis.iter().enumerate() {
-            if matches!(kpi.aggregation, Aggregation::Ratio { .. }) || !kpi.filter.matches(&mut view) {
+            if matches!(kpi.aggregation, Aggregation::Ratio { .. })
+                || !kpi.filter.matches(&mut view)
+            {
                 continue;
             }
             let contribution = match &kpi.aggregation {
                 Aggregation::Count => Some(Contribution::One),
-                Aggregation::Sum(field) => view.get(field).as_ref().and_then(fixed_point).map(Contribution::Amount),
-                Aggregation::DistinctUsers => {
-                    event.distinct_id().map(|id| Contribution::Member(fingerprint(&[id])))
-                }
+                Aggregation::Sum(field) => view
+                    .get(field)
+                    .as_ref()
+                    .and_then(fixed_point)
+                    .map(Contribution::Amount),
+                Aggregation::DistinctUsers => event
+                    .distinct_id()
+                    .map(|id| Contribution::Member(fingerprint(&[id]))),
                 Aggregation::Ratio { .. } => None,
             };
-            let Some(contribution) = contribution else { continue };
+            let Some(contribution) = contribution else {
+                continue;
+            };
             let mut segment = Vec::with_capacity(kpi.segments.len());
             let mut folded = false;
             for (di, dim) in kpi.segments.iter().enumerate() {
@@ -192,7 +210,12 @@ impl PartitionState {
                 if self.watermark_ms != i64::MIN && start + w.millis <= self.watermark_ms {
                     out.late_updated = true;
                 }
-                let key = WindowKey { kpi: ki, window: wi, start, segment: segment.clone() };
+                let key = WindowKey {
+                    kpi: ki,
+                    window: wi,
+                    start,
+                    segment: segment.clone(),
+                };
                 let window = self.windows.entry(key).or_insert_with(|| Window {
                     acc: match kpi.aggregation {
                         Aggregation::Sum(_) => Acc::Sum(0),
@@ -233,7 +256,9 @@ impl PartitionState {
             let kpi = &catalog.kpis[key.kpi];
             let spec = &kpi.windows[key.window];
             let is_final = self.is_final(key.start, spec.millis);
-            let Some(w) = self.windows.get(key) else { continue };
+            let Some(w) = self.windows.get(key) else {
+                continue;
+            };
             if w.dirty || is_final {
                 out.push(Update {
                     kpi: key.kpi,
@@ -246,26 +271,45 @@ impl PartitionState {
                     denominator: 0.0,
                     is_final,
                 });
-                touched.insert((key.kpi, spec.millis, key.start, key.segment.clone()), is_final);
+                touched.insert(
+                    (key.kpi, spec.millis, key.start, key.segment.clone()),
+                    is_final,
+                );
             }
             if is_final {
                 closed.push(key.clone());
             }
         }
         for (ri, r) in catalog.kpis.iter().enumerate() {
-            let Aggregation::Ratio { numerator, denominator } = r.aggregation else { continue };
+            let Aggregation::Ratio {
+                numerator,
+                denominator,
+            } = r.aggregation
+            else {
+                continue;
+            };
             let mut emitted = HashSet::new();
             for ((k, ms, start, segment), is_final) in &touched {
                 if *k != numerator && *k != denominator {
                     continue;
                 }
-                let Some(spec) = r.windows.iter().find(|w| w.millis == *ms) else { continue };
+                let Some(spec) = r.windows.iter().find(|w| w.millis == *ms) else {
+                    continue;
+                };
                 if !emitted.insert((*ms, *start, segment.clone())) {
                     continue;
                 }
                 let side = |kpi: usize| {
-                    let wi = catalog.kpis[kpi].windows.iter().position(|w| w.millis == *ms)?;
-                    let key = WindowKey { kpi, window: wi, start: *start, segment: segment.clone() };
+                    let wi = catalog.kpis[kpi]
+                        .windows
+                        .iter()
+                        .position(|w| w.millis == *ms)?;
+                    let key = WindowKey {
+                        kpi,
+                        window: wi,
+                        start: *start,
+                        segment: segment.clone(),
+                    };
                     self.windows.get(&key).map(|w| w.acc.value())
                 };
                 let num = side(numerator).unwrap_or(0.0);
@@ -290,7 +334,12 @@ impl PartitionState {
             w.dirty = false;
         }
         out.sort_by(|a, b| {
-            (a.kpi, a.window_ms, a.start_ms, &a.segment).cmp(&(b.kpi, b.window_ms, b.start_ms, &b.segment))
+            (a.kpi, a.window_ms, a.start_ms, &a.segment).cmp(&(
+                b.kpi,
+                b.window_ms,
+                b.start_ms,
+                &b.segment,
+            ))
         });
         out
     }

@@ -97,7 +97,10 @@ impl Table {
         let mut sums: BTreeMap<(SeriesKey, i64), (f64, f64, f64, bool, bool)> = BTreeMap::new();
         for a in self.latest.values() {
             let e = sums
-                .entry(((a.kpi.clone(), a.window.clone(), a.segment.clone()), a.window_start))
+                .entry((
+                    (a.kpi.clone(), a.window.clone(), a.segment.clone()),
+                    a.window_start,
+                ))
                 .or_insert((0.0, 0.0, 0.0, false, true));
             e.0 += a.value;
             e.1 += a.numerator;
@@ -293,7 +296,11 @@ mod tests {
             t.apply(a);
         }
         let v: Vec<f64> = t.windows().values().map(|(v, _)| *v).collect();
-        assert_eq!(v, vec![0.5], "(1+2)/(4+2), not the sum of per-partition ratios");
+        assert_eq!(
+            v,
+            vec![0.5],
+            "(1+2)/(4+2), not the sum of per-partition ratios"
+        );
         let mut empty = Table::new(10);
         let mut a = agg("x", 0, 0, 1, f64::NAN);
         a.kind = "ratio".into();

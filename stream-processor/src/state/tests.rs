@@ -49,7 +49,8 @@ fn ev(name: &str, user: &str, os: &str, revenue: f64) -> Event {
 }
 
 fn find<'a>(u: &'a [Update], kpi: usize, start: i64, segment: &[&str]) -> Option<&'a Update> {
-    u.iter().find(|x| x.kpi == kpi && x.start_ms == start && x.segment == segment && x.window_ms == MIN)
+    u.iter()
+        .find(|x| x.kpi == kpi && x.start_ms == start && x.segment == segment && x.window_ms == MIN)
 }
 
 #[test]
@@ -72,10 +73,23 @@ fn counts_sums_distinct_and_ratios() {
     assert_eq!(find(&u, 1, T0, &["iOS"]).map(|x| x.value), Some(2.0));
     assert_eq!(find(&u, 2, T0, &["iOS"]).map(|x| x.value), Some(2.0));
     let ratio = find(&u, 3, T0, &["iOS"]).expect("ratio emitted");
-    assert_eq!((ratio.value, ratio.numerator, ratio.denominator), (1.0, 2.0, 2.0));
-    assert_eq!(find(&u, 4, T0, &[]).map(|x| x.value), Some(12.6), "fixed-point sum");
-    assert!(u.iter().any(|x| x.kpi == 4 && x.window_ms == 3_600_000 && x.value == 12.6));
-    assert_eq!(find(&u, 5, T0, &[]).map(|x| x.value), Some(2.0), "distinct users a, b");
+    assert_eq!(
+        (ratio.value, ratio.numerator, ratio.denominator),
+        (1.0, 2.0, 2.0)
+    );
+    assert_eq!(
+        find(&u, 4, T0, &[]).map(|x| x.value),
+        Some(12.6),
+        "fixed-point sum"
+    );
+    assert!(u
+        .iter()
+        .any(|x| x.kpi == 4 && x.window_ms == 3_600_000 && x.value == 12.6));
+    assert_eq!(
+        find(&u, 5, T0, &[]).map(|x| x.value),
+        Some(2.0),
+        "distinct users a, b"
+    );
     assert!(s.drain_updates().is_empty(), "nothing changed since");
 }
 
@@ -91,8 +105,14 @@ fn ratio_without_denominator_is_nan() {
 #[test]
 fn segment_values_past_the_cap_fold_into_other() {
     let mut s = PartitionState::new(catalog(), LATE);
-    assert!(s.count(&ev("Signed Up", "a", "iOS", 0.0), T0).folded.is_empty());
-    assert!(s.count(&ev("Signed Up", "b", "Android", 0.0), T0).folded.is_empty());
+    assert!(s
+        .count(&ev("Signed Up", "a", "iOS", 0.0), T0)
+        .folded
+        .is_empty());
+    assert!(s
+        .count(&ev("Signed Up", "b", "Android", 0.0), T0)
+        .folded
+        .is_empty());
     let c = s.count(&ev("Signed Up", "c", "Windows", 0.0), T0);
     assert_eq!(c.folded, vec![1], "third OS folds for signups (cap 2)");
     s.count(&ev("Signed Up", "d", "Linux", 0.0), T0);
@@ -120,7 +140,10 @@ fn late_events_update_within_lateness_then_drop() {
     assert!(r.is_final && r.denominator == 2.0);
     let c = s.count(&ev("Signed Up", "d", "iOS", 0.0), T0 + 7);
     assert!(c.late_dropped.contains(&1) && c.late_dropped.contains(&0));
-    assert!(s.drain_updates().iter().all(|x| x.start_ms != T0), "final windows are forgotten");
+    assert!(
+        s.drain_updates().iter().all(|x| x.start_ms != T0),
+        "final windows are forgotten"
+    );
     // The 1h revenue window of T0 is still open (its end is later).
     assert!(s.open_windows() > 0);
 }
@@ -133,7 +156,10 @@ fn deterministic_for_the_same_input() {
         for i in 0..200i64 {
             let name = ["Signed Up", "Upgraded", "Viewed"][(i % 3) as usize];
             let os = ["iOS", "Android", "Windows", "Linux"][(i % 4) as usize];
-            s.count(&ev(name, &format!("u{}", i % 17), os, (i % 7) as f64 / 4.0), T0 + i * 7_919 % (30 * MIN));
+            s.count(
+                &ev(name, &format!("u{}", i % 17), os, (i % 7) as f64 / 4.0),
+                T0 + i * 7_919 % (30 * MIN),
+            );
             if i % 25 == 0 {
                 all.extend(s.drain_updates().into_iter().map(|u| format!("{u:?}")));
             }
