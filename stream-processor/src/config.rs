@@ -22,6 +22,8 @@ pub struct ProcessorConfig {
     /// The KPI catalog (YAML, see docs/kpi-catalog.md). Without one, the processor computes the
     /// built-in `events` KPI (count per event name per minute) (`NORTHSTAR_CATALOG`).
     pub catalog: Option<std::path::PathBuf>,
+    /// Duplicates by (source, messageId) are dropped within this many seconds (by receivedAt).
+    pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
     pub max_future_skew_secs: u64,
     /// Flush early once this many output records await acknowledgement.
@@ -44,6 +46,7 @@ impl Default for ProcessorConfig {
             allowed_lateness_secs: 600,
             catalog: None,
             max_future_skew_secs: 300,
+            dedup_window_secs: 86_400,
             max_pending_outputs: 50_000,
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),

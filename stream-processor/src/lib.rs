@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod config;
+pub mod dedup;
 pub mod metrics;
 pub mod pipeline;
 pub mod state;

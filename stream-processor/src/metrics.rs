@@ -108,3 +108,9 @@ counter!(
     "Events more than max_future_skew_secs ahead of receivedAt, clamped to receivedAt",
     &["partition"]
 );
+gauge!(
+    STATE_BYTES,
+    "northstar_processor_state_dedup_bytes",
+    "Heap bytes of the dedup set",
+    &["partition"]
+);

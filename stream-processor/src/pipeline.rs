@@ -194,11 +194,12 @@ impl Pipeline {
                     metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
                 }
                 let catalog = self.catalog.clone();
+                let dedup_window = self.config.dedup_window_secs;
                 let state = self
                     .partitions
                     .entry(partition)
-                    .or_insert_with(|| PartitionState::new(catalog, lateness_ms));
-                if state.is_duplicate(&event.source_id, &event.message_id) {
+                    .or_insert_with(|| PartitionState::new(catalog, lateness_ms, dedup_window));
+                if state.is_duplicate(&event.source_id, &event.message_id, event.received_at) {
                     metrics::DUPLICATES.with_label_values(&[&p]).inc();
                 } else {
                     let counted = state.count(&event, event.timestamp.div_euclid(1000));
@@ -293,6 +294,9 @@ impl Pipeline {
             metrics::STATE_IDS
                 .with_label_values(&[&p])
                 .set(state.remembered_ids() as i64);
+            metrics::STATE_BYTES
+                .with_label_values(&[&p])
+                .set(state.dedup_bytes() as i64);
             metrics::OPEN_WINDOWS
                 .with_label_values(&[&p])
                 .set(state.open_windows() as i64);

@@ -6,25 +6,16 @@
 //! seen; a window is final once the watermark passes its end plus the allowed lateness, and an
 //! event for a final window is counted as late-dropped for that KPI, never silently. Segment
 //! values past a dimension's cap (per partition, first come first admitted) fold into
-//! `__other__` and are counted. The dedup set lives in memory in this version.
+//! `__other__` and are counted. Deduplication is bounded by a time window ([`Dedup`]); it lives
+//! in memory in this version (checkpointed state comes next).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use northstar_schemas::Event;
 
 use crate::catalog::{fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, OTHER};
-
-/// A stable 64-bit fingerprint of a string tuple.
-fn fingerprint(parts: &[&str]) -> u64 {
-    // DefaultHasher::new() uses fixed keys, so fingerprints are stable within a build.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    for p in parts {
-        p.hash(&mut h);
-    }
-    h.finish()
-}
+use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
 
 /// (kpi index, window index, window start ms, segment values).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -91,7 +82,7 @@ pub struct Counted {
 #[derive(Debug)]
 pub struct PartitionState {
     catalog: Arc<Catalog>,
-    seen: HashSet<u64>,
+    dedup: Dedup,
     windows: HashMap<WindowKey, Window>,
     /// Admitted segment values per KPI per dimension.
     admitted: Vec<Vec<HashSet<String>>>,
@@ -100,7 +91,7 @@ pub struct PartitionState {
 }
 
 impl PartitionState {
-    pub fn new(catalog: Arc<Catalog>, lateness_ms: i64) -> Self {
+    pub fn new(catalog: Arc<Catalog>, lateness_ms: i64, dedup_window_secs: u32) -> Self {
         let admitted = catalog
             .kpis
             .iter()
@@ -108,7 +99,7 @@ impl PartitionState {
             .collect();
         Self {
             catalog,
-            seen: HashSet::new(),
+            dedup: Dedup::new(dedup_window_secs),
             windows: HashMap::new(),
             admitted,
             watermark_ms: i64::MIN,
@@ -116,14 +107,25 @@ impl PartitionState {
         }
     }
 
-    /// Records (source, messageId); returns true if it was seen before.
-    pub fn is_duplicate(&mut self, source: &str, message_id: &str) -> bool {
-        !self.seen.insert(fingerprint(&[source, message_id]))
+    /// Records (source, messageId) received at `received_at_micros`; true if it was seen
+    /// within the dedup window.
+    pub fn is_duplicate(
+        &mut self,
+        source: &str,
+        message_id: &str,
+        received_at_micros: i64,
+    ) -> bool {
+        self.dedup.check(source, message_id, received_at_micros)
     }
 
     /// Number of remembered message ids.
     pub fn remembered_ids(&self) -> usize {
-        self.seen.len()
+        self.dedup.len()
+    }
+
+    /// Approximate heap bytes of the dedup set.
+    pub fn dedup_bytes(&self) -> usize {
+        self.dedup.approx_bytes()
     }
 
     /// The partition's event-time watermark (ms), `i64::MIN` before the first event.

@@ -94,7 +94,8 @@ impl Table {
     /// Ratios are Σ numerators / Σ denominators (NaN while the denominators sum to 0).
     pub fn windows(&self) -> BTreeMap<(SeriesKey, i64), (f64, bool)> {
         // (value sum, numerator sum, denominator sum, is ratio, all final)
-        let mut sums: BTreeMap<(SeriesKey, i64), (f64, f64, f64, bool, bool)> = BTreeMap::new();
+        type Sums = (f64, f64, f64, bool, bool);
+        let mut sums: BTreeMap<(SeriesKey, i64), Sums> = BTreeMap::new();
         for a in self.latest.values() {
             let e = sums
                 .entry((

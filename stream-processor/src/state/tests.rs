@@ -55,15 +55,15 @@ fn find<'a>(u: &'a [Update], kpi: usize, start: i64, segment: &[&str]) -> Option
 
 #[test]
 fn duplicates_by_source_and_id() {
-    let mut s = PartitionState::new(catalog(), LATE);
-    assert!(!s.is_duplicate("web", "m1"));
-    assert!(s.is_duplicate("web", "m1"));
-    assert!(!s.is_duplicate("ios", "m1"), "scoped by source");
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    assert!(!s.is_duplicate("web", "m1", 0));
+    assert!(s.is_duplicate("web", "m1", 1_000_000));
+    assert!(!s.is_duplicate("ios", "m1", 0), "scoped by source");
 }
 
 #[test]
 fn counts_sums_distinct_and_ratios() {
-    let mut s = PartitionState::new(catalog(), LATE);
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
     s.count(&ev("Signed Up", "a", "iOS", 0.0), T0 + 1);
     s.count(&ev("Signed Up", "b", "iOS", 0.0), T0 + 2);
     s.count(&ev("Upgraded", "a", "iOS", 12.5), T0 + 3);
@@ -95,7 +95,7 @@ fn counts_sums_distinct_and_ratios() {
 
 #[test]
 fn ratio_without_denominator_is_nan() {
-    let mut s = PartitionState::new(catalog(), LATE);
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
     s.count(&ev("Upgraded", "a", "Android", 1.0), T0);
     let u = s.drain_updates();
     let r = find(&u, 3, T0, &["Android"]).expect("ratio");
@@ -104,7 +104,7 @@ fn ratio_without_denominator_is_nan() {
 
 #[test]
 fn segment_values_past_the_cap_fold_into_other() {
-    let mut s = PartitionState::new(catalog(), LATE);
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
     assert!(s
         .count(&ev("Signed Up", "a", "iOS", 0.0), T0)
         .folded
@@ -124,7 +124,7 @@ fn segment_values_past_the_cap_fold_into_other() {
 
 #[test]
 fn late_events_update_within_lateness_then_drop() {
-    let mut s = PartitionState::new(catalog(), LATE);
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
     s.count(&ev("Signed Up", "a", "iOS", 0.0), T0 + 1);
     s.count(&ev("Signed Up", "b", "iOS", 0.0), T0 + MIN);
     s.drain_updates();
@@ -151,7 +151,7 @@ fn late_events_update_within_lateness_then_drop() {
 #[test]
 fn deterministic_for_the_same_input() {
     let run = || {
-        let mut s = PartitionState::new(catalog(), LATE);
+        let mut s = PartitionState::new(catalog(), LATE, 86_400);
         let mut all = Vec::new();
         for i in 0..200i64 {
             let name = ["Signed Up", "Upgraded", "Viewed"][(i % 3) as usize];
