@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod kafka;
+pub mod objstore;
 pub mod shutdown;
 pub mod telemetry;
 

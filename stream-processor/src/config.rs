@@ -26,6 +26,12 @@ pub struct ProcessorConfig {
     pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
     pub max_future_skew_secs: u64,
+    /// Where partition checkpoints are kept (`file://`, relative to the working directory).
+    pub checkpoint_root: String,
+    /// How often partition state is checkpointed (and offsets committed), in milliseconds.
+    pub checkpoint_interval_ms: u64,
+    /// Checkpoints kept per partition.
+    pub checkpoints_kept: usize,
     /// Flush early once this many output records await acknowledgement.
     pub max_pending_outputs: usize,
     /// Topic names.
@@ -47,6 +53,9 @@ impl Default for ProcessorConfig {
             catalog: None,
             max_future_skew_secs: 300,
             dedup_window_secs: 86_400,
+            checkpoint_root: "file://./data/checkpoints".into(),
+            checkpoint_interval_ms: 5_000,
+            checkpoints_kept: 3,
             max_pending_outputs: 50_000,
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),

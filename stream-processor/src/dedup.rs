@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 /// Fingerprints are already uniformly distributed: the table uses them as their own hash.
-#[derive(Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy)]
 pub struct IdentityHasher(u64);
 
 impl Hasher for IdentityHasher {
@@ -45,7 +45,7 @@ pub fn fingerprint(source: &str, message_id: &str) -> u64 {
 }
 
 /// The dedup set of one input partition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Dedup {
     /// fingerprint → receivedAt (unix seconds) when first seen.
     ids: HashMap<u64, u32, BuildHasherDefault<IdentityHasher>>,
@@ -63,6 +63,11 @@ impl Dedup {
             now_secs: 0,
             last_sweep_secs: 0,
         }
+    }
+
+    /// Changes the window (a restored set keeps its ids; the next sweep applies the new window).
+    pub fn set_window(&mut self, window_secs: u32) {
+        self.window_secs = window_secs.max(1);
     }
 
     /// Records the id seen at `received_at_micros`; true if it is a duplicate within the window.

@@ -5,6 +5,7 @@
 //! [`state`] (deterministic per-partition state).
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod config;
 pub mod dedup;
 pub mod metrics;

@@ -5,7 +5,10 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
+use prometheus::{
+    register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    Histogram, IntCounterVec, IntGauge, IntGaugeVec,
+};
 
 macro_rules! counter {
     ($name:ident, $metric:literal, $help:literal, $labels:expr) => {
@@ -114,3 +117,37 @@ gauge!(
     "Heap bytes of the dedup set",
     &["partition"]
 );
+counter!(
+    REPLAY_SKIPPED,
+    "northstar_processor_replay_skipped_total",
+    "Records skipped because the restored checkpoint already reflects them",
+    &["partition"]
+);
+gauge!(
+    CHECKPOINT_BYTES,
+    "northstar_processor_checkpoint_bytes",
+    "Size of the partition's newest checkpoint",
+    &["partition"]
+);
+gauge!(
+    CHECKPOINT_OFFSET,
+    "northstar_processor_checkpoint_offset",
+    "Input offset of the partition's newest checkpoint",
+    &["partition"]
+);
+#[allow(clippy::expect_used)]
+pub static CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "northstar_processor_checkpoint_duration_seconds",
+        "Time to write one round of checkpoints"
+    )
+    .expect("metric registers")
+});
+#[allow(clippy::expect_used)]
+pub static LAST_CHECKPOINT: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "northstar_processor_last_checkpoint_timestamp_seconds",
+        "When the last checkpoint round completed (checkpoint age = time() - this)"
+    )
+    .expect("metric registers")
+});

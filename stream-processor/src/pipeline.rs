@@ -5,9 +5,9 @@
 //! by the broker. Every output carries its source topic, partition and offset in headers.
 //! A delivery failure stops the processor without committing, so a restart replays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use northstar_runtime::kafka::RevokeTracker;
@@ -23,10 +23,12 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::catalog::Catalog;
+use crate::checkpoint::Checkpoints;
 use crate::config::ProcessorConfig;
 use crate::metrics;
 use crate::state::PartitionState;
 use crate::validate::{validate, Invalid};
+use northstar_runtime::objstore::ObjectRoot;
 
 /// A fatal pipeline error (the process exits; a restart replays from the last commit).
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,8 @@ pub enum PipelineError {
     Delivery(String),
     #[error("encoding an output failed: {0}")]
     Encode(String),
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
 }
 
 /// The processor's pipeline.
@@ -53,6 +57,12 @@ pub struct Pipeline {
     processed: HashMap<i32, i64>,
     committed: HashMap<i32, i64>,
     pending: Vec<DeliveryFuture>,
+    checkpoints: Checkpoints,
+    /// The offset of each partition's newest checkpoint.
+    checkpointed: HashMap<i32, i64>,
+    /// Partitions sought back to their checkpoint offset, awaiting the first record.
+    seek_pending: HashSet<i32>,
+    last_checkpoint: Instant,
     catalog: Arc<Catalog>,
     max_future_skew_micros: i64,
     clean_topic: Arc<str>,
@@ -68,6 +78,15 @@ impl Pipeline {
         clean_schema_id: u32,
         agg_schema_id: u32,
     ) -> Result<Self, PipelineError> {
+        let root = ObjectRoot::open(&config.checkpoint_root)
+            .map_err(|e| PipelineError::Checkpoint(format!("{}: {e}", config.checkpoint_root)))?;
+        let checkpoints = Checkpoints::new(
+            root,
+            &config.group_id,
+            &config.topics.raw,
+            config.checkpoints_kept,
+            catalog.clone(),
+        );
         let ccfg = config
             .kafka
             .manual_commit_consumer("northstar-stream-processor", &config.group_id);
@@ -89,6 +108,10 @@ impl Pipeline {
             processed: HashMap::new(),
             committed: HashMap::new(),
             pending: Vec::new(),
+            checkpoints,
+            checkpointed: HashMap::new(),
+            seek_pending: HashSet::new(),
+            last_checkpoint: Instant::now(),
             catalog,
             max_future_skew_micros: (config.max_future_skew_secs as i64).saturating_mul(1_000_000),
             clean_topic: config.topics.clean.as_str().into(),
@@ -140,7 +163,106 @@ impl Pipeline {
             self.partitions.remove(&p);
             self.processed.remove(&p);
             self.committed.remove(&p);
+            self.checkpointed.remove(&p);
+            self.seek_pending.remove(&p);
         }
+    }
+
+    /// First record of a newly assigned partition: restore its newest checkpoint (or start
+    /// empty at `first_offset`).
+    async fn open_partition(
+        &mut self,
+        partition: i32,
+        first_offset: i64,
+    ) -> Result<(), PipelineError> {
+        let lateness_ms = (self.config.allowed_lateness_secs as i64).saturating_mul(1000);
+        let window = self.config.dedup_window_secs;
+        let restored = self
+            .checkpoints
+            .restore(partition, lateness_ms, window)
+            .await
+            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        match restored {
+            Some(r) => {
+                tracing::info!(
+                    partition,
+                    offset = r.next_offset,
+                    ids = r.state.remembered_ids(),
+                    windows = r.state.open_windows(),
+                    windows_restored = r.windows_restored,
+                    "partition state restored from checkpoint"
+                );
+                if !r.windows_restored {
+                    tracing::warn!(
+                        partition,
+                        "the KPI catalog changed since the checkpoint: windows restart empty"
+                    );
+                }
+                self.partitions.insert(partition, r.state);
+                self.processed.insert(partition, r.next_offset);
+                self.checkpointed.insert(partition, r.next_offset);
+            }
+            None => {
+                tracing::info!(
+                    partition,
+                    offset = first_offset,
+                    "no checkpoint, starting with empty state"
+                );
+                let state = PartitionState::new(self.catalog.clone(), lateness_ms, window);
+                self.partitions.insert(partition, state);
+                self.processed.insert(partition, first_offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the record at `offset` is the next one the partition's state expects; seeks back
+    /// to the checkpoint when the consumer resumed past it.
+    async fn in_sequence(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<bool, PipelineError> {
+        if !self.partitions.contains_key(&partition) {
+            self.open_partition(partition, offset).await?;
+        }
+        let expected = self.processed.get(&partition).copied().unwrap_or(offset);
+        if offset < expected {
+            // Already reflected in the restored state.
+            metrics::REPLAY_SKIPPED
+                .with_label_values(&[&partition.to_string()])
+                .inc();
+            return Ok(false);
+        }
+        if offset > expected {
+            if self.seek_pending.insert(partition) {
+                tracing::info!(
+                    partition,
+                    from = offset,
+                    to = expected,
+                    "seeking back to the checkpoint offset"
+                );
+                let consumer = &self.consumer;
+                tokio::task::block_in_place(|| {
+                    consumer.seek(
+                        topic,
+                        partition,
+                        Offset::Offset(expected),
+                        Duration::from_secs(10),
+                    )
+                })?;
+                return Ok(false);
+            }
+            tracing::warn!(
+                partition,
+                expected,
+                offset,
+                "offsets skipped by the broker (gap), continuing"
+            );
+        }
+        self.seek_pending.remove(&partition);
+        Ok(true)
     }
 
     async fn process(
@@ -150,9 +272,11 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         self.forget_revoked();
         let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
+        if !self.in_sequence(&topic, partition, offset).await? {
+            return Ok(());
+        }
         let p = partition.to_string();
         metrics::EVENTS_IN.with_label_values(&[&p]).inc();
-        let lateness_ms = (self.config.allowed_lateness_secs as i64).saturating_mul(1000);
         let decoded = self
             .decoder
             .decode(msg.payload(), shutdown)
@@ -193,12 +317,11 @@ impl Pipeline {
                     event.timestamp = event.received_at;
                     metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
                 }
-                let catalog = self.catalog.clone();
-                let dedup_window = self.config.dedup_window_secs;
-                let state = self
-                    .partitions
-                    .entry(partition)
-                    .or_insert_with(|| PartitionState::new(catalog, lateness_ms, dedup_window));
+                let Some(state) = self.partitions.get_mut(&partition) else {
+                    return Err(PipelineError::Checkpoint(format!(
+                        "partition {partition} has no state"
+                    )));
+                };
                 if state.is_duplicate(&event.source_id, &event.message_id, event.received_at) {
                     metrics::DUPLICATES.with_label_values(&[&p]).inc();
                 } else {
@@ -342,8 +465,16 @@ impl Pipeline {
             }
         }
         self.await_pending().await?;
+        // Every output up to `processed` is acknowledged and no window is dirty: checkpoint.
+        let due = self.last_checkpoint.elapsed()
+            >= Duration::from_millis(self.config.checkpoint_interval_ms);
+        if due || matches!(mode, CommitMode::Sync) {
+            self.checkpoint().await?;
+        }
+        // Offsets are committed at the checkpointed positions (they show lag; restores use the
+        // checkpoints).
         let mut tpl = TopicPartitionList::new();
-        for (&partition, &next) in &self.processed {
+        for (&partition, &next) in &self.checkpointed {
             if self.committed.get(&partition) != Some(&next) {
                 tpl.add_partition_offset(&self.config.topics.raw, partition, Offset::Offset(next))?;
             }
@@ -372,6 +503,52 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+impl Pipeline {
+    /// Writes a checkpoint for every partition that moved since its last one.
+    async fn checkpoint(&mut self) -> Result<(), PipelineError> {
+        let started = Instant::now();
+        let mut partitions: Vec<(i32, i64)> = self
+            .processed
+            .iter()
+            .filter(|(p, next)| self.checkpointed.get(p) != Some(next))
+            .map(|(p, next)| (*p, *next))
+            .collect();
+        partitions.sort_unstable();
+        for (partition, next) in partitions {
+            let Some(state) = self.partitions.get(&partition) else {
+                continue;
+            };
+            let bytes = self
+                .checkpoints
+                .save(partition, next, state)
+                .await
+                .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+            self.checkpointed.insert(partition, next);
+            let p = partition.to_string();
+            metrics::CHECKPOINT_BYTES
+                .with_label_values(&[&p])
+                .set(bytes as i64);
+            metrics::CHECKPOINT_OFFSET
+                .with_label_values(&[&p])
+                .set(next);
+            if let Err(e) = self.checkpoints.prune(partition).await {
+                tracing::warn!(partition, error = %e, "cannot prune old checkpoints");
+            }
+        }
+        self.last_checkpoint = Instant::now();
+        metrics::CHECKPOINT_SECONDS.observe(started.elapsed().as_secs_f64());
+        metrics::LAST_CHECKPOINT.set(chrono_secs());
+        Ok(())
+    }
+}
+
+fn chrono_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// Reads the source position of a record derived by this processor (for sinks and tests).

@@ -13,21 +13,22 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use northstar_schemas::Event;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, OTHER};
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
 
 /// (kpi index, window index, window start ms, segment values).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct WindowKey {
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WindowKey {
     kpi: usize,
     window: usize,
     start: i64,
     segment: Vec<String>,
 }
 
-#[derive(Debug)]
-enum Acc {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Acc {
     Count(u64),
     /// Fixed point, 6 decimals.
     Sum(i128),
@@ -48,6 +49,16 @@ impl Acc {
 struct Window {
     acc: Acc,
     dirty: bool,
+}
+
+/// The serializable part of a partition's state (what a checkpoint stores). Windows are taken
+/// right after an emission, so none is dirty.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    dedup: Dedup,
+    windows: Vec<(WindowKey, Acc)>,
+    admitted: Vec<Vec<Vec<String>>>,
+    watermark_ms: i64,
 }
 
 /// One KPI value to emit.
@@ -105,6 +116,68 @@ impl PartitionState {
             watermark_ms: i64::MIN,
             lateness_ms,
         }
+    }
+
+    /// The state to checkpoint (call right after [`PartitionState::drain_updates`]).
+    pub fn snapshot(&self) -> StateSnapshot {
+        let mut windows: Vec<(WindowKey, Acc)> = self
+            .windows
+            .iter()
+            .map(|(k, w)| (k.clone(), w.acc.clone()))
+            .collect();
+        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        StateSnapshot {
+            dedup: self.dedup.clone(),
+            windows,
+            admitted: self
+                .admitted
+                .iter()
+                .map(|dims| {
+                    dims.iter()
+                        .map(|set| {
+                            let mut v: Vec<String> = set.iter().cloned().collect();
+                            v.sort();
+                            v
+                        })
+                        .collect()
+                })
+                .collect(),
+            watermark_ms: self.watermark_ms,
+        }
+    }
+
+    /// Rebuilds a state from a snapshot. With `with_windows` false (the catalog changed), only
+    /// the dedup set and the watermark are kept.
+    pub fn restore(
+        catalog: Arc<Catalog>,
+        lateness_ms: i64,
+        dedup_window_secs: u32,
+        snap: StateSnapshot,
+        with_windows: bool,
+    ) -> Self {
+        let mut state = PartitionState::new(catalog, lateness_ms, dedup_window_secs);
+        state.dedup = snap.dedup;
+        state.dedup.set_window(dedup_window_secs);
+        state.watermark_ms = snap.watermark_ms;
+        let shape_matches = snap.admitted.len() == state.admitted.len()
+            && snap
+                .admitted
+                .iter()
+                .zip(&state.admitted)
+                .all(|(a, b)| a.len() == b.len());
+        if with_windows && shape_matches {
+            state.windows = snap
+                .windows
+                .into_iter()
+                .map(|(k, acc)| (k, Window { acc, dirty: false }))
+                .collect();
+            state.admitted = snap
+                .admitted
+                .into_iter()
+                .map(|dims| dims.into_iter().map(|v| v.into_iter().collect()).collect())
+                .collect();
+        }
+        state
     }
 
     /// Records (source, messageId) received at `received_at_micros`; true if it was seen

@@ -3,9 +3,9 @@
 mod config;
 pub mod parquet;
 mod sink;
-pub mod store;
 
 use anyhow::Context;
+use northstar_runtime::objstore::ObjectRoot;
 use northstar_runtime::{admin, Shutdown};
 use northstar_schemas::{EventDecoder, RegistryClient};
 
@@ -18,7 +18,7 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let lake = store::Lake::open(&config.root)
+    let lake = ObjectRoot::open(&config.root)
         .with_context(|| format!("cannot open the lake at {}", config.root))?;
     let decoder = EventDecoder::new(RegistryClient::new(&config.registry_url));
     let sink =

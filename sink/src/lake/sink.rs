@@ -20,9 +20,9 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::parquet::{encode, Row};
-use super::store::Lake;
 use super::LakeConfig;
 use crate::metrics;
+use northstar_runtime::objstore::ObjectRoot as Lake;
 
 #[derive(Debug)]
 struct Buffer {

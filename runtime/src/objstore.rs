@@ -1,0 +1,196 @@
+//! Object-store roots (`file://` through object_store's local filesystem) for the lake and the
+//! processor's checkpoints.
+//!
+//! Contract: [`ObjectRoot::put_durable`] makes a file visible atomically (the local store writes a
+//! staging file and renames it) and, for local files, fsyncs the file and its directory before
+//! returning, so an offset committed afterwards never points past data that a crash could lose.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+/// An error opening or using an object-store root.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectRootError {
+    #[error("unsupported object-store root {0:?}: this build supports file:// roots")]
+    UnsupportedRoot(String),
+    #[error("object-store root {path}: {source}")]
+    Root {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("fsync {path}: {source}")]
+    Sync {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// An object store plus, for local roots, the directory to fsync in.
+#[derive(Debug, Clone)]
+pub struct ObjectRoot {
+    store: Arc<dyn ObjectStore>,
+    local_root: Option<PathBuf>,
+}
+
+impl ObjectRoot {
+    /// Opens `root` (`file:///abs/path`, `file://./relative/path`), creating the directory.
+    pub fn open(root: &str) -> Result<ObjectRoot, ObjectRootError> {
+        let Some(path) = root.strip_prefix("file://") else {
+            return Err(ObjectRootError::UnsupportedRoot(root.to_string()));
+        };
+        std::fs::create_dir_all(path).map_err(|source| ObjectRootError::Root {
+            path: path.into(),
+            source,
+        })?;
+        let abs = std::fs::canonicalize(path).map_err(|source| ObjectRootError::Root {
+            path: path.into(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(&abs)?;
+        Ok(ObjectRoot {
+            store: Arc::new(store),
+            local_root: Some(abs),
+        })
+    }
+
+    /// The store, for readers.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// Writes `bytes` at `key` atomically and durably.
+    pub async fn put_durable(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectRootError> {
+        self.store
+            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .await?;
+        self.sync(key).await
+    }
+
+    /// Like [`ObjectRoot::put_durable`], but never replaces an existing object: returns
+    /// `Ok(false)` when `key` already exists.
+    pub async fn create_durable(&self, key: &str, bytes: Vec<u8>) -> Result<bool, ObjectRootError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        self.sync(key).await?;
+        Ok(true)
+    }
+
+    async fn sync(&self, key: &str) -> Result<(), ObjectRootError> {
+        if let Some(root) = &self.local_root {
+            let file = root.join(key);
+            tokio::task::spawn_blocking(move || fsync_file_and_dir(&file))
+                .await
+                .map_err(|e| ObjectRootError::Sync {
+                    path: key.into(),
+                    source: std::io::Error::other(e),
+                })??;
+        }
+        Ok(())
+    }
+
+    /// The keys below `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectRootError> {
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&ObjectPath::from(prefix)))
+            .try_collect()
+            .await?;
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+    }
+
+    /// The object at `key`.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectRootError> {
+        let bytes = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await?
+            .bytes()
+            .await?;
+        Ok(bytes.to_vec())
+    }
+
+    /// Deletes `key` (missing is fine).
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectRootError> {
+        match self.store.delete(&ObjectPath::from(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn fsync_file_and_dir(file: &Path) -> Result<(), ObjectRootError> {
+    let sync = |p: &Path| {
+        std::fs::File::open(p)
+            .and_then(|f| f.sync_all())
+            .map_err(|source| ObjectRootError::Sync {
+                path: p.display().to_string(),
+                source,
+            })
+    };
+    sync(file)?;
+    if let Some(dir) = file.parent() {
+        sync(dir)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn put_is_visible_whole() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = format!("file://{}", dir.path().join("lake").display());
+        let lake = ObjectRoot::open(&root).expect("open");
+        lake.put_durable(
+            "events/event_date=2026-01-01/part-x.parquet",
+            b"abc".to_vec(),
+        )
+        .await
+        .expect("put");
+        let got = std::fs::read(
+            dir.path()
+                .join("lake/events/event_date=2026-01-01/part-x.parquet"),
+        )
+        .expect("read");
+        assert_eq!(got, b"abc");
+        assert!(matches!(
+            ObjectRoot::open("s3://bucket/x"),
+            Err(ObjectRootError::UnsupportedRoot(_))
+        ));
+        assert!(lake
+            .create_durable("c/1", b"x".to_vec())
+            .await
+            .expect("create"));
+        assert!(
+            !lake
+                .create_durable("c/1", b"y".to_vec())
+                .await
+                .expect("exists"),
+            "never replaced"
+        );
+        assert_eq!(lake.get("c/1").await.expect("get"), b"x");
+        assert_eq!(lake.list("c").await.expect("list"), vec!["c/1".to_string()]);
+        lake.delete("c/1").await.expect("delete");
+        assert!(lake.list("c").await.expect("list").is_empty());
+    }
+}

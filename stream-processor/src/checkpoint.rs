@@ -1,0 +1,175 @@
+//! Checkpoints: each input partition's state together with the input offset it reflects.
+//!
+//! Contract: a checkpoint is an immutable object `<prefix>/p<partition>/o<next offset>.ckpt`,
+//! written with create-only semantics and fsynced before the offset is committed. Because
+//! processing is deterministic, two instances that checkpoint the same partition at the same
+//! offset write the same state, and a stale instance can only add an *older* checkpoint, never
+//! replace a newer one: restoring always takes the highest offset, so a stale writer cannot move
+//! a partition backwards (fencing by construction, no broker transactions or conditional
+//! updates needed). The newest `keep` checkpoints per partition are kept.
+
+use std::sync::Arc;
+
+use northstar_runtime::objstore::{ObjectRoot, ObjectRootError};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::state::{PartitionState, StateSnapshot};
+
+/// The checkpoint format version.
+const FORMAT: u32 = 1;
+
+/// A checkpoint that could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Store(#[from] ObjectRootError),
+    #[error("checkpoint {key} is unreadable: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    format: u32,
+    catalog_fingerprint: u64,
+    next_offset: i64,
+    state: StateSnapshot,
+}
+
+/// A restored partition.
+#[derive(Debug)]
+pub struct Restored {
+    pub state: PartitionState,
+    /// The first input offset not reflected in the state.
+    pub next_offset: i64,
+    /// False when the catalog changed since the checkpoint: windows restart empty (dedup and
+    /// watermark are kept).
+    pub windows_restored: bool,
+}
+
+/// The checkpoints of one consumer group on one input topic.
+#[derive(Debug, Clone)]
+pub struct Checkpoints {
+    root: ObjectRoot,
+    prefix: String,
+    keep: usize,
+    catalog: Arc<Catalog>,
+    catalog_fingerprint: u64,
+}
+
+/// A stable fingerprint of the catalog (a changed catalog invalidates window state).
+pub fn catalog_fingerprint(catalog: &Catalog) -> u64 {
+    crate::dedup::fingerprint_parts(&[&format!("{catalog:?}")])
+}
+
+impl Checkpoints {
+    pub fn new(
+        root: ObjectRoot,
+        group: &str,
+        topic: &str,
+        keep: usize,
+        catalog: Arc<Catalog>,
+    ) -> Self {
+        let catalog_fingerprint = catalog_fingerprint(&catalog);
+        Self {
+            root,
+            prefix: format!("checkpoints/{group}/{topic}"),
+            keep: keep.max(1),
+            catalog,
+            catalog_fingerprint,
+        }
+    }
+
+    fn dir(&self, partition: i32) -> String {
+        format!("{}/p{partition}", self.prefix)
+    }
+
+    fn key(&self, partition: i32, next_offset: i64) -> String {
+        format!("{}/o{next_offset:020}.ckpt", self.dir(partition))
+    }
+
+    /// Writes the checkpoint of `partition` at `next_offset`; returns its size in bytes.
+    pub async fn save(
+        &self,
+        partition: i32,
+        next_offset: i64,
+        state: &PartitionState,
+    ) -> Result<usize, CheckpointError> {
+        let key = self.key(partition, next_offset);
+        let env = Envelope {
+            format: FORMAT,
+            catalog_fingerprint: self.catalog_fingerprint,
+            next_offset,
+            state: state.snapshot(),
+        };
+        let bytes = postcard::to_allocvec(&env).map_err(|e| CheckpointError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        let size = bytes.len();
+        self.root.create_durable(&key, bytes).await?;
+        Ok(size)
+    }
+
+    /// The offsets of the stored checkpoints of `partition`, ascending.
+    async fn offsets(&self, partition: i32) -> Result<Vec<i64>, CheckpointError> {
+        let mut offsets: Vec<i64> = self
+            .root
+            .list(&self.dir(partition))
+            .await?
+            .iter()
+            .filter_map(|k| k.rsplit('/').next())
+            .filter_map(|name| name.strip_prefix('o')?.strip_suffix(".ckpt")?.parse().ok())
+            .collect();
+        offsets.sort_unstable();
+        Ok(offsets)
+    }
+
+    /// Restores the newest checkpoint of `partition`, if any.
+    pub async fn restore(
+        &self,
+        partition: i32,
+        lateness_ms: i64,
+        dedup_window_secs: u32,
+    ) -> Result<Option<Restored>, CheckpointError> {
+        let Some(&next_offset) = self.offsets(partition).await?.last() else {
+            return Ok(None);
+        };
+        let key = self.key(partition, next_offset);
+        let bytes = self.root.get(&key).await?;
+        let env: Envelope = postcard::from_bytes(&bytes).map_err(|e| CheckpointError::Corrupt {
+            key: key.clone(),
+            reason: e.to_string(),
+        })?;
+        if env.format != FORMAT || env.next_offset != next_offset {
+            return Err(CheckpointError::Corrupt {
+                key,
+                reason: format!("format {} at offset {}", env.format, env.next_offset),
+            });
+        }
+        let windows_restored = env.catalog_fingerprint == self.catalog_fingerprint;
+        let state = PartitionState::restore(
+            self.catalog.clone(),
+            lateness_ms,
+            dedup_window_secs,
+            env.state,
+            windows_restored,
+        );
+        Ok(Some(Restored {
+            state,
+            next_offset,
+            windows_restored,
+        }))
+    }
+
+    /// Deletes all but the newest `keep` checkpoints of `partition`.
+    pub async fn prune(&self, partition: i32) -> Result<(), CheckpointError> {
+        let offsets = self.offsets(partition).await?;
+        if offsets.len() > self.keep {
+            for o in &offsets[..offsets.len() - self.keep] {
+                self.root.delete(&self.key(partition, *o)).await?;
+            }
+        }
+        Ok(())
+    }
+}
