@@ -89,7 +89,8 @@ impl KafkaConfig {
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            .set("statistics.interval.ms", "5000");
         cfg
     }
 
@@ -263,7 +264,33 @@ impl RevokeTracker {
     }
 }
 
-impl ClientContext for RevokeTracker {}
+#[allow(clippy::expect_used)]
+static CONSUMER_LAG: std::sync::LazyLock<prometheus::IntGaugeVec> = std::sync::LazyLock::new(
+    || {
+        prometheus::register_int_gauge_vec!(
+        "northstar_consumer_lag_records",
+        "Records between the consumer's position and the partition's high watermark (librdkafka statistics)",
+        &["topic", "partition"]
+    )
+    .expect("metric registers")
+    },
+);
+
+impl ClientContext for RevokeTracker {
+    /// Exports per-partition consumer lag (set `statistics.interval.ms` to enable).
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                CONSUMER_LAG
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(p.consumer_lag);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for RevokeTracker {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

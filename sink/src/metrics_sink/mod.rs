@@ -38,6 +38,9 @@ pub struct MetricsSinkConfig {
     pub registry_url: String,
     /// Windows kept per KPI and window length for `northstar_kpi_window_value`.
     pub retain_windows: usize,
+    /// Seconds after which a partition whose watermark stopped advancing no longer holds back
+    /// `northstar_kpi_watermark_combined_seconds`.
+    pub idle_timeout_secs: u64,
     /// Topic names (reads `aggregates`).
     pub topics: TopicsConfig,
     /// Kafka connection.
@@ -52,6 +55,7 @@ impl Default for MetricsSinkConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             registry_url: "http://127.0.0.1:8081".into(),
             retain_windows: 60,
+            idle_timeout_secs: 60,
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -77,7 +81,10 @@ async fn metrics_page(State(table): State<SharedTable>) -> impl IntoResponse {
 pub async fn run(config: MetricsSinkConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     config.kafka.validate().map_err(anyhow::Error::msg)?;
     config.topics.validate().map_err(anyhow::Error::msg)?;
-    let table: SharedTable = Arc::new(Mutex::new(Table::new(config.retain_windows)));
+    let table: SharedTable = Arc::new(Mutex::new(
+        Table::new(config.retain_windows)
+            .with_idle_timeout(Duration::from_secs(config.idle_timeout_secs)),
+    ));
     let readiness = admin::Readiness::default();
     let router = Router::new()
         .route("/metrics", get(metrics_page))

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::time::{Duration, Instant};
 
 use northstar_schemas::KpiAggregate;
 
@@ -25,21 +26,36 @@ pub enum Applied {
 pub struct Table {
     /// upsert key → latest record.
     latest: HashMap<String, KpiAggregate>,
-    /// source partition → watermark (ms).
-    watermarks: BTreeMap<(String, i32), i64>,
+    /// source partition → (watermark ms, when it last advanced).
+    watermarks: BTreeMap<(String, i32), (i64, Instant)>,
     retain_windows: usize,
+    /// A partition whose watermark has not advanced for this long is idle and does not hold
+    /// back the combined watermark.
+    idle_timeout: Duration,
 }
 
 impl Table {
     pub fn new(retain_windows: usize) -> Self {
         Self {
             retain_windows: retain_windows.max(1),
+            idle_timeout: Duration::from_secs(60),
             ..Default::default()
         }
     }
 
+    /// Sets the idle timeout of the combined watermark.
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
     /// Applies one aggregate record.
     pub fn apply(&mut self, agg: KpiAggregate) -> Applied {
+        self.apply_at(agg, Instant::now())
+    }
+
+    /// [`Table::apply`] at time `now` (for watermark idleness).
+    pub fn apply_at(&mut self, agg: KpiAggregate, now: Instant) -> Applied {
         let key = agg.upsert_key();
         if let Some(old) = self.latest.get(&key) {
             if old.source_offset > agg.source_offset
@@ -51,8 +67,10 @@ impl Table {
         let wm = self
             .watermarks
             .entry((agg.source_topic.clone(), agg.source_partition))
-            .or_insert(i64::MIN);
-        *wm = (*wm).max(agg.watermark);
+            .or_insert((i64::MIN, now));
+        if agg.watermark > wm.0 {
+            *wm = (agg.watermark, now);
+        }
         self.latest.insert(key, agg);
         Applied::Applied
     }
@@ -123,8 +141,25 @@ impl Table {
             .collect()
     }
 
+    /// The combined event-time watermark (ms): the minimum over partitions that advanced within
+    /// the idle timeout; when all are idle, the maximum (nothing is pending anywhere).
+    pub fn combined_watermark(&self, now: Instant) -> Option<i64> {
+        let active = self
+            .watermarks
+            .values()
+            .filter(|(_, at)| now.saturating_duration_since(*at) < self.idle_timeout)
+            .map(|(wm, _)| *wm)
+            .min();
+        active.or_else(|| self.watermarks.values().map(|(wm, _)| *wm).max())
+    }
+
     /// The Prometheus text exposition of the KPI values.
     pub fn render(&self) -> String {
+        self.render_at(Instant::now())
+    }
+
+    /// [`Table::render`] at time `now`.
+    pub fn render_at(&self, now: Instant) -> String {
         let windows = self.windows();
         let mut out = String::new();
         out.push_str("# HELP northstar_kpi_value KPI value of the newest window, summed over input partitions.\n");
@@ -166,12 +201,21 @@ impl Table {
         }
         out.push_str("# HELP northstar_kpi_watermark_seconds Event-time watermark of each input partition (unix seconds).\n");
         out.push_str("# TYPE northstar_kpi_watermark_seconds gauge\n");
-        for ((topic, partition), wm) in &self.watermarks {
+        for ((topic, partition), (wm, _)) in &self.watermarks {
             let _ = writeln!(
                 out,
                 "northstar_kpi_watermark_seconds{{topic=\"{}\",partition=\"{partition}\"}} {}",
                 escape(topic),
                 fmt_value(*wm as f64 / 1000.0)
+            );
+        }
+        if let Some(wm) = self.combined_watermark(now) {
+            out.push_str("# HELP northstar_kpi_watermark_combined_seconds Event-time watermark over all input partitions, idle ones excluded (unix seconds): windows ending before it, plus the allowed lateness, are complete.\n");
+            out.push_str("# TYPE northstar_kpi_watermark_combined_seconds gauge\n");
+            let _ = writeln!(
+                out,
+                "northstar_kpi_watermark_combined_seconds {}",
+                fmt_value(wm as f64 / 1000.0)
             );
         }
         out
@@ -307,6 +351,39 @@ mod tests {
         a.kind = "ratio".into();
         empty.apply(a);
         assert!(empty.render().contains("} NaN\n"));
+    }
+
+    #[test]
+    fn combined_watermark_ignores_idle_partitions() {
+        let t0 = Instant::now();
+        let mut t = Table::new(10).with_idle_timeout(Duration::from_secs(60));
+        let mut a = agg("a", 0, 0, 1, 1.0);
+        a.watermark = 100_000;
+        t.apply_at(a, t0);
+        let mut b = agg("a", 0, 1, 1, 1.0);
+        b.watermark = 500_000;
+        t.apply_at(b.clone(), t0);
+        assert_eq!(
+            t.combined_watermark(t0),
+            Some(100_000),
+            "the slowest active partition"
+        );
+        // Partition 1 keeps advancing; partition 0 goes quiet for longer than the timeout.
+        b.watermark = 900_000;
+        b.source_offset = 2;
+        t.apply_at(b, t0 + Duration::from_secs(90));
+        assert_eq!(
+            t.combined_watermark(t0 + Duration::from_secs(90)),
+            Some(900_000)
+        );
+        assert_eq!(
+            t.combined_watermark(t0 + Duration::from_secs(500)),
+            Some(900_000),
+            "all idle: the maximum"
+        );
+        assert!(t
+            .render_at(t0)
+            .contains("northstar_kpi_watermark_combined_seconds 100\n"));
     }
 
     #[test]
