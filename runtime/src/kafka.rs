@@ -255,9 +255,15 @@ pub async fn create_topics(
 #[derive(Debug, Default)]
 pub struct RevokeTracker {
     revoked: Mutex<Vec<i32>>,
+    assigned: std::sync::atomic::AtomicUsize,
 }
 
 impl RevokeTracker {
+    /// How many partitions the last rebalance assigned to this consumer.
+    pub fn assigned(&self) -> usize {
+        self.assigned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<i32> {
         std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
@@ -298,6 +304,14 @@ impl ConsumerContext for RevokeTracker {
             let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
             revoked.extend(tpl.elements().iter().map(|e| e.partition()));
         }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let n = match rebalance {
+            Rebalance::Assign(tpl) => tpl.count(),
+            _ => 0,
+        };
+        self.assigned.store(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {

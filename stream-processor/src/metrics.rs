@@ -151,3 +151,11 @@ pub static LAST_CHECKPOINT: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+#[allow(clippy::expect_used)]
+pub static ASSIGNED: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "northstar_processor_assigned_partitions",
+        "Input partitions assigned to this instance"
+    )
+    .expect("metric registers")
+});

@@ -399,6 +399,7 @@ impl Pipeline {
     /// Emits changed and final windows, waits for every pending output, then commits.
     async fn flush_and_commit(&mut self, mode: CommitMode) -> Result<(), PipelineError> {
         self.forget_revoked();
+        metrics::ASSIGNED.set(self.consumer.context().assigned() as i64);
         let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
         partitions.sort_unstable();
         for partition in partitions {

@@ -73,7 +73,12 @@ impl Proc {
     fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
         let log = dir.join(format!("{name}.log"));
         #[allow(clippy::expect_used)]
-        let file = std::fs::File::create(&log).expect("create log file");
+        // Append: a restarted process keeps the log of its previous runs.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open log file");
         #[allow(clippy::expect_used)]
         let err = file.try_clone().expect("clone log file");
         cmd.stdout(Stdio::from(file))
@@ -287,7 +292,11 @@ impl Stack {
             .env("NORTHSTAR_KAFKA__BROKERS", self.brokers())
             .env("NORTHSTAR_REGISTRY_URL", self.registry_url())
             .env("NORTHSTAR_LISTEN", format!("127.0.0.1:{listen}"))
-            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("NORTHSTAR_TEST_RUST_LOG")
+                    .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
+            )
             .env("RUST_BACKTRACE", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -323,6 +332,17 @@ impl Stack {
         );
         let p = Proc::spawn("processor", cmd, self.dir.path());
         self.procs.push(p);
+    }
+
+    /// Starts another stream-processor instance in the same consumer group, named `name`,
+    /// with its metrics on a free port.
+    /// Returns the port of its `/metrics`.
+    pub fn start_extra_processor(&mut self, name: &str) -> u16 {
+        let port = free_port();
+        let cmd = self.service(name, "northstar-stream-processor", &[], port);
+        let p = Proc::spawn(name, cmd, self.dir.path());
+        self.procs.push(p);
+        port
     }
 
     pub fn start_lake_sink(&mut self) {
@@ -417,11 +437,24 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!(
-                "stack directory {}\n{}",
-                self.dir.path().display(),
-                self.logs()
-            );
+            // Keep every log of a failed test for inspection.
+            let name = self
+                .dir
+                .path()
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("stack")
+                .to_string();
+            let keep = std::env::temp_dir().join(format!("northstar-e2e-failed-{name}"));
+            let _ = std::fs::create_dir_all(&keep);
+            if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+                for e in entries.flatten() {
+                    if e.path().extension().is_some_and(|x| x == "log") {
+                        let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
+                    }
+                }
+            }
+            eprintln!("logs kept in {}\n{}", keep.display(), self.logs());
         }
         for p in self.procs.iter_mut().rev() {
             p.kill();
