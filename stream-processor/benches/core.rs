@@ -1,0 +1,245 @@
+//! The processing core per event: decode (wire format + Avro) → validate → dedup → KPI windows
+//! → encode (clean record + aggregate updates), single-threaded, no Kafka.
+//!
+//! `cargo bench -p northstar-stream-processor --bench core [-- EVENTS [events.jsonl]]`
+//!
+//! Input: the events of `../shared/bench/make_events.py` (read from the JSONL file when given,
+//! otherwise generated here with the same shape: 10 ms apart, 50,000 users, 5 event names,
+//! 3 operating systems, 3 plans, revenue 0–100). Two catalogs are measured: the Flink reference
+//! job (per event name and OS, 1-minute windows: count, distinct users, sum of revenue, 10 s
+//! lateness) and a 10 KPIs × 3 windows × 2 segment dimensions catalog. CPU time is read from
+//! /proc/self/stat; results are recorded in docs/benchmarks.md.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use northstar_schemas::aggregate::AggregateCodec;
+use northstar_schemas::event::EventCodec;
+use northstar_schemas::{wire, Event, EventType, KpiAggregate};
+use northstar_stream_processor::catalog::Catalog;
+use northstar_stream_processor::state::PartitionState;
+use northstar_stream_processor::validate::validate;
+
+const FLINK_JOB: &str = r#"
+north_star: users
+defaults: {windows: [1m], max_segment_values: 100}
+kpis:
+  - {name: events, aggregate: count, segments: [event, context.os.name]}
+  - {name: users, aggregate: distinct_users, segments: [event, context.os.name]}
+  - {name: revenue, aggregate: {sum: properties.revenue}, segments: [event, context.os.name]}
+"#;
+
+fn wide_catalog() -> String {
+    let mut s = String::from(
+        "north_star: k0\ndefaults: {windows: [1m, 1h, 1d], max_segment_values: 100}\nkpis:\n",
+    );
+    let aggs = ["count", "distinct_users", "{sum: properties.revenue}"];
+    let names = [
+        "signup",
+        "page_view",
+        "order_completed",
+        "checkout_started",
+        "feature_used",
+    ];
+    for i in 0..10 {
+        let filter = if i < 5 {
+            format!("filter: {{event: {}}}, ", names[i])
+        } else {
+            String::new()
+        };
+        s.push_str(&format!(
+            "  - {{name: k{i}, {filter}aggregate: {}, segments: [context.os.name, properties.plan]}}\n",
+            aggs[i % 3]
+        ));
+    }
+    s
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+}
+
+fn generate(n: usize) -> Vec<Event> {
+    let names = [
+        "signup",
+        "page_view",
+        "order_completed",
+        "checkout_started",
+        "feature_used",
+    ];
+    let oses = ["ios", "android", "web"];
+    let plans = ["free", "pro", "team"];
+    let mut r = Lcg(7);
+    let t0: i64 = 1_795_600_000_000;
+    (0..n)
+        .map(|i| {
+            let ms = t0 + i as i64 * 10;
+            let revenue = (r.next() % 10_000) as f64 / 100.0;
+            event(
+                &format!("{:032x}", r.next() as u128 * 0x9E37_79B9 + i as u128),
+                &format!("u{}", r.next() % 50_000),
+                names[(r.next() % 5) as usize],
+                ms,
+                oses[(r.next() % 3) as usize],
+                plans[(r.next() % 3) as usize],
+                revenue,
+            )
+        })
+        .collect()
+}
+
+fn event(id: &str, user: &str, name: &str, ms: i64, os: &str, plan: &str, revenue: f64) -> Event {
+    Event {
+        kind: EventType::Track,
+        message_id: id.into(),
+        user_id: Some(user.into()),
+        anonymous_id: None,
+        event: Some(name.into()),
+        name: None,
+        group_id: None,
+        previous_id: None,
+        timestamp: ms * 1000,
+        original_timestamp: None,
+        sent_at: None,
+        received_at: ms * 1000,
+        context: format!(r#"{{"os":{{"name":"{os}"}}}}"#),
+        properties: format!(r#"{{"plan":"{plan}","revenue":{revenue}}}"#),
+        traits: "{}".into(),
+        integrations: "{}".into(),
+        source_id: "bench".into(),
+    }
+}
+
+fn read_jsonl(path: &str, n: usize) -> Vec<Event> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+    text.lines()
+        .take(n)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+            let ts = chrono::NaiveDateTime::parse_from_str(&s("ts"), "%Y-%m-%d %H:%M:%S%.3f")
+                .map(|t| t.and_utc().timestamp_millis())
+                .unwrap_or(0);
+            event(
+                &s("message_id"),
+                &s("user_id"),
+                &s("event"),
+                ts,
+                &s("os"),
+                &s("plan"),
+                v["revenue"].as_f64().unwrap_or(0.0),
+            )
+        })
+        .collect()
+}
+
+fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
+    let catalog = Arc::new(Catalog::parse(catalog).expect("bench catalog"));
+    let codec = EventCodec::new();
+    let agg_codec = AggregateCodec::new();
+    let mut state = PartitionState::new(catalog.clone(), lateness_ms, 86_400);
+    let (mut out_bytes, mut updates) = (0usize, 0usize);
+    let cpu0 = cpu_seconds();
+    let wall = Instant::now();
+    for (i, rec) in records.iter().enumerate() {
+        let (_, datum) = wire::split(rec).expect("wire");
+        let e = codec.decode(codec.schema(), datum).expect("decode");
+        validate(&e).expect("valid");
+        if state.is_duplicate(&e.source_id, &e.message_id, e.received_at) {
+            continue;
+        }
+        state.count(&e, e.timestamp / 1000);
+        out_bytes += wire::frame(1, &codec.encode(&e).expect("encode")).len();
+        if i % 10_000 == 9_999 || i + 1 == records.len() {
+            for u in state.drain_updates() {
+                let kpi = &catalog.kpis[u.kpi];
+                let agg = KpiAggregate {
+                    kpi: kpi.name.clone(),
+                    kind: kpi.aggregation.kind().into(),
+                    window: u.window_label.clone(),
+                    window_start: u.start_ms,
+                    window_end: u.start_ms + u.window_ms,
+                    segment: kpi
+                        .segments
+                        .iter()
+                        .map(|d| d.name.clone())
+                        .zip(u.segment)
+                        .collect(),
+                    value: u.value,
+                    numerator: u.numerator,
+                    denominator: u.denominator,
+                    is_final: u.is_final,
+                    watermark: state.watermark_ms(),
+                    source_topic: "events.raw".into(),
+                    source_partition: 0,
+                    source_offset: i as i64,
+                };
+                out_bytes += wire::frame(2, &agg_codec.encode(&agg).expect("encode")).len();
+                updates += 1;
+            }
+        }
+    }
+    let cpu = cpu_seconds() - cpu0;
+    let n = records.len() as f64;
+    println!(
+        "{label}: {} events, {:.2} CPU-s ({:.2} s wall), {:.2} µs/event, {:.0} events per CPU-second; {} aggregate updates, {} output bytes",
+        records.len(),
+        cpu,
+        wall.elapsed().as_secs_f64(),
+        cpu * 1e6 / n,
+        n / cpu.max(1e-9),
+        updates,
+        out_bytes
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: usize = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let events = match args.get(1) {
+        Some(path) => read_jsonl(path, n),
+        None => generate(n),
+    };
+    let codec = EventCodec::new();
+    // The input as it sits in events.raw: Confluent wire format.
+    let records: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| wire::frame(1, &codec.encode(e).expect("encode")))
+        .collect();
+    drop(events);
+    run(
+        "flink-equivalent job (count, distinct users, sum per event x os, 1m)",
+        FLINK_JOB,
+        &records,
+        10_000,
+    );
+    run(
+        "10 KPIs x 3 windows x 2 segment dimensions",
+        &wide_catalog(),
+        &records,
+        600_000,
+    );
+}
