@@ -159,3 +159,15 @@ pub static ASSIGNED: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+gauge!(
+    WATERMARK_LAG,
+    "northstar_processor_watermark_lag_seconds",
+    "Wall-clock time minus the partition's event-time watermark",
+    &["partition"]
+);
+gauge!(
+    CHECKPOINT_TIME,
+    "northstar_processor_checkpoint_timestamp_seconds",
+    "When the partition's newest checkpoint was written (checkpoint age = time() - this)",
+    &["partition"]
+);

@@ -415,6 +415,11 @@ impl Pipeline {
             metrics::WATERMARK
                 .with_label_values(&[&p])
                 .set(watermark.max(0) / 1000);
+            if watermark != i64::MIN {
+                metrics::WATERMARK_LAG
+                    .with_label_values(&[&p])
+                    .set(chrono_secs() - watermark / 1000);
+            }
             metrics::STATE_IDS
                 .with_label_values(&[&p])
                 .set(state.remembered_ids() as i64);
