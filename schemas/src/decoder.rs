@@ -28,6 +28,8 @@ pub struct Undecodable {
 pub struct EventDecoder {
     registry: RegistryClient,
     schemas: HashMap<u32, Arc<Schema>>,
+    /// Schema ids that are exactly v1 (decoded by the fast reader).
+    v1_ids: HashMap<u32, bool>,
     codec: EventCodec,
 }
 
@@ -36,6 +38,7 @@ impl EventDecoder {
         Self {
             registry,
             schemas: HashMap::new(),
+            v1_ids: HashMap::new(),
             codec: EventCodec::new(),
         }
     }
@@ -71,7 +74,16 @@ impl EventDecoder {
                 reason: "unknown_schema",
                 detail: format!("schema id {id} is not in the registry"),
             })?;
-        self.codec.decode(&schema, datum).map_err(|e| Undecodable {
+        let is_v1 = *self
+            .v1_ids
+            .entry(id)
+            .or_insert_with(|| self.codec.is_v1(&schema));
+        let decoded = if is_v1 {
+            self.codec.decode_v1(datum)
+        } else {
+            self.codec.decode_generic(&schema, datum)
+        };
+        decoded.map_err(|e| Undecodable {
             reason: "undecodable",
             detail: e.to_string(),
         })

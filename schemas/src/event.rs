@@ -154,6 +154,20 @@ impl EventCodec {
 
     /// The Avro datum of `event` (without the wire-format header).
     pub fn encode(&self, e: &Event) -> Result<Vec<u8>, CodecError> {
+        let mut out = Vec::with_capacity(
+            64 + e.message_id.len()
+                + e.context.len()
+                + e.properties.len()
+                + e.traits.len()
+                + e.integrations.len(),
+        );
+        crate::envelope_binary::write(e, &mut out);
+        Ok(out)
+    }
+
+    /// [`EventCodec::encode`] through apache-avro's generic writer (the reference the fast
+    /// writer is tested against).
+    pub fn encode_generic(&self, e: &Event) -> Result<Vec<u8>, CodecError> {
         let value = Value::Record(vec![
             (
                 "type".into(),
@@ -183,9 +197,28 @@ impl EventCodec {
         Ok(out)
     }
 
+    /// Decodes a datum written with exactly the v1 schema (the fast path).
+    pub fn decode_v1(&self, datum: &[u8]) -> Result<Event, CodecError> {
+        crate::envelope_binary::read(datum)
+    }
+
+    /// Whether `writer` is the v1 schema (same Parsing Canonical Form).
+    pub fn is_v1(&self, writer: &Schema) -> bool {
+        std::ptr::eq(writer, &self.schema)
+            || writer.canonical_form() == self.schema.canonical_form()
+    }
+
     /// Decodes a datum written with `writer` (the v1 schema itself, or any schema that
     /// resolves to it).
-    pub fn decode(&self, writer: &Schema, mut datum: &[u8]) -> Result<Event, CodecError> {
+    pub fn decode(&self, writer: &Schema, datum: &[u8]) -> Result<Event, CodecError> {
+        if std::ptr::eq(writer, &self.schema) {
+            return self.decode_v1(datum);
+        }
+        self.decode_generic(writer, datum)
+    }
+
+    /// [`EventCodec::decode`] through apache-avro's schema resolution.
+    pub fn decode_generic(&self, writer: &Schema, mut datum: &[u8]) -> Result<Event, CodecError> {
         let value = apache_avro::reader::datum::GenericDatumReader::builder(writer)
             .reader_schema(&self.schema)
             .build()?
@@ -332,6 +365,65 @@ pub(crate) mod tests {
         let e = sample();
         let datum = codec.encode(&e).expect("encode");
         assert_eq!(codec.decode(codec.schema(), &datum).expect("decode"), e);
+    }
+
+    #[test]
+    fn fast_codec_matches_apache_avro_byte_for_byte() {
+        let codec = EventCodec::new();
+        let mut variants = vec![sample()];
+        let mut e = sample();
+        e.kind = EventType::Alias;
+        e.user_id = None;
+        e.anonymous_id = Some("a-é-☃".into());
+        e.previous_id = Some("old".into());
+        e.sent_at = None;
+        e.original_timestamp = None;
+        e.timestamp = -5;
+        e.received_at = i64::MAX;
+        e.properties = "x".repeat(300);
+        variants.push(e);
+        let mut e = sample();
+        e.timestamp = i64::MIN;
+        e.message_id = String::new();
+        variants.push(e);
+        for e in variants {
+            let fast = codec.encode(&e).expect("fast");
+            let generic = codec.encode_generic(&e).expect("generic");
+            assert_eq!(fast, generic, "same bytes for {e:?}");
+            assert_eq!(codec.decode_v1(&generic).expect("fast read"), e);
+            assert_eq!(
+                codec
+                    .decode_generic(codec.schema(), &fast)
+                    .expect("generic read"),
+                e
+            );
+        }
+    }
+
+    #[test]
+    fn fast_reader_rejects_every_truncation_and_garbage() {
+        let codec = EventCodec::new();
+        let datum = codec.encode(&sample()).expect("encode");
+        for cut in 0..datum.len() {
+            assert!(
+                codec.decode_v1(&datum[..cut]).is_err(),
+                "truncated at {cut}"
+            );
+        }
+        let mut x: u64 = 1;
+        for _ in 0..2_000 {
+            let bytes: Vec<u8> = (0..(x % 97) as usize)
+                .map(|_| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (x >> 56) as u8
+                })
+                .collect();
+            let _ = codec.decode_v1(&bytes);
+        }
+        assert!(
+            codec.decode_v1(&[0x0c]).is_err(),
+            "enum index 6 is out of range"
+        );
     }
 
     #[test]

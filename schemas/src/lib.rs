@@ -8,6 +8,7 @@
 pub mod aggregate;
 pub mod client;
 pub mod decoder;
+mod envelope_binary;
 pub mod event;
 pub mod headers;
 pub mod registry;
