@@ -16,7 +16,8 @@ use northstar_schemas::Event;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, OTHER};
-use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
+use crate::dedup::{fingerprint_parts as fingerprint, Dedup, IdentityHasher};
+use std::hash::BuildHasherDefault;
 
 /// (kpi index, window index, window start ms, segment values).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -32,7 +33,8 @@ pub enum Acc {
     Count(u64),
     /// Fixed point, 6 decimals.
     Sum(i128),
-    Distinct(HashSet<u64>),
+    /// Fingerprints of the distinct ids (already uniformly hashed: no rehashing).
+    Distinct(HashSet<u64, BuildHasherDefault<IdentityHasher>>),
 }
 
 impl Acc {
@@ -294,7 +296,7 @@ impl PartitionState {
                 let window = self.windows.entry(key).or_insert_with(|| Window {
                     acc: match kpi.aggregation {
                         Aggregation::Sum(_) => Acc::Sum(0),
-                        Aggregation::DistinctUsers => Acc::Distinct(HashSet::new()),
+                        Aggregation::DistinctUsers => Acc::Distinct(HashSet::default()),
                         _ => Acc::Count(0),
                     },
                     dirty: false,

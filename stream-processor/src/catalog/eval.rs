@@ -1,44 +1,33 @@
 //! Evaluating catalog filters, segment values and numeric fields on one event.
 //!
-//! Contract: pure; the JSON parts of an event are parsed at most once per [`EventView`], and
-//! only if a KPI reads them. Missing or mistyped fields never fail: a predicate on them is
+//! Contract: pure; each JSON path is looked up at most once per event ([`EventView`]), and
+//! only if a KPI reads it. Missing or mistyped fields never fail: a predicate on them is
 //! false, a segment value is `__none__`, a sum skips them.
 
 use northstar_schemas::Event;
 use serde_json::Value;
 
+use super::json_path;
 use super::model::{FieldPath, Filter, JsonPart, Op, Predicate, NONE};
 
-/// An event with its JSON parts parsed on first use.
+/// An event with the values of the field paths read so far (each JSON path is looked up once
+/// per event, by scanning the JSON text without building the parts it does not need).
 #[derive(Debug)]
 pub struct EventView<'a> {
     pub event: &'a Event,
-    properties: Option<Value>,
-    context: Option<Value>,
-    traits: Option<Value>,
+    cache: Vec<(&'a FieldPath, Option<Value>)>,
 }
 
 impl<'a> EventView<'a> {
     pub fn new(event: &'a Event) -> Self {
         Self {
             event,
-            properties: None,
-            context: None,
-            traits: None,
+            cache: Vec::new(),
         }
     }
 
-    fn part(&mut self, part: JsonPart) -> &Value {
-        let (slot, text) = match part {
-            JsonPart::Properties => (&mut self.properties, &self.event.properties),
-            JsonPart::Context => (&mut self.context, &self.event.context),
-            JsonPart::Traits => (&mut self.traits, &self.event.traits),
-        };
-        slot.get_or_insert_with(|| serde_json::from_str(text).unwrap_or(Value::Null))
-    }
-
-    /// The value at `field`, if present.
-    pub fn get(&mut self, field: &FieldPath) -> Option<Value> {
+    /// The value at `field`, if present and not null.
+    pub fn get(&mut self, field: &'a FieldPath) -> Option<Value> {
         match field {
             FieldPath::Envelope(f) => {
                 let e = self.event;
@@ -56,17 +45,23 @@ impl<'a> EventView<'a> {
                 s.map(|s| Value::String(s.to_string()))
             }
             FieldPath::Json { part, path } => {
-                let mut v = self.part(*part);
-                for key in path {
-                    v = v.get(key)?;
+                if let Some((_, v)) = self.cache.iter().find(|(f, _)| *f == field) {
+                    return v.clone();
                 }
-                (!v.is_null()).then(|| v.clone())
+                let text = match part {
+                    JsonPart::Properties => &self.event.properties,
+                    JsonPart::Context => &self.event.context,
+                    JsonPart::Traits => &self.event.traits,
+                };
+                let v = json_path::lookup(text, path).filter(|v| !v.is_null());
+                self.cache.push((field, v.clone()));
+                v
             }
         }
     }
 
     /// The text of a segment dimension's value (`__none__` when missing or not a scalar).
-    pub fn segment_value(&mut self, field: &FieldPath) -> String {
+    pub fn segment_value(&mut self, field: &'a FieldPath) -> String {
         match self.get(field) {
             Some(Value::String(s)) => s,
             Some(Value::Bool(b)) => b.to_string(),
@@ -86,7 +81,7 @@ fn as_f64(v: &Value) -> Option<f64> {
 
 impl Filter {
     /// Whether the event counts.
-    pub fn matches(&self, view: &mut EventView<'_>) -> bool {
+    pub fn matches<'a>(&'a self, view: &mut EventView<'a>) -> bool {
         if !self.types.is_empty() && !self.types.contains(&view.event.kind) {
             return false;
         }
@@ -98,7 +93,7 @@ impl Filter {
 }
 
 impl Predicate {
-    fn holds(&self, view: &mut EventView<'_>) -> bool {
+    fn holds<'a>(&'a self, view: &mut EventView<'a>) -> bool {
         let actual = view.get(&self.field);
         match self.op {
             Op::Exists => actual.is_some(),

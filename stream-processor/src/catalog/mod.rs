@@ -2,6 +2,7 @@
 //! (docs/kpi-catalog.md). [`model`] parses and validates; [`eval`] applies it to events.
 
 pub mod eval;
+mod json_path;
 pub mod model;
 #[cfg(test)]
 mod tests;
