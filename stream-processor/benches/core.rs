@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::event::EventCodec;
-use northstar_schemas::{wire, Event, EventType, KpiAggregate};
+use northstar_schemas::{wire, Event, EventType};
 use northstar_stream_processor::catalog::Catalog;
 use northstar_stream_processor::state::PartitionState;
 use northstar_stream_processor::validate::validate;
@@ -169,28 +169,8 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
         out_bytes += wire::frame(1, &codec.encode(&e).expect("encode")).len();
         if i % 10_000 == 9_999 || i + 1 == records.len() {
             for u in state.drain_updates() {
-                let kpi = &catalog.kpis[u.kpi];
-                let agg = KpiAggregate {
-                    kpi: kpi.name.clone(),
-                    kind: kpi.aggregation.kind().into(),
-                    window: u.window_label.clone(),
-                    window_start: u.start_ms,
-                    window_end: u.start_ms + u.window_ms,
-                    segment: kpi
-                        .segments
-                        .iter()
-                        .map(|d| d.name.clone())
-                        .zip(u.segment)
-                        .collect(),
-                    value: u.value,
-                    numerator: u.numerator,
-                    denominator: u.denominator,
-                    is_final: u.is_final,
-                    watermark: state.watermark_ms(),
-                    source_topic: "events.raw".into(),
-                    source_partition: 0,
-                    source_offset: i as i64,
-                };
+                let agg =
+                    u.into_aggregate(&catalog, state.watermark_ms(), "events.raw", 0, i as i64);
                 out_bytes += wire::frame(2, &agg_codec.encode(&agg).expect("encode")).len();
                 updates += 1;
             }

@@ -14,7 +14,7 @@ use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::Shutdown;
 use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::headers::{self, source_headers};
-use northstar_schemas::{wire, EventDecoder, KpiAggregate, RegistryClient};
+use northstar_schemas::{wire, EventDecoder, RegistryClient};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Message};
@@ -430,28 +430,13 @@ impl Pipeline {
                 .with_label_values(&[&p])
                 .set(state.open_windows() as i64);
             for u in updates {
-                let kpi = &self.catalog.kpis[u.kpi];
-                let agg = KpiAggregate {
-                    kpi: kpi.name.clone(),
-                    kind: kpi.aggregation.kind().into(),
-                    window: u.window_label.clone(),
-                    window_start: u.start_ms,
-                    window_end: u.start_ms + u.window_ms,
-                    segment: kpi
-                        .segments
-                        .iter()
-                        .map(|d| d.name.clone())
-                        .zip(u.segment)
-                        .collect(),
-                    value: u.value,
-                    numerator: u.numerator,
-                    denominator: u.denominator,
-                    is_final: u.is_final,
-                    watermark: watermark.max(0),
-                    source_topic: self.config.topics.raw.clone(),
-                    source_partition: partition,
-                    source_offset: next - 1,
-                };
+                let agg = u.into_aggregate(
+                    &self.catalog,
+                    watermark,
+                    &self.config.topics.raw,
+                    partition,
+                    next - 1,
+                );
                 let datum = self
                     .agg_codec
                     .encode(&agg)
@@ -466,7 +451,7 @@ impl Pipeline {
                     .headers(hdrs);
                 self.enqueue(rec).await?;
                 metrics::AGGREGATES_OUT
-                    .with_label_values(&[p.as_str(), if u.is_final { "true" } else { "false" }])
+                    .with_label_values(&[p.as_str(), if agg.is_final { "true" } else { "false" }])
                     .inc();
             }
         }

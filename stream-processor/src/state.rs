@@ -80,6 +80,42 @@ pub struct Update {
     pub is_final: bool,
 }
 
+impl Update {
+    /// The aggregate record of this update, computed from input `source_partition` of
+    /// `source_topic` up to `source_offset`, with the partition's watermark.
+    pub fn into_aggregate(
+        self,
+        catalog: &Catalog,
+        watermark_ms: i64,
+        source_topic: &str,
+        source_partition: i32,
+        source_offset: i64,
+    ) -> northstar_schemas::KpiAggregate {
+        let kpi = &catalog.kpis[self.kpi];
+        northstar_schemas::KpiAggregate {
+            kpi: kpi.name.clone(),
+            kind: kpi.aggregation.kind().into(),
+            window: self.window_label,
+            window_start: self.start_ms,
+            window_end: self.start_ms + self.window_ms,
+            segment: kpi
+                .segments
+                .iter()
+                .map(|d| d.name.clone())
+                .zip(self.segment)
+                .collect(),
+            value: self.value,
+            numerator: self.numerator,
+            denominator: self.denominator,
+            is_final: self.is_final,
+            watermark: watermark_ms.max(0),
+            source_topic: source_topic.to_string(),
+            source_partition,
+            source_offset,
+        }
+    }
+}
+
 /// What processing one event did to the windows.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Counted {
