@@ -169,6 +169,15 @@ pub async fn wait_for_http(url: &str, timeout: Duration) -> bool {
 pub const WRITE_KEY: &str = "test-write-key";
 pub const SOURCE_ID: &str = "test-source";
 
+/// The `Authorization` header value for [`WRITE_KEY`] (HTTP Basic, the write key as user).
+pub fn write_key_auth() -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
+    )
+}
+
 /// Ports of a stack's services.
 #[derive(Debug, Clone)]
 pub struct Ports {

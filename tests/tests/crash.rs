@@ -6,8 +6,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use northstar_e2e::{lake, Stack, WRITE_KEY};
+use northstar_e2e::{lake, Stack};
 use serde_json::json;
 
 const EVENTS: usize = 3_000;
@@ -29,10 +28,7 @@ async fn sigkill_of_processor_and_lake_sink_loses_no_event() {
     ));
     stack.start_services().await;
 
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
-    );
+    let auth = northstar_e2e::write_key_auth();
     let client = reqwest::Client::new();
     let url = format!("{}/v1/batch", stack.ingest_url());
     let mut sent = HashSet::new();

@@ -5,8 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use northstar_e2e::{kafka, Stack, WRITE_KEY};
+use northstar_e2e::{kafka, Stack};
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::wire;
 use serde_json::json;
@@ -25,10 +24,7 @@ async fn broker_down_means_503_and_recovery_keeps_every_acknowledged_event() {
         stack.logs()
     );
 
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
-    );
+    let auth = northstar_e2e::write_key_auth();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

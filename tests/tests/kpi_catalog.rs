@@ -5,9 +5,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use northstar_e2e::{Stack, WRITE_KEY};
+use northstar_e2e::Stack;
 use serde_json::json;
 
 const CATALOG: &str = r#"
@@ -135,10 +134,7 @@ async fn catalog_kpis_match_an_independent_computation() {
         );
     }
 
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
-    );
+    let auth = northstar_e2e::write_key_auth();
     let client = reqwest::Client::new();
     for chunk in events.chunks(100) {
         let r = client

@@ -10,8 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use northstar_e2e::{kafka, lake, Stack, WRITE_KEY};
+use northstar_e2e::{kafka, lake, Stack};
 use serde_json::{json, Value};
 
 const UNIQUE: usize = 5_000;
@@ -47,10 +46,7 @@ impl Lcg {
 }
 
 fn auth() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
-    )
+    northstar_e2e::write_key_auth()
 }
 
 /// Sums `metric{...} value` lines of a Prometheus exposition, grouped by one label.

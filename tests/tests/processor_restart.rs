@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use northstar_e2e::{Stack, WRITE_KEY};
+use northstar_e2e::Stack;
 use serde_json::json;
 
 const UNIQUE: usize = 6_000;
@@ -81,10 +80,7 @@ async fn run_and_check(script: Script) {
     }
     stack.start_services().await;
 
-    let auth = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{WRITE_KEY}:"))
-    );
+    let auth = northstar_e2e::write_key_auth();
     let client = reqwest::Client::new();
     let url = format!("{}/v1/batch", stack.ingest_url());
     let now = chrono::Utc::now();
