@@ -1,6 +1,7 @@
 //! The lake sink: clean events as Parquet in an object-store lake.
 
 mod config;
+mod ledger;
 pub mod parquet;
 mod sink;
 

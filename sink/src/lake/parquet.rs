@@ -19,6 +19,12 @@ use parquet::file::properties::WriterProperties;
 #[derive(Debug, Clone)]
 pub struct Row {
     pub event: Event,
+    /// Partition of the clean topic the row was read from.
+    pub clean_partition: i32,
+    /// Offset in the clean topic.
+    pub clean_offset: i64,
+    /// Position of the raw event the processor derived it from (the clean position when the
+    /// record carries no source headers).
     pub source_partition: i32,
     pub source_offset: i64,
 }
@@ -49,6 +55,8 @@ pub fn schema() -> Arc<Schema> {
         Field::new("source_id", DataType::Utf8, false),
         Field::new("source_partition", DataType::Int32, false),
         Field::new("source_offset", DataType::Int64, false),
+        Field::new("clean_partition", DataType::Int32, false),
+        Field::new("clean_offset", DataType::Int64, false),
     ]))
 }
 
@@ -76,7 +84,7 @@ fn timestamps(rows: &[Row], f: impl Fn(&Row) -> Option<i64>) -> ArrayRef {
 
 /// Encodes `rows` (sorted in place by event time) into Parquet bytes.
 pub fn encode(rows: &mut [Row]) -> Result<Vec<u8>, EncodeError> {
-    rows.sort_by_key(|r| (r.event.timestamp, r.source_partition, r.source_offset));
+    rows.sort_by_key(|r| (r.event.timestamp, r.clean_partition, r.clean_offset));
     let columns: Vec<ArrayRef> = vec![
         strings(rows, |r| Some(r.event.message_id.as_str())),
         strings(rows, |r| Some(r.event.kind.as_str())),
@@ -101,6 +109,8 @@ pub fn encode(rows: &mut [Row]) -> Result<Vec<u8>, EncodeError> {
                 .collect::<Int32Array>(),
         ),
         Arc::new(rows.iter().map(|r| r.source_offset).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| r.clean_partition).collect::<Int32Array>()),
+        Arc::new(rows.iter().map(|r| r.clean_offset).collect::<Int64Array>()),
     ];
     let batch = RecordBatch::try_new(schema(), columns)?;
     let props = WriterProperties::builder()
@@ -141,6 +151,8 @@ mod tests {
                 integrations: "{}".into(),
                 source_id: "web".into(),
             },
+            clean_partition: 0,
+            clean_offset: offset,
             source_partition: 0,
             source_offset: offset,
         }

@@ -1,9 +1,14 @@
-//! The lake sink loop: clean events → Parquet files in the lake → offset commit.
+//! The lake sink loop: clean events → Parquet files in the lake → ledger → offset commit.
 //!
-//! Contract: offsets committed here are always ≤ the offsets of records whose Parquet file is
-//! durable (or whose dead-letter record was acknowledged). Files are named after the source
-//! positions they hold (`part-<topic>-p<partition>-o<first>-<last>.parquet`) in Hive-style
-//! `events/event_date=YYYY-MM-DD/` folders by event time.
+//! Contract: a flush of clean-topic partition `P` covers a contiguous offset range
+//! `[first, last]` and writes one file per event date, named after the range
+//! (`events/event_date=YYYY-MM-DD/part-<topic>-p<P>-o<first>-<last>.parquet`). The range is then
+//! recorded in the [ledger](super::ledger), and only then is the offset committed. A crash
+//! before the ledger entry leaves an intent: the next owner of `P` flushes exactly the same
+//! range again, rewriting the same files, so a file is never duplicated. Records whose source
+//! position (processor input topic, partition, offset) is at or below the highest one already
+//! in the lake for that source partition were re-emitted by a processor restoring a checkpoint
+//! and are skipped, so each event is written once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -12,27 +17,48 @@ use chrono::DateTime;
 use futures::future::join_all;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::Shutdown;
-use northstar_schemas::headers::{self, source_headers};
+use northstar_schemas::headers::{self, source_headers, source_position};
 use northstar_schemas::EventDecoder;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::ledger::{Entry, Ledger};
 use super::parquet::{encode, Row};
 use super::LakeConfig;
 use crate::metrics;
 use northstar_runtime::objstore::ObjectRoot as Lake;
 
+/// Ledger entries kept per partition.
+const LEDGER_KEEP: usize = 3;
+
+/// One assigned partition of the clean topic.
 #[derive(Debug)]
-struct Buffer {
-    rows: Vec<Row>,
+struct Part {
+    /// First offset not yet in the lake: the start of the range being buffered.
+    next: i64,
+    /// One past the last record handled (buffered, skipped or dead-lettered).
+    processed: i64,
+    /// Highest source offset in the lake or the buffer, by `<topic>/<partition>`.
+    sources: BTreeMap<String, i64>,
+    /// Buffered rows by event date.
+    rows: BTreeMap<String, Vec<Row>>,
     bytes: usize,
-    first_offset: i64,
-    last_offset: i64,
+    oldest: Option<Instant>,
+    /// Last offset of an interrupted flush that must be repeated exactly.
+    replay_until: Option<i64>,
+    seek_pending: bool,
+    committed: Option<i64>,
 }
 
-/// The file key of a buffer: deterministic from its source positions.
+impl Part {
+    fn row_count(&self) -> usize {
+        self.rows.values().map(Vec::len).sum()
+    }
+}
+
+/// The file key of one event date of a flushed range: deterministic from its source positions.
 pub fn file_key(date: &str, topic: &str, partition: i32, first: i64, last: i64) -> String {
     format!("events/event_date={date}/part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
 }
@@ -51,11 +77,8 @@ pub struct LakeSink {
     producer: FutureProducer,
     decoder: EventDecoder,
     lake: Lake,
-    buffers: BTreeMap<(String, i32), Buffer>,
-    buffered_bytes: usize,
-    oldest: Option<Instant>,
-    processed: HashMap<i32, i64>,
-    committed: HashMap<i32, i64>,
+    ledger: Ledger,
+    parts: HashMap<i32, Part>,
     pending: Vec<DeliveryFuture>,
 }
 
@@ -71,17 +94,15 @@ impl LakeSink {
             .kafka
             .idempotent_producer("northstar-lake-sink", 300_000);
         let producer: FutureProducer = pcfg.create()?;
+        let ledger = Ledger::new(lake.clone(), &config.topics.clean, LEDGER_KEEP);
         Ok(Self {
             config,
             consumer,
             producer,
             decoder,
             lake,
-            buffers: BTreeMap::new(),
-            buffered_bytes: 0,
-            oldest: None,
-            processed: HashMap::new(),
-            committed: HashMap::new(),
+            ledger,
+            parts: HashMap::new(),
             pending: Vec::new(),
         })
     }
@@ -95,10 +116,18 @@ impl LakeSink {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
                     self.forget_revoked();
-                    let age = self.oldest.map(|t| t.elapsed()).unwrap_or_default();
+                    let oldest = self.parts.values().filter_map(|p| p.oldest).min();
+                    let age = oldest.map(|t| t.elapsed()).unwrap_or_default();
                     metrics::LAKE_OLDEST_UNFLUSHED.set(age.as_secs() as i64);
-                    if self.oldest.is_some() && age >= max_age {
-                        self.flush(&shutdown, CommitMode::Async).await?;
+                    let due: Vec<i32> = self
+                        .parts
+                        .iter()
+                        .filter(|(_, p)| p.replay_until.is_none())
+                        .filter(|(_, p)| p.oldest.is_some_and(|t| t.elapsed() >= max_age))
+                        .map(|(&id, _)| id)
+                        .collect();
+                    if !due.is_empty() {
+                        self.flush(&due, &shutdown, CommitMode::Async).await?;
                     }
                 }
                 msg = self.consumer.recv() => {
@@ -109,57 +138,154 @@ impl LakeSink {
                         }
                         Err(e) => tracing::warn!(error = %e, "consume error"),
                     }
-                    if self.buffered_bytes >= self.config.max_file_bytes {
-                        self.flush(&shutdown, CommitMode::Async).await?;
+                    let buffered: usize = self.parts.values().map(|p| p.bytes).sum();
+                    if buffered >= self.config.max_file_bytes {
+                        let all = self.flushable();
+                        self.flush(&all, &shutdown, CommitMode::Async).await?;
                     }
                 }
             }
         }
         tracing::info!("draining: writing buffered files, committing");
-        self.flush(&shutdown, CommitMode::Sync).await?;
+        let all = self.flushable();
+        self.flush(&all, &shutdown, CommitMode::Sync).await?;
         Ok(())
+    }
+
+    /// Partitions that may flush now (not repeating an interrupted flush).
+    fn flushable(&self) -> Vec<i32> {
+        self.parts
+            .iter()
+            .filter(|(_, p)| p.replay_until.is_none())
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     fn forget_revoked(&mut self) {
         for p in self.consumer.context().take_revoked() {
-            tracing::info!(
-                partition = p,
-                "partition revoked, dropping its unflushed rows (they will be re-read)"
+            if self.parts.remove(&p).is_some() {
+                tracing::info!(
+                    partition = p,
+                    "partition revoked, dropping its unflushed rows (the next owner re-reads them)"
+                );
+            }
+        }
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        metrics::LAKE_OPEN_FILES.set(self.parts.values().map(|p| p.rows.len() as i64).sum());
+        metrics::LAKE_BUFFERED_ROWS.set(self.parts.values().map(|p| p.row_count() as i64).sum());
+    }
+
+    /// First record of a newly assigned partition: resume from the ledger.
+    async fn open(&mut self, partition: i32, first_offset: i64) -> anyhow::Result<()> {
+        let resume = self.ledger.resume(partition).await?;
+        let (next, sources) = match resume.entry {
+            Some(e) => (e.next_offset, e.sources),
+            None => (
+                resume.interrupted.map_or(first_offset, |(first, _)| first),
+                BTreeMap::new(),
+            ),
+        };
+        tracing::info!(
+            partition,
+            next,
+            sources = sources.len(),
+            interrupted = ?resume.interrupted,
+            "partition resumed from the lake ledger"
+        );
+        self.parts.insert(
+            partition,
+            Part {
+                next,
+                processed: next,
+                sources,
+                rows: BTreeMap::new(),
+                bytes: 0,
+                oldest: None,
+                replay_until: resume.interrupted.map(|(_, last)| last),
+                seek_pending: false,
+                committed: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether the record at `offset` is the next one `partition` expects; seeks when not.
+    fn in_sequence(&mut self, topic: &str, partition: i32, offset: i64) -> anyhow::Result<bool> {
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return Ok(false);
+        };
+        if offset < part.processed {
+            return Ok(false);
+        }
+        if offset > part.processed {
+            if !part.seek_pending {
+                part.seek_pending = true;
+                tracing::info!(
+                    partition,
+                    from = offset,
+                    to = part.processed,
+                    "seeking to the lake ledger's offset"
+                );
+                let (consumer, to) = (&self.consumer, part.processed);
+                tokio::task::block_in_place(|| {
+                    consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(10))
+                })?;
+                return Ok(false);
+            }
+            tracing::warn!(
+                partition,
+                expected = part.processed,
+                offset,
+                "offsets missing from the topic (retention or compaction), continuing"
             );
-            self.buffers.retain(|(_, bp), _| *bp != p);
-            self.processed.remove(&p);
-            self.committed.remove(&p);
         }
-        self.buffered_bytes = self.buffers.values().map(|b| b.bytes).sum();
-        if self.buffers.is_empty() {
-            self.oldest = None;
-        }
+        part.seek_pending = false;
+        Ok(true)
     }
 
     async fn handle(&mut self, msg: OwnedMessage, shutdown: &Shutdown) -> anyhow::Result<()> {
         let (partition, offset) = (msg.partition(), msg.offset());
+        if !self.parts.contains_key(&partition) {
+            self.open(partition, offset).await?;
+        }
+        if !self.in_sequence(msg.topic(), partition, offset)? {
+            return Ok(());
+        }
+        let source = msg.headers().and_then(source_position);
+        let Some(part) = self.parts.get_mut(&partition) else {
+            return Ok(());
+        };
+        part.processed = offset + 1;
+        part.oldest.get_or_insert_with(Instant::now);
+        let (source_partition, source_offset) = match &source {
+            Some(pos) => {
+                let key = format!("{}/{}", pos.topic, pos.partition);
+                if part.sources.get(&key).is_some_and(|&hw| pos.offset <= hw) {
+                    metrics::LAKE_REPLAY_SKIPPED.inc();
+                    return self.after_record(partition, offset, shutdown).await;
+                }
+                part.sources.insert(key, pos.offset);
+                (pos.partition, pos.offset)
+            }
+            None => (partition, offset),
+        };
         match self.decoder.decode(msg.payload(), shutdown).await {
             Ok(event) => {
                 let date = event_date(event.timestamp);
                 let size = msg.payload().map_or(0, <[u8]>::len) + 64;
-                self.buffered_bytes += size;
-                let buf = self
-                    .buffers
-                    .entry((date, partition))
-                    .or_insert_with(|| Buffer {
-                        rows: Vec::new(),
-                        bytes: 0,
-                        first_offset: offset,
-                        last_offset: offset,
+                if let Some(part) = self.parts.get_mut(&partition) {
+                    part.bytes += size;
+                    part.rows.entry(date).or_default().push(Row {
+                        event,
+                        clean_partition: partition,
+                        clean_offset: offset,
+                        source_partition,
+                        source_offset,
                     });
-                buf.last_offset = offset;
-                buf.bytes += size;
-                buf.rows.push(Row {
-                    event,
-                    source_partition: partition,
-                    source_offset: offset,
-                });
-                self.oldest.get_or_insert_with(Instant::now);
+                }
             }
             Err(u) => {
                 tracing::warn!(
@@ -191,26 +317,112 @@ impl LakeSink {
                 }
             }
         }
-        self.processed.insert(partition, offset + 1);
-        metrics::LAKE_OPEN_FILES.set(self.buffers.len() as i64);
-        metrics::LAKE_BUFFERED_ROWS.set(self.buffers.values().map(|b| b.rows.len() as i64).sum());
+        self.after_record(partition, offset, shutdown).await
+    }
+
+    /// Completes an interrupted flush once its last offset has been handled again.
+    async fn after_record(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        let repeat = self
+            .parts
+            .get(&partition)
+            .is_some_and(|p| p.replay_until == Some(offset));
+        if repeat {
+            tracing::info!(partition, offset, "repeating the interrupted flush");
+            if let Some(p) = self.parts.get_mut(&partition) {
+                p.replay_until = None;
+            }
+            self.flush(&[partition], shutdown, CommitMode::Async)
+                .await?;
+        }
+        self.update_gauges();
         Ok(())
     }
 
-    /// Writes every buffer as a file, waits for dead-letter acknowledgements, then commits.
-    async fn flush(&mut self, shutdown: &Shutdown, mode: CommitMode) -> anyhow::Result<()> {
+    /// Waits for every dead-letter record to be acknowledged.
+    async fn await_dead_letters(&mut self) -> anyhow::Result<()> {
+        for r in join_all(std::mem::take(&mut self.pending)).await {
+            match r {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => anyhow::bail!("dead-letter record not acknowledged: {e}"),
+                Err(_) => anyhow::bail!("dead-letter delivery cancelled"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered range of each of `partitions` as files, records it in the ledger,
+    /// then commits the offsets.
+    async fn flush(
+        &mut self,
+        partitions: &[i32],
+        shutdown: &Shutdown,
+        mode: CommitMode,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
-        let buffers = std::mem::take(&mut self.buffers);
-        for ((date, partition), mut buf) in buffers {
-            let key = file_key(
-                &date,
-                &self.config.topics.clean,
-                partition,
-                buf.first_offset,
-                buf.last_offset,
-            );
-            let rows = buf.rows.len() as u64;
-            let bytes = tokio::task::spawn_blocking(move || encode(&mut buf.rows)).await??;
+        self.await_dead_letters().await?;
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            let Some(mut part) = self.parts.remove(&p) else {
+                continue;
+            };
+            let result = self.flush_part(p, &mut part, shutdown).await;
+            if result.is_ok() && part.committed != Some(part.next) {
+                tpl.add_partition_offset(&self.config.topics.clean, p, Offset::Offset(part.next))?;
+            }
+            self.parts.insert(p, part);
+            result?;
+        }
+        if tpl.count() > 0 {
+            let res = match mode {
+                CommitMode::Sync => {
+                    tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
+                }
+                CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
+            };
+            match res {
+                Ok(()) => {
+                    for e in tpl.elements() {
+                        if let (Offset::Offset(n), Some(part)) =
+                            (e.offset(), self.parts.get_mut(&e.partition()))
+                        {
+                            part.committed = Some(n);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "offset commit failed; retried at the next flush")
+                }
+            }
+        }
+        self.update_gauges();
+        metrics::LAKE_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn flush_part(
+        &self,
+        partition: i32,
+        part: &mut Part,
+        shutdown: &Shutdown,
+    ) -> anyhow::Result<()> {
+        if part.processed == part.next {
+            return Ok(());
+        }
+        let (first, last) = (part.next, part.processed - 1);
+        let topic = &self.config.topics.clean;
+        let buffers = std::mem::take(&mut part.rows);
+        if !buffers.is_empty() {
+            self.ledger.begin(partition, first, last).await?;
+        }
+        for (date, mut rows) in buffers {
+            let key = file_key(&date, topic, partition, first, last);
+            let count = rows.len() as u64;
+            let bytes = tokio::task::spawn_blocking(move || encode(&mut rows)).await??;
             let size = bytes.len() as u64;
             let mut attempt = 0u32;
             loop {
@@ -229,47 +441,17 @@ impl LakeSink {
             }
             metrics::LAKE_FILES.inc();
             metrics::LAKE_BYTES.inc_by(size);
-            metrics::LAKE_ROWS.inc_by(rows);
-            tracing::info!(key, rows, bytes = size, "parquet file written");
+            metrics::LAKE_ROWS.inc_by(count);
+            tracing::info!(key, rows = count, bytes = size, "parquet file written");
         }
-        self.buffered_bytes = 0;
-        self.oldest = None;
-        for r in join_all(std::mem::take(&mut self.pending)).await {
-            match r {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("dead-letter record not acknowledged: {e}"),
-                Err(_) => anyhow::bail!("dead-letter delivery cancelled"),
-            }
-        }
-        let mut tpl = TopicPartitionList::new();
-        for (&p, &next) in &self.processed {
-            if self.committed.get(&p) != Some(&next) {
-                tpl.add_partition_offset(&self.config.topics.clean, p, Offset::Offset(next))?;
-            }
-        }
-        if tpl.count() > 0 {
-            let res = match mode {
-                CommitMode::Sync => {
-                    tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
-                }
-                CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
-            };
-            match res {
-                Ok(()) => {
-                    for e in tpl.elements() {
-                        if let Offset::Offset(n) = e.offset() {
-                            self.committed.insert(e.partition(), n);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "offset commit failed; retried at the next flush")
-                }
-            }
-        }
-        metrics::LAKE_OPEN_FILES.set(0);
-        metrics::LAKE_BUFFERED_ROWS.set(0);
-        metrics::LAKE_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+        let entry = Entry {
+            next_offset: last + 1,
+            sources: part.sources.clone(),
+        };
+        self.ledger.commit(partition, first, &entry).await?;
+        part.next = last + 1;
+        part.bytes = 0;
+        part.oldest = None;
         Ok(())
     }
 }
