@@ -61,6 +61,8 @@ start broker bash -c "cd '$STATE/broker' && exec '$TANSU' broker \
   --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
   --storage-engine sqlite://tansu.db"
 wait_port 9092
+# Tansu 0.6.0's sqlite schema lacks an index its fetches need (see the script).
+python3 deploy/local/tansu-index.py "$STATE/broker/tansu.db"
 "$BIN/northstar-schemas" create-topics --partitions 3 2>>"$STATE/logs/topics.log"
 start registry env NORTHSTAR_LISTEN=127.0.0.1:8081 "$BIN/northstar-schemas" serve
 wait_http http://127.0.0.1:8081/subjects

@@ -17,7 +17,7 @@ use crate::catalog::Catalog;
 use crate::state::{PartitionState, StateSnapshot};
 
 /// The checkpoint format version.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// A checkpoint that could not be written or read.
 #[derive(Debug, thiserror::Error)]

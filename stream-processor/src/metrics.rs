@@ -60,7 +60,7 @@ counter!(
 counter!(
     LATE_DROPPED,
     "northstar_processor_late_dropped_total",
-    "Events too late for their window (kept in the lake, not counted in KPIs)",
+    "Events too late for their window, per KPI (kept in the lake, not counted in KPIs); totals continue from the partition checkpoint",
     &["partition", "kpi"]
 );
 counter!(

@@ -160,7 +160,13 @@ impl Pipeline {
                 partition = p,
                 "partition revoked, forgetting its in-memory state"
             );
-            self.partitions.remove(&p);
+            if self.partitions.remove(&p).is_some() {
+                // The next owner continues these totals from the checkpoint.
+                let label = p.to_string();
+                for kpi in &self.catalog.kpis {
+                    let _ = metrics::LATE_DROPPED.remove_label_values(&[&label, &kpi.name]);
+                }
+            }
             self.processed.remove(&p);
             self.committed.remove(&p);
             self.checkpointed.remove(&p);
@@ -197,6 +203,12 @@ impl Pipeline {
                         partition,
                         "the KPI catalog changed since the checkpoint: windows restart empty"
                     );
+                }
+                let label = partition.to_string();
+                for (k, kpi) in self.catalog.kpis.iter().enumerate() {
+                    let counter = metrics::LATE_DROPPED.with_label_values(&[&label, &kpi.name]);
+                    counter.reset();
+                    counter.inc_by(r.state.late_dropped(k));
                 }
                 self.partitions.insert(partition, r.state);
                 self.processed.insert(partition, r.next_offset);

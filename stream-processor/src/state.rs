@@ -61,6 +61,8 @@ pub struct StateSnapshot {
     windows: Vec<(WindowKey, Acc)>,
     admitted: Vec<Vec<Vec<String>>>,
     watermark_ms: i64,
+    /// Events dropped as too late, by KPI name (totals since the partition started).
+    late_dropped: Vec<(String, u64)>,
 }
 
 /// One KPI value to emit.
@@ -137,6 +139,8 @@ pub struct PartitionState {
     admitted: Vec<Vec<HashSet<String>>>,
     watermark_ms: i64,
     lateness_ms: i64,
+    /// Events dropped as too late, per KPI: durable, so totals stay exact through restores.
+    late_dropped: Vec<u64>,
 }
 
 impl PartitionState {
@@ -146,6 +150,7 @@ impl PartitionState {
             .iter()
             .map(|k| vec![HashSet::new(); k.segments.len()])
             .collect();
+        let late_dropped = vec![0; catalog.kpis.len()];
         Self {
             catalog,
             dedup: Dedup::new(dedup_window_secs),
@@ -153,6 +158,7 @@ impl PartitionState {
             admitted,
             watermark_ms: i64::MIN,
             lateness_ms,
+            late_dropped,
         }
     }
 
@@ -181,6 +187,14 @@ impl PartitionState {
                 })
                 .collect(),
             watermark_ms: self.watermark_ms,
+            late_dropped: self
+                .catalog
+                .kpis
+                .iter()
+                .zip(&self.late_dropped)
+                .filter(|(_, &n)| n > 0)
+                .map(|(k, &n)| (k.name.clone(), n))
+                .collect(),
         }
     }
 
@@ -197,6 +211,11 @@ impl PartitionState {
         state.dedup = snap.dedup;
         state.dedup.set_window(dedup_window_secs);
         state.watermark_ms = snap.watermark_ms;
+        for (name, n) in snap.late_dropped {
+            if let Some(i) = state.catalog.kpis.iter().position(|k| k.name == name) {
+                state.late_dropped[i] = n;
+            }
+        }
         let shape_matches = snap.admitted.len() == state.admitted.len()
             && snap
                 .admitted
@@ -227,6 +246,12 @@ impl PartitionState {
         received_at_micros: i64,
     ) -> bool {
         self.dedup.check(source, message_id, received_at_micros)
+    }
+
+    /// Events of KPI `kpi` dropped as too late since the partition started (restored from
+    /// checkpoints).
+    pub fn late_dropped(&self, kpi: usize) -> u64 {
+        self.late_dropped.get(kpi).copied().unwrap_or(0)
     }
 
     /// Number of remembered message ids.
@@ -348,6 +373,7 @@ impl PartitionState {
                 }
             }
             if dropped {
+                self.late_dropped[ki] += 1;
                 out.late_dropped.push(ki);
             }
         }

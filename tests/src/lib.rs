@@ -169,6 +169,117 @@ pub async fn wait_for_http(url: &str, timeout: Duration) -> bool {
 pub const WRITE_KEY: &str = "test-write-key";
 pub const SOURCE_ID: &str = "test-source";
 
+/// Drives processor membership in scripted tests: one step of a script at a time.
+#[derive(Debug)]
+pub struct Membership {
+    /// Metrics port of the second instance (`processor2`), once started.
+    pub second_port: u16,
+    /// When the last SIGKILL happened.
+    pub killed_at: Instant,
+    /// The processors' `session.timeout.ms`.
+    pub session_timeout: Duration,
+    /// Partitions of `events.raw`.
+    pub partitions: i64,
+}
+
+impl Membership {
+    pub fn new(session_timeout: Duration) -> Self {
+        Self {
+            second_port: 0,
+            killed_at: Instant::now(),
+            session_timeout,
+            partitions: 3,
+        }
+    }
+
+    /// Performs `action`: `kill processor` (SIGKILL), `start processor`, `restart processor`
+    /// (SIGTERM, then start), `await session expiry` (of the last killed member), `start second`,
+    /// `await second`, `stop second` (SIGTERM), `await first` (holds a partition),
+    /// `await first holds all`. Panics with the stack's logs when a wait times out.
+    pub async fn act(&mut self, stack: &mut Stack, action: &str) {
+        let waited = |ok: bool, what: &str, stack: &Stack| {
+            assert!(ok, "{what}\n{}", stack.logs());
+        };
+        match action {
+            "kill processor" => {
+                stack.kill9("processor");
+                self.killed_at = Instant::now();
+            }
+            "start processor" => stack.restart("processor"),
+            "restart processor" => {
+                let p = stack.proc("processor").expect("processor");
+                assert!(p.terminate(Duration::from_secs(20)), "graceful stop");
+                stack.procs.retain(|p| p.name != "processor");
+                stack.restart("processor");
+            }
+            "await session expiry" => {
+                let expiry = self.session_timeout + Duration::from_secs(2);
+                tokio::time::sleep(expiry.saturating_sub(self.killed_at.elapsed())).await;
+            }
+            "start second" => self.second_port = stack.start_extra_processor("processor2"),
+            "await second" => waited(
+                await_assigned(self.second_port).await,
+                "the second instance never got partitions",
+                stack,
+            ),
+            "await first" => waited(
+                await_assigned(stack.ports.processor).await,
+                "the restarted instance never got partitions",
+                stack,
+            ),
+            "await first holds all" => waited(
+                await_partitions(stack.ports.processor, self.partitions).await,
+                "the first instance never got every partition",
+                stack,
+            ),
+            "stop second" => {
+                let p = stack.proc("processor2").expect("second processor");
+                assert!(
+                    p.terminate(Duration::from_secs(30)),
+                    "second instance leaves cleanly"
+                );
+                stack.procs.retain(|p| p.name != "processor2");
+            }
+            other => panic!("unknown action {other}"),
+        }
+    }
+}
+
+/// Waits until the processor whose metrics are on `port` holds partitions (a rebalance
+/// completed).
+pub async fn await_assigned(port: u16) -> bool {
+    await_partitions(port, 1).await
+}
+
+/// Waits until the processor whose metrics are on `port` holds at least `n` partitions.
+pub async fn await_partitions(port: u16, n: i64) -> bool {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(&url).await {
+            let text = r.text().await.unwrap_or_default();
+            let assigned = text
+                .lines()
+                .find_map(|l| l.strip_prefix("northstar_processor_assigned_partitions "))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if assigned.is_some_and(|a| a >= n) {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// The Python interpreter of the compatibility tests (tests/setup-python.sh: confluent-kafka,
+/// DuckDB, pyarrow).
+pub fn python() -> String {
+    std::env::var("NORTHSTAR_PYTHON").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        format!("{home}/.cache/northstar/venv/bin/python")
+    })
+}
+
 /// The `Authorization` header value for [`WRITE_KEY`] (HTTP Basic, the write key as user).
 pub fn write_key_auth() -> String {
     use base64::Engine;
@@ -197,6 +308,9 @@ pub struct Stack {
     pub procs: Vec<Proc>,
     /// Extra environment for every service (e.g. shorter flush intervals).
     pub env: Vec<(String, String)>,
+    /// Extra environment for the services whose name starts with the first element
+    /// (`"processor"` also matches `"processor2"`), applied after [`Stack::env`].
+    pub service_env: Vec<(String, String, String)>,
 }
 
 impl Stack {
@@ -220,6 +334,7 @@ impl Stack {
             ports,
             procs: Vec::new(),
             env: Vec::new(),
+            service_env: Vec::new(),
         };
         stack.start_broker();
         let status = Command::new(bin("northstar-schemas"))
@@ -268,6 +383,20 @@ impl Stack {
             "broker did not start:\n{}",
             self.logs()
         );
+        // Tansu 0.6.0's sqlite schema lacks an index its fetches need: without it the broker's
+        // cost grows with the square of the records carrying headers (deploy/local/tansu-index.py).
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/local/tansu-index.py"
+        );
+        let status = Command::new("python3")
+            .arg(script)
+            .arg(self.dir.path().join("tansu.db"))
+            .status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "cannot add the header index to the broker's database"
+        );
     }
 
     pub fn brokers(&self) -> String {
@@ -310,7 +439,13 @@ impl Stack {
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let _ = name;
+        for (_, k, v) in self
+            .service_env
+            .iter()
+            .filter(|(s, _, _)| name.starts_with(s.as_str()))
+        {
+            cmd.env(k, v);
+        }
         cmd
     }
 

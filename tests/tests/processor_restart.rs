@@ -12,27 +12,6 @@ use serde_json::json;
 const UNIQUE: usize = 6_000;
 const NAMES: [&str; 5] = ["Signed Up", "Activated", "Invited", "Upgraded", "Churned"];
 
-/// Waits until the processor whose metrics are on `port` holds partitions (a rebalance
-/// completed).
-async fn await_assigned(port: u16) -> bool {
-    let url = format!("http://127.0.0.1:{port}/metrics");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(&url).await {
-            let text = r.text().await.unwrap_or_default();
-            let assigned = text
-                .lines()
-                .find_map(|l| l.strip_prefix("northstar_processor_assigned_partitions "))
-                .and_then(|v| v.trim().parse::<i64>().ok());
-            if assigned.is_some_and(|n| n > 0) {
-                return true;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    false
-}
-
 fn window_sums(text: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
@@ -97,7 +76,7 @@ async fn run_and_check(script: Script) {
             messages.push(m); // a duplicate
         }
     }
-    let mut second_port = 0;
+    let mut membership = northstar_e2e::Membership::new(Duration::from_secs(6));
     for (b, chunk) in messages.chunks(100).enumerate() {
         let r = client
             .post(&url)
@@ -107,36 +86,7 @@ async fn run_and_check(script: Script) {
             .await;
         assert_eq!(r.expect("send").status(), 200);
         for (_, action) in script.iter().filter(|(at, _)| *at == b) {
-            match *action {
-                "kill processor" => stack.kill9("processor"),
-                "start processor" => stack.restart("processor"),
-                "restart processor" => {
-                    let p = stack.proc("processor").expect("processor");
-                    assert!(p.terminate(Duration::from_secs(20)), "graceful stop");
-                    stack.procs.retain(|p| p.name != "processor");
-                    stack.restart("processor");
-                }
-                "start second" => second_port = stack.start_extra_processor("processor2"),
-                "await second" => assert!(
-                    await_assigned(second_port).await,
-                    "the second instance never got partitions\n{}",
-                    stack.logs()
-                ),
-                "await first" => assert!(
-                    await_assigned(stack.ports.processor).await,
-                    "the restarted instance never got partitions\n{}",
-                    stack.logs()
-                ),
-                "stop second" => {
-                    let p = stack.proc("processor2").expect("second processor");
-                    assert!(
-                        p.terminate(Duration::from_secs(20)),
-                        "second instance leaves cleanly"
-                    );
-                    stack.procs.retain(|p| p.name != "processor2");
-                }
-                other => panic!("unknown action {other}"),
-            }
+            membership.act(&mut stack, action).await;
         }
         tokio::time::sleep(Duration::from_millis(120)).await;
     }

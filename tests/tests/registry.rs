@@ -189,14 +189,6 @@ async fn converter_round_trip_errors_and_restart_durability() {
     );
 }
 
-/// The Python interpreter with confluent-kafka installed (tests/setup-python.sh).
-fn python() -> String {
-    std::env::var("NORTHSTAR_PYTHON").unwrap_or_else(|_| {
-        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-        format!("{home}/.cache/northstar/venv/bin/python")
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_python_client_works_unchanged() {
     let stack = Stack::start_core().await;
@@ -204,12 +196,17 @@ async fn confluent_python_client_works_unchanged() {
         env!("CARGO_MANIFEST_DIR"),
         "/compat/test_registry_confluent.py"
     );
-    let out = Command::new(python())
+    let out = Command::new(northstar_e2e::python())
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", dir])
         .env("NORTHSTAR_REGISTRY_URL", stack.registry_url())
         .env("NORTHSTAR_BROKERS", stack.brokers())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {} (run tests/setup-python.sh): {e}", python()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (run tests/setup-python.sh): {e}",
+                northstar_e2e::python()
+            )
+        });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

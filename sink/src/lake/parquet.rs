@@ -109,7 +109,11 @@ pub fn encode(rows: &mut [Row]) -> Result<Vec<u8>, EncodeError> {
                 .collect::<Int32Array>(),
         ),
         Arc::new(rows.iter().map(|r| r.source_offset).collect::<Int64Array>()),
-        Arc::new(rows.iter().map(|r| r.clean_partition).collect::<Int32Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.clean_partition)
+                .collect::<Int32Array>(),
+        ),
         Arc::new(rows.iter().map(|r| r.clean_offset).collect::<Int64Array>()),
     ];
     let batch = RecordBatch::try_new(schema(), columns)?;

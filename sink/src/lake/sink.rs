@@ -231,7 +231,12 @@ impl LakeSink {
                 );
                 let (consumer, to) = (&self.consumer, part.processed);
                 tokio::task::block_in_place(|| {
-                    consumer.seek(topic, partition, Offset::Offset(to), Duration::from_secs(10))
+                    consumer.seek(
+                        topic,
+                        partition,
+                        Offset::Offset(to),
+                        Duration::from_secs(10),
+                    )
                 })?;
                 return Ok(false);
             }

@@ -140,6 +140,7 @@ fn late_events_update_within_lateness_then_drop() {
     assert!(r.is_final && r.denominator == 2.0);
     let c = s.count(&ev("Signed Up", "d", "iOS", 0.0), T0 + 7);
     assert!(c.late_dropped.contains(&1) && c.late_dropped.contains(&0));
+    assert_eq!((s.late_dropped(0), s.late_dropped(1)), (1, 1));
     assert!(
         s.drain_updates().iter().all(|x| x.start_ms != T0),
         "final windows are forgotten"
@@ -178,7 +179,7 @@ fn snapshot_restore_continues_identically() {
             let mut e = ev(name, &format!("u{}", i % 23), os, (i % 9) as f64 / 4.0);
             e.message_id = format!("m{}", i % 250);
             e.received_at = (T0 + i * 1000) * 1000;
-            (e, T0 + i * 7_919 % (40 * MIN))
+            (e, T0 + i * 104_729 % (40 * MIN))
         })
         .collect();
     let step = |s: &mut PartitionState, (e, ts): &(Event, i64)| {
@@ -218,4 +219,14 @@ fn snapshot_restore_continues_identically() {
         "restored state emits exactly what uninterrupted state emits"
     );
     assert_eq!(a.remembered_ids(), c.remembered_ids());
+    let dropped = |s: &PartitionState| (0..4).map(|k| s.late_dropped(k)).collect::<Vec<_>>();
+    assert!(
+        dropped(&a).iter().sum::<u64>() > 0,
+        "the input has late events"
+    );
+    assert_eq!(
+        dropped(&a),
+        dropped(&c),
+        "late-dropped totals survive a restore"
+    );
 }

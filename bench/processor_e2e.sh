@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# End-to-end cost of the stream processor: events per CPU-second of the processor process against
+# a pre-filled `events.raw` (Kafka in and out, Avro, dedup, KPI windows, checkpoints), with the
+# catalog of bench/wide-catalog.yaml (10 KPIs x 3 windows x 2 segment dimensions).
+#
+#   bash bench/processor_e2e.sh [EVENTS]        (default 1,000,000)
+#
+# Starts a throwaway Tansu broker (sqlite storage), the registry, fills the topic with
+# `northstar-fill`, then starts the processor (release build) and samples its CPU time
+# (/proc/<pid>/stat) from its first event until every event is processed and checkpointed
+# (checkpoint offsets = partition ends). The broker's CPU is reported separately.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+N="${1:-1000000}"
+TANSU="$(bash deploy/local/install-tansu.sh)"
+cargo build --release -q -p northstar-stream-processor -p northstar-schemas -p northstar-e2e --bins
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+
+DIR="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+BROKER_PORT=39192 REGISTRY_PORT=38181 METRICS_PORT=39565
+export NORTHSTAR_KAFKA__BROKERS="127.0.0.1:$BROKER_PORT"
+export NORTHSTAR_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+
+(cd "$DIR" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine sqlite://tansu.db) \
+  >"$DIR/tansu.log" 2>&1 &
+PIDS+=($!)
+TANSU_PID=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
+python3 deploy/local/tansu-index.py "$DIR/tansu.db"
+"$BIN/northstar-schemas" create-topics --partitions 3 2>/dev/null
+NORTHSTAR_LISTEN="127.0.0.1:$REGISTRY_PORT" "$BIN/northstar-schemas" serve >"$DIR/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "$NORTHSTAR_REGISTRY_URL/subjects" && break; sleep 0.2; done
+"$BIN/northstar-schemas" register >/dev/null
+
+echo "filling events.raw with $N events…"
+"$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" --events "$N"
+
+cpu() { awk '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) }' "/proc/$1/stat"; }
+TICK="$(getconf CLK_TCK)"
+metric_sum() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m"({|$)" { s += $2 } END { printf "%d", s }'; }
+
+(cd "$DIR" && exec env NORTHSTAR_LISTEN="127.0.0.1:$METRICS_PORT" \
+  NORTHSTAR_CATALOG="$ROOT/bench/wide-catalog.yaml" NORTHSTAR_CHECKPOINT_ROOT="file://$DIR/checkpoints" \
+  RUST_LOG=warn "$BIN/northstar-stream-processor") >"$DIR/processor.log" 2>&1 &
+PIDS+=($!)
+PROC=$!
+until [ "$(metric_sum northstar_processor_events_in_total 2>/dev/null || echo 0)" -gt 0 ]; do sleep 0.05; done
+cpu0="$(cpu "$PROC")"; in0="$(metric_sum northstar_processor_events_in_total)"
+broker0="$(cpu "$TANSU_PID")"; t0="$(date +%s.%N)"
+until [ "$(metric_sum northstar_processor_checkpoint_offset)" -ge "$N" ]; do sleep 0.5; done
+cpu1="$(cpu "$PROC")"; in1="$(metric_sum northstar_processor_events_in_total)"
+broker1="$(cpu "$TANSU_PID")"; t1="$(date +%s.%N)"
+out="$(metric_sum northstar_processor_events_out_total)"; aggs="$(metric_sum northstar_processor_aggregates_out_total)"
+awk -v n="$((in1 - in0))" -v c0="$cpu0" -v c1="$cpu1" -v b0="$broker0" -v b1="$broker1" -v t="$TICK" \
+    -v w0="$t0" -v w1="$t1" -v out="$out" -v aggs="$aggs" 'BEGIN {
+  cpu = (c1 - c0) / t; bcpu = (b1 - b0) / t; wall = w1 - w0
+  printf "processor: %d events in %.2f CPU-s (%.1f s wall): %.0f events per CPU-second, %.2f us/event\n", n, cpu, wall, n / cpu, cpu * 1e6 / n
+  printf "outputs: %d clean records, %d aggregate updates; broker (Tansu) CPU over the same time: %.2f s\n", out, aggs, bcpu
+}'

@@ -1,0 +1,137 @@
+//! Pre-fills `events.raw` for benchmarks: N synthetic events as Avro v1 in the Confluent wire
+//! format, keyed by user like the collector does, through an idempotent producer.
+//!
+//! `northstar-fill --brokers HOST:PORT --registry URL [--topic events.raw] --events N`
+//!
+//! The events have the shape of `../shared/bench/make_events.py` (10 ms apart, 50,000 users,
+//! 5 event names, 3 operating systems, 3 plans, revenue 0–100), deterministic.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use northstar_schemas::event::EventCodec;
+use northstar_schemas::{value_subject, wire, Event, EventType, RegistryClient, EVENT_SCHEMA_V1};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::util::Timeout;
+
+struct Args {
+    brokers: String,
+    registry: String,
+    topic: String,
+    events: usize,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        brokers: "127.0.0.1:9092".into(),
+        registry: "http://127.0.0.1:8081".into(),
+        topic: "events.raw".into(),
+        events: 1_000_000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--brokers" => a.brokers = v,
+            "--registry" => a.registry = v,
+            "--topic" => a.topic = v,
+            "--events" => a.events = v.parse().context("--events")?,
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+/// splitmix64: deterministic, no dependency.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn event(i: u64, t0_ms: i64) -> Event {
+    let names = [
+        "signup",
+        "page_view",
+        "order_completed",
+        "checkout_started",
+        "feature_used",
+    ];
+    let oses = ["ios", "android", "web"];
+    let plans = ["free", "pro", "team"];
+    let r = |k: u64| mix(i * 8 + k);
+    let ms = t0_ms + i as i64 * 10;
+    Event {
+        kind: EventType::Track,
+        message_id: format!("{:016x}{:016x}", r(0), r(1)),
+        user_id: Some(format!("u{}", r(2) % 50_000)),
+        anonymous_id: None,
+        event: Some(names[(r(3) % 5) as usize].into()),
+        name: None,
+        group_id: None,
+        previous_id: None,
+        timestamp: ms * 1000,
+        original_timestamp: None,
+        sent_at: None,
+        received_at: ms * 1000,
+        context: format!(r#"{{"os":{{"name":"{}"}}}}"#, oses[(r(4) % 3) as usize]),
+        properties: format!(
+            r#"{{"plan":"{}","revenue":{}}}"#,
+            plans[(r(5) % 3) as usize],
+            (r(6) % 10_000) as f64 / 100.0
+        ),
+        traits: "{}".into(),
+        integrations: "{}".into(),
+        source_id: "bench".into(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let registry = RegistryClient::new(&a.registry);
+    let id = registry
+        .register(&value_subject(&a.topic), EVENT_SCHEMA_V1)
+        .await
+        .context("cannot register the event schema")?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &a.brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "none")
+        .create()?;
+    let codec = EventCodec::new();
+    // Event time starts a day ago so that clamping never applies.
+    let t0 = chrono::Utc::now().timestamp_millis() - 86_400_000;
+    let started = Instant::now();
+    for i in 0..a.events as u64 {
+        let e = event(i, t0);
+        let payload = wire::frame(id, &codec.encode(&e)?);
+        let key = e.user_id.clone().unwrap_or_default();
+        let mut rec = BaseRecord::to(&a.topic).key(&key).payload(&payload);
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    rec = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => anyhow::bail!("produce failed: {e}"),
+            }
+        }
+    }
+    producer
+        .flush(Timeout::After(Duration::from_secs(600)))
+        .context("not every event was acknowledged")?;
+    eprintln!(
+        "{} events in {} ({:.1} s)",
+        a.events,
+        a.topic,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
