@@ -9,6 +9,7 @@
 # `northstar-fill`, then starts the processor (release build) and samples its CPU time
 # (/proc/<pid>/stat) from its first event until every event is processed and checkpointed
 # (checkpoint offsets = partition ends). The broker's CPU is reported separately.
+# NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the processor over that period.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -43,7 +44,7 @@ for _ in $(seq 100); do curl -sf -o /dev/null "$NORTHSTAR_REGISTRY_URL/subjects"
 "$BIN/northstar-schemas" register >/dev/null
 
 echo "filling events.raw with $N events…"
-"$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" --events "$N"
+/usr/bin/time -f "fill: %U s user, %S s sys (producer client ceiling)" "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" --events "$N"
 
 cpu() { awk '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) }' "/proc/$1/stat"; }
 TICK="$(getconf CLK_TCK)"
@@ -57,8 +58,13 @@ PROC=$!
 until [ "$(metric_sum northstar_processor_events_in_total 2>/dev/null || echo 0)" -gt 0 ]; do sleep 0.05; done
 cpu0="$(cpu "$PROC")"; in0="$(metric_sum northstar_processor_events_in_total)"
 broker0="$(cpu "$TANSU_PID")"; t0="$(date +%s.%N)"
+if [ -n "${NORTHSTAR_BENCH_PERF:-}" ]; then  # a profile of the measured period: perf report -i FILE
+  perf record -F 499 -g -p "$PROC" -o "$NORTHSTAR_BENCH_PERF" >/dev/null 2>&1 &
+  PERF=$!
+fi
 until [ "$(metric_sum northstar_processor_checkpoint_offset)" -ge "$N" ]; do sleep 0.5; done
 cpu1="$(cpu "$PROC")"; in1="$(metric_sum northstar_processor_events_in_total)"
+if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true; fi
 broker1="$(cpu "$TANSU_PID")"; t1="$(date +%s.%N)"
 out="$(metric_sum northstar_processor_events_out_total)"; aggs="$(metric_sum northstar_processor_aggregates_out_total)"
 awk -v n="$((in1 - in0))" -v c0="$cpu0" -v c1="$cpu1" -v b0="$broker0" -v b1="$broker1" -v t="$TICK" \

@@ -96,10 +96,15 @@ impl KafkaConfig {
 
     /// An idempotent producer (`acks=all`) whose deliveries fail after `timeout_ms`.
     pub fn idempotent_producer(&self, client_id: &str, timeout_ms: u64) -> ClientConfig {
-        let mut cfg = self.client_config(client_id);
+        let mut cfg = ClientConfig::new();
+        // Tunable defaults first: `properties` may override them (e.g. `linger.ms`).
+        cfg.set("linger.ms", "5");
+        for (k, v) in self.client_config(client_id).config_map() {
+            cfg.set(k, v);
+        }
+        // What the delivery guarantee rests on is not overridable.
         cfg.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
             .set("message.timeout.ms", timeout_ms.to_string());
         cfg
     }
