@@ -2,7 +2,7 @@
 """Side by side in one run: the stream processor's core and Apache Flink on the same windowed
 KPI job and the same generated events (../shared/bench: make_events.py, flink_window_job.py).
 
-    python3 bench/processor_vs_flink.py [--sizes 1000000,3000000] [--flink-python PATH]
+    python3 bench/processor_vs_flink.py [--sizes 1000000,6000000] [--repeats 3] [--flink-python PATH]
 
 For each size N the events are generated once (seed 7, cached), then:
   * Flink (PyFlink, parallelism 1, 1-minute tumbling windows per event and OS: COUNT(*),
@@ -10,8 +10,10 @@ For each size N the events are generated once (seed 7, cached), then:
     of the whole process tree (the Python driver and the JVM), sampled from /proc.
   * the core benchmark (`cargo bench --bench core -- N file`) runs the equivalent catalog.
 Flink's steady-state cost per event is the difference between the two sizes divided by the
-difference in events, so its ~10 CPU-seconds of JVM start-up do not count; the core's figure is
-measured inside the process around the processing loop only.
+difference in events, so its ~10 CPU-seconds of JVM start-up do not count; each size runs
+`--repeats` times and the median counts (start-up varies by seconds between runs, so the sizes
+must be far apart). The core's figure is measured inside the process around the processing
+loop only (median of the repeats as well).
 
 Setup for Flink (once, ~850 MB): python3 -m venv ~/.cache/northstar/flink &&
 ~/.cache/northstar/flink/bin/pip install apache-flink   (Java 17 must be on PATH)
@@ -19,6 +21,7 @@ Setup for Flink (once, ~850 MB): python3 -m venv ~/.cache/northstar/flink &&
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -102,7 +105,8 @@ def core(n: int, path: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1000000,3000000")
+    ap.add_argument("--sizes", default="1000000,6000000")
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--flink-python", default=str(CACHE / "flink" / "bin" / "python"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -111,10 +115,13 @@ def main() -> None:
     core_us = {}
     for n in sizes:
         path = events_file(bench, n)
-        cpu, wall = run_measured([args.flink_python, str(bench / "flink_window_job.py"), str(path)])
-        flink[n] = cpu
-        print(f"flink: {n} events, {cpu:.2f} CPU-s ({wall:.1f} s wall), {cpu * 1e6 / n:.2f} µs/event including start-up")
-        core_us[n] = core(n, path)
+        runs = []
+        for _ in range(args.repeats):
+            cpu, wall = run_measured([args.flink_python, str(bench / "flink_window_job.py"), str(path)])
+            runs.append(cpu)
+            print(f"flink: {n} events, {cpu:.2f} CPU-s ({wall:.1f} s wall), {cpu * 1e6 / n:.2f} µs/event including start-up")
+        flink[n] = statistics.median(runs)
+        core_us[n] = statistics.median(core(n, path) for _ in range(args.repeats))
     lo, hi = sizes[0], sizes[-1]
     steady = (flink[hi] - flink[lo]) * 1e6 / (hi - lo)
     ours = core_us[hi]

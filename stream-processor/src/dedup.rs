@@ -9,7 +9,7 @@
 //! event; at 100 million remembered ids that is about 3·10⁻⁴.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Fingerprints are already uniformly distributed: the table uses them as their own hash.
 #[derive(Debug, Default, Clone, Copy)]
@@ -29,14 +29,15 @@ impl Hasher for IdentityHasher {
     }
 }
 
-/// A stable 64-bit fingerprint of a tuple of strings.
+/// A stable 64-bit fingerprint of a tuple of strings: XXH3 (a specified algorithm, so values
+/// stored in checkpoints stay valid across builds and Rust versions), each part seeded with
+/// the previous hash and its length so that part boundaries count.
 pub fn fingerprint_parts(parts: &[&str]) -> u64 {
-    // DefaultHasher::new() is SipHash-1-3 with fixed keys: stable for a given build.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h: u64 = 0x6e6f_7274_6873_7461; // "northsta"
     for p in parts {
-        p.hash(&mut h);
+        h = xxhash_rust::xxh3::xxh3_64_with_seed(p.as_bytes(), h.wrapping_add(p.len() as u64));
     }
-    h.finish()
+    h
 }
 
 /// A stable 64-bit fingerprint of (source, messageId).

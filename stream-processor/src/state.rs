@@ -15,17 +15,70 @@ use std::sync::Arc;
 use northstar_schemas::Event;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, OTHER};
+use crate::catalog::{
+    fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, MAX_SEGMENTS, OTHER,
+};
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup, IdentityHasher};
 use std::hash::BuildHasherDefault;
 
-/// (kpi index, window index, window start ms, segment values).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Interned segment values of one window, in the KPI's dimension order; unused slots hold
+/// [`NO_VALUE`].
+type SegmentIds = [u32; MAX_SEGMENTS];
+
+/// An unused segment slot.
+const NO_VALUE: u32 = u32::MAX;
+
+/// The id of [`OTHER`] in every partition's interner.
+const OTHER_ID: u32 = 0;
+
+/// (kpi index, window index, window start ms, segment value ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WindowKey {
     kpi: usize,
     window: usize,
     start: i64,
-    segment: Vec<String>,
+    segment: SegmentIds,
+}
+
+/// Segment values of one partition, each stored once and referred to by id (bounded by the
+/// catalog's per-dimension caps: only admitted values are interned).
+#[derive(Debug, Clone)]
+struct Interner {
+    ids: rustc_hash::FxHashMap<String, u32>,
+    values: Vec<String>,
+}
+
+impl Interner {
+    fn new() -> Self {
+        Self::from_values(vec![OTHER.to_string()])
+    }
+
+    fn from_values(values: Vec<String>) -> Self {
+        let ids = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.clone(), i as u32))
+            .collect();
+        Self { ids, values }
+    }
+
+    fn get(&self, value: &str) -> Option<u32> {
+        self.ids.get(value).copied()
+    }
+
+    fn intern(&mut self, value: String) -> u32 {
+        if let Some(id) = self.get(&value) {
+            return id;
+        }
+        let id = self.values.len() as u32;
+        self.ids.insert(value.clone(), id);
+        self.values.push(value);
+        id
+    }
+
+    fn value(&self, id: u32) -> &str {
+        self.values.get(id as usize).map_or("", String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,7 +112,10 @@ struct Window {
 pub struct StateSnapshot {
     dedup: Dedup,
     windows: Vec<(WindowKey, Acc)>,
-    admitted: Vec<Vec<Vec<String>>>,
+    /// The interned segment values, in id order.
+    segment_values: Vec<String>,
+    /// Admitted segment value ids per KPI per dimension (sorted).
+    admitted: Vec<Vec<Vec<u32>>>,
     watermark_ms: i64,
     /// Events dropped as too late, by KPI name (totals since the partition started).
     late_dropped: Vec<(String, u64)>,
@@ -134,9 +190,12 @@ pub struct Counted {
 pub struct PartitionState {
     catalog: Arc<Catalog>,
     dedup: Dedup,
-    windows: HashMap<WindowKey, Window>,
-    /// Admitted segment values per KPI per dimension.
-    admitted: Vec<Vec<HashSet<String>>>,
+    /// Open windows (FxHash: keys are small and not attacker-chosen beyond the segment caps).
+    windows: HashMap<WindowKey, Window, rustc_hash::FxBuildHasher>,
+    /// Segment values seen in admitted windows.
+    interner: Interner,
+    /// Admitted segment value ids per KPI per dimension.
+    admitted: Vec<Vec<rustc_hash::FxHashSet<u32>>>,
     watermark_ms: i64,
     lateness_ms: i64,
     /// Events dropped as too late, per KPI: durable, so totals stay exact through restores.
@@ -148,13 +207,14 @@ impl PartitionState {
         let admitted = catalog
             .kpis
             .iter()
-            .map(|k| vec![HashSet::new(); k.segments.len()])
+            .map(|k| vec![rustc_hash::FxHashSet::default(); k.segments.len()])
             .collect();
         let late_dropped = vec![0; catalog.kpis.len()];
         Self {
             catalog,
             dedup: Dedup::new(dedup_window_secs),
-            windows: HashMap::new(),
+            windows: HashMap::default(),
+            interner: Interner::new(),
             admitted,
             watermark_ms: i64::MIN,
             lateness_ms,
@@ -167,20 +227,21 @@ impl PartitionState {
         let mut windows: Vec<(WindowKey, Acc)> = self
             .windows
             .iter()
-            .map(|(k, w)| (k.clone(), w.acc.clone()))
+            .map(|(k, w)| (*k, w.acc.clone()))
             .collect();
-        windows.sort_by(|a, b| a.0.cmp(&b.0));
+        windows.sort_by_key(|a| a.0);
         StateSnapshot {
             dedup: self.dedup.clone(),
             windows,
+            segment_values: self.interner.values.clone(),
             admitted: self
                 .admitted
                 .iter()
                 .map(|dims| {
                     dims.iter()
                         .map(|set| {
-                            let mut v: Vec<String> = set.iter().cloned().collect();
-                            v.sort();
+                            let mut v: Vec<u32> = set.iter().copied().collect();
+                            v.sort_unstable();
                             v
                         })
                         .collect()
@@ -233,6 +294,9 @@ impl PartitionState {
                 .into_iter()
                 .map(|dims| dims.into_iter().map(|v| v.into_iter().collect()).collect())
                 .collect();
+            if snap.segment_values.first().map(String::as_str) == Some(OTHER) {
+                state.interner = Interner::from_values(snap.segment_values);
+            }
         }
         state
     }
@@ -282,22 +346,48 @@ impl PartitionState {
         self.watermark_ms != i64::MIN && self.closes_at(start, len) <= self.watermark_ms
     }
 
-    fn segment_value(
+    /// The id of a segment value for dimension `dim` of KPI `kpi`: admitted values keep theirs,
+    /// new values are admitted (and interned) while the dimension is under `cap`, others fold
+    /// into [`OTHER`] (second element true). `slot` is the value's lookup, shared by the KPIs of
+    /// one event: `Ok(id)` once interned, `Err(raw)` before.
+    fn admit(
         &mut self,
         kpi: usize,
         dim: usize,
-        value: String,
+        slot: &mut Result<u32, String>,
         cap: usize,
-    ) -> (String, bool) {
+    ) -> (u32, bool) {
         let admitted = &mut self.admitted[kpi][dim];
-        if admitted.contains(&value) {
-            return (value, false);
+        match slot {
+            Ok(id) => {
+                if admitted.contains(id) {
+                    (*id, false)
+                } else if admitted.len() < cap {
+                    admitted.insert(*id);
+                    (*id, false)
+                } else {
+                    (OTHER_ID, true)
+                }
+            }
+            Err(raw) => {
+                if admitted.len() < cap {
+                    let id = self.interner.intern(std::mem::take(raw));
+                    *slot = Ok(id);
+                    self.admitted[kpi][dim].insert(id);
+                    (id, false)
+                } else {
+                    (OTHER_ID, true)
+                }
+            }
         }
-        if admitted.len() < cap {
-            admitted.insert(value.clone());
-            return (value, false);
-        }
-        (OTHER.to_string(), true)
+    }
+
+    /// The segment values of `ids` for a KPI with `dims` dimensions.
+    fn segment_strings(&self, ids: &SegmentIds, dims: usize) -> Vec<String> {
+        ids[..dims]
+            .iter()
+            .map(|&id| self.interner.value(id).to_string())
+            .collect()
     }
 
     /// Counts one valid, unique event at event time `ts_ms` in every KPI it matches, then
@@ -306,6 +396,8 @@ impl PartitionState {
         let catalog = self.catalog.clone();
         let mut out = Counted::default();
         let mut view = EventView::new(event);
+        // Each segment field is read and looked up once per event, whichever KPIs use it.
+        let mut fields: Vec<(&str, Result<u32, String>)> = Vec::new();
         for (ki, kpi) in catalog.kpis.iter().enumerate() {
             if matches!(kpi.aggregation, Aggregation::Ratio { .. })
                 || !kpi.filter.matches(&mut view)
@@ -327,13 +419,21 @@ impl PartitionState {
             let Some(contribution) = contribution else {
                 continue;
             };
-            let mut segment = Vec::with_capacity(kpi.segments.len());
+            let mut segment = [NO_VALUE; MAX_SEGMENTS];
             let mut folded = false;
             for (di, dim) in kpi.segments.iter().enumerate() {
-                let raw = view.segment_value(&dim.field);
-                let (v, f) = self.segment_value(ki, di, raw, kpi.max_segment_values);
+                let pos = match fields.iter().position(|(name, _)| *name == dim.name) {
+                    Some(pos) => pos,
+                    None => {
+                        let raw = view.segment_value(&dim.field);
+                        let slot = self.interner.get(&raw).ok_or(raw);
+                        fields.push((dim.name.as_str(), slot));
+                        fields.len() - 1
+                    }
+                };
+                let (id, f) = self.admit(ki, di, &mut fields[pos].1, kpi.max_segment_values);
                 folded |= f;
-                segment.push(v);
+                segment[di] = id;
             }
             if folded {
                 out.folded.push(ki);
@@ -352,7 +452,7 @@ impl PartitionState {
                     kpi: ki,
                     window: wi,
                     start,
-                    segment: segment.clone(),
+                    segment,
                 };
                 let window = self.windows.entry(key).or_insert_with(|| Window {
                     acc: match kpi.aggregation {
@@ -388,7 +488,7 @@ impl PartitionState {
         let mut out = Vec::new();
         let mut closed = Vec::new();
         // (kpi, window ms, start, segment) of plain windows that changed or closed.
-        let mut touched: BTreeMap<(usize, i64, i64, Vec<String>), bool> = BTreeMap::new();
+        let mut touched: BTreeMap<(usize, i64, i64, SegmentIds), bool> = BTreeMap::new();
         let mut keys: Vec<&WindowKey> = self.windows.keys().collect();
         keys.sort();
         for key in keys {
@@ -404,19 +504,17 @@ impl PartitionState {
                     window_ms: spec.millis,
                     window_label: spec.label.clone(),
                     start_ms: key.start,
-                    segment: key.segment.clone(),
+                    segment: self
+                        .segment_strings(&key.segment, catalog.kpis[key.kpi].segments.len()),
                     value: w.acc.value(),
                     numerator: 0.0,
                     denominator: 0.0,
                     is_final,
                 });
-                touched.insert(
-                    (key.kpi, spec.millis, key.start, key.segment.clone()),
-                    is_final,
-                );
+                touched.insert((key.kpi, spec.millis, key.start, key.segment), is_final);
             }
             if is_final {
-                closed.push(key.clone());
+                closed.push(*key);
             }
         }
         for (ri, r) in catalog.kpis.iter().enumerate() {
@@ -435,7 +533,7 @@ impl PartitionState {
                 let Some(spec) = r.windows.iter().find(|w| w.millis == *ms) else {
                     continue;
                 };
-                if !emitted.insert((*ms, *start, segment.clone())) {
+                if !emitted.insert((*ms, *start, *segment)) {
                     continue;
                 }
                 let side = |kpi: usize| {
@@ -447,7 +545,7 @@ impl PartitionState {
                         kpi,
                         window: wi,
                         start: *start,
-                        segment: segment.clone(),
+                        segment: *segment,
                     };
                     self.windows.get(&key).map(|w| w.acc.value())
                 };
@@ -458,7 +556,7 @@ impl PartitionState {
                     window_ms: *ms,
                     window_label: spec.label.clone(),
                     start_ms: *start,
-                    segment: segment.clone(),
+                    segment: self.segment_strings(segment, r.segments.len()),
                     value: if den == 0.0 { f64::NAN } else { num / den },
                     numerator: num,
                     denominator: den,

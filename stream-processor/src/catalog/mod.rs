@@ -10,5 +10,5 @@ mod tests;
 pub use eval::{fixed_point, fixed_to_f64, EventView};
 pub use model::{
     Aggregation, Catalog, CatalogError, Dimension, FieldPath, Filter, Kpi, Op, Predicate,
-    WindowSpec, NONE, OTHER,
+    WindowSpec, MAX_SEGMENTS, NONE, OTHER,
 };

@@ -200,6 +200,8 @@ pub struct Kpi {
 
 /// The segment value that values past a dimension's cap fold into.
 pub const OTHER: &str = "__other__";
+/// Segment dimensions per KPI at most.
+pub const MAX_SEGMENTS: usize = 4;
 /// The segment value of a missing or non-scalar field.
 pub const NONE: &str = "__none__";
 
@@ -508,6 +510,16 @@ fn build_kpi(
             name,
             "filter",
             "a ratio takes its events from its numerator and denominator",
+        ));
+    }
+    if k.segments.len() > MAX_SEGMENTS {
+        return Err(kpi_err(
+            name,
+            "segments",
+            format!(
+                "at most {MAX_SEGMENTS} dimensions, got {}",
+                k.segments.len()
+            ),
         ));
     }
     let mut segments = Vec::new();

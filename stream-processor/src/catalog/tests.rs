@@ -102,6 +102,10 @@ fn errors_name_the_kpi_and_field() {
     let e = err_of("north_star: a\nkpis:\n  - {name: a, aggregate: count, segments: [os]}\n");
     assert!(e.contains("segments") && e.contains("os"), "{e}");
     let e = err_of(
+        "north_star: a\nkpis:\n  - {name: a, aggregate: count, segments: [event, type, userId, sourceId, name]}\n",
+    );
+    assert!(e.contains("segments") && e.contains("at most 4"), "{e}");
+    let e = err_of(
         "north_star: a\nkpis:\n  - {name: a, aggregate: {ratio: {numerator: a, denominator: b}}}\n",
     );
     assert!(e.contains("ratio"), "{e}");
