@@ -44,6 +44,14 @@ pub enum PipelineError {
 }
 
 /// The processor's pipeline.
+/// An output record, owned until it is handed to the producer.
+struct Outgoing {
+    topic: Arc<str>,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+    headers: rdkafka::message::OwnedHeaders,
+}
+
 pub struct Pipeline {
     config: ProcessorConfig,
     consumer: StreamConsumer<RevokeTracker>,
@@ -57,6 +65,8 @@ pub struct Pipeline {
     processed: HashMap<i32, i64>,
     committed: HashMap<i32, i64>,
     pending: Vec<DeliveryFuture>,
+    /// Outputs not yet handed to the producer (at most `output_burst`).
+    outbox: Vec<Outgoing>,
     checkpoints: Checkpoints,
     /// The offset of each partition's newest checkpoint.
     checkpointed: HashMap<i32, i64>,
@@ -108,6 +118,7 @@ impl Pipeline {
             processed: HashMap::new(),
             committed: HashMap::new(),
             pending: Vec::new(),
+            outbox: Vec::new(),
             checkpoints,
             checkpointed: HashMap::new(),
             seek_pending: HashSet::new(),
@@ -309,15 +320,13 @@ impl Pipeline {
                         key: headers::DLQ_DETAIL,
                         value: Some(&invalid.detail),
                     });
-                let topic_out = self.dlq_topic.clone();
-                let mut rec = FutureRecord::to(&topic_out).headers(hdrs);
-                if let Some(payload) = msg.payload() {
-                    rec = rec.payload(payload);
-                }
-                if let Some(key) = msg.key() {
-                    rec = rec.key(key);
-                }
-                self.enqueue(rec).await?;
+                self.enqueue(Outgoing {
+                    topic: self.dlq_topic.clone(),
+                    key: msg.key().map(<[u8]>::to_vec),
+                    payload: msg.payload().map(<[u8]>::to_vec),
+                    headers: hdrs,
+                })
+                .await?;
             }
             Ok(mut event) => {
                 // Timestamps too far ahead of receipt are clamped to receivedAt (the client's
@@ -359,14 +368,13 @@ impl Pipeline {
                         .encode(&event)
                         .map_err(|e| PipelineError::Encode(e.to_string()))?;
                     let payload = wire::frame(self.clean_schema_id, &datum);
-                    let topic_out = self.clean_topic.clone();
-                    let mut rec = FutureRecord::to(&topic_out)
-                        .payload(&payload)
-                        .headers(source_headers(&topic, partition, offset));
-                    if let Some(key) = msg.key() {
-                        rec = rec.key(key);
-                    }
-                    self.enqueue(rec).await?;
+                    self.enqueue(Outgoing {
+                        topic: self.clean_topic.clone(),
+                        key: msg.key().map(<[u8]>::to_vec),
+                        payload: Some(payload),
+                        headers: source_headers(&topic, partition, offset),
+                    })
+                    .await?;
                     metrics::EVENTS_OUT.with_label_values(&[&p]).inc();
                 }
             }
@@ -375,28 +383,63 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Hands a record to the producer, waiting for acknowledgements while its queue is full.
-    async fn enqueue<K, P>(&mut self, mut rec: FutureRecord<'_, K, P>) -> Result<(), PipelineError>
-    where
-        K: rdkafka::message::ToBytes + ?Sized,
-        P: rdkafka::message::ToBytes + ?Sized,
-    {
-        loop {
-            match self.producer.send_result(rec) {
-                Ok(fut) => {
-                    self.pending.push(fut);
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    self.await_pending().await?;
-                }
-                Err((e, _)) => return Err(PipelineError::Kafka(e)),
+    /// Queues an output. With `output_burst` > 1, outputs go to the producer in bursts and each
+    /// burst waits for the previous one's acknowledgements (see the setting).
+    async fn enqueue(&mut self, out: Outgoing) -> Result<(), PipelineError> {
+        self.outbox.push(out);
+        let burst = self.config.output_burst.max(1);
+        if self.outbox.len() >= burst {
+            if burst > 1 {
+                self.await_delivered().await?;
             }
+            self.send_outbox().await?;
         }
+        Ok(())
     }
 
+    /// Hands every queued output to the producer, in order, waiting for acknowledgements while
+    /// its queue is full.
+    async fn send_outbox(&mut self) -> Result<(), PipelineError> {
+        let mut outbox = std::mem::take(&mut self.outbox);
+        for out in outbox.drain(..) {
+            let Outgoing {
+                topic,
+                key,
+                payload,
+                headers,
+            } = out;
+            let mut rec = FutureRecord::to(&topic).headers(headers);
+            if let Some(key) = &key {
+                rec = rec.key(key);
+            }
+            if let Some(payload) = &payload {
+                rec = rec.payload(payload);
+            }
+            loop {
+                match self.producer.send_result(rec) {
+                    Ok(fut) => {
+                        self.pending.push(fut);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        rec = r;
+                        self.await_delivered().await?;
+                    }
+                    Err((e, _)) => return Err(PipelineError::Kafka(e)),
+                }
+            }
+        }
+        self.outbox = outbox;
+        Ok(())
+    }
+
+    /// Hands queued outputs to the producer and waits until every output is acknowledged.
     async fn await_pending(&mut self) -> Result<(), PipelineError> {
+        self.send_outbox().await?;
+        self.await_delivered().await
+    }
+
+    async fn await_delivered(&mut self) -> Result<(), PipelineError> {
         let pending = std::mem::take(&mut self.pending);
         for r in join_all(pending).await {
             match r {
@@ -456,12 +499,13 @@ impl Pipeline {
                 let payload = wire::frame(self.agg_schema_id, &datum);
                 let key = agg.upsert_key();
                 let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
-                let topic_out = self.aggregates_topic.clone();
-                let rec = FutureRecord::to(&topic_out)
-                    .key(&key)
-                    .payload(&payload)
-                    .headers(hdrs);
-                self.enqueue(rec).await?;
+                self.enqueue(Outgoing {
+                    topic: self.aggregates_topic.clone(),
+                    key: Some(key.into_bytes()),
+                    payload: Some(payload),
+                    headers: hdrs,
+                })
+                .await?;
                 metrics::AGGREGATES_OUT
                     .with_label_values(&[p.as_str(), if agg.is_final { "true" } else { "false" }])
                     .inc();
