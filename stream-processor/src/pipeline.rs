@@ -52,6 +52,23 @@ struct Outgoing {
     headers: rdkafka::message::OwnedHeaders,
 }
 
+/// The per-partition counters of the hot path, looked up once per partition.
+struct PartitionCounters {
+    events_in: prometheus::IntCounter,
+    events_out: prometheus::IntCounter,
+    duplicates: prometheus::IntCounter,
+}
+
+impl PartitionCounters {
+    fn new(p: &str) -> Self {
+        Self {
+            events_in: metrics::EVENTS_IN.with_label_values(&[p]),
+            events_out: metrics::EVENTS_OUT.with_label_values(&[p]),
+            duplicates: metrics::DUPLICATES.with_label_values(&[p]),
+        }
+    }
+}
+
 pub struct Pipeline {
     config: ProcessorConfig,
     consumer: StreamConsumer<RevokeTracker>,
@@ -67,6 +84,7 @@ pub struct Pipeline {
     pending: Vec<DeliveryFuture>,
     /// Outputs not yet handed to the producer (at most `output_burst`).
     outbox: Vec<Outgoing>,
+    counters: HashMap<i32, PartitionCounters>,
     checkpoints: Checkpoints,
     /// The offset of each partition's newest checkpoint.
     checkpointed: HashMap<i32, i64>,
@@ -119,6 +137,7 @@ impl Pipeline {
             committed: HashMap::new(),
             pending: Vec::new(),
             outbox: Vec::new(),
+            counters: HashMap::new(),
             checkpoints,
             checkpointed: HashMap::new(),
             seek_pending: HashSet::new(),
@@ -294,12 +313,16 @@ impl Pipeline {
         shutdown: &Shutdown,
     ) -> Result<(), PipelineError> {
         self.forget_revoked();
-        let (topic, partition, offset) = (msg.topic().to_string(), msg.partition(), msg.offset());
-        if !self.in_sequence(&topic, partition, offset).await? {
+        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+        if !self.in_sequence(topic, partition, offset).await? {
             return Ok(());
         }
         let p = partition.to_string();
-        metrics::EVENTS_IN.with_label_values(&[&p]).inc();
+        self.counters
+            .entry(partition)
+            .or_insert_with(|| PartitionCounters::new(&p))
+            .events_in
+            .inc();
         let decoded = self
             .decoder
             .decode(msg.payload(), shutdown)
@@ -311,7 +334,7 @@ impl Pipeline {
                 metrics::INVALID
                     .with_label_values(&[&p, invalid.reason])
                     .inc();
-                let hdrs = source_headers(&topic, partition, offset)
+                let hdrs = source_headers(topic, partition, offset)
                     .insert(Header {
                         key: headers::DLQ_REASON,
                         value: Some(invalid.reason),
@@ -334,7 +357,8 @@ impl Pipeline {
                 let limit = event
                     .received_at
                     .saturating_add(self.max_future_skew_micros);
-                if event.timestamp > limit {
+                let clamped = event.timestamp > limit;
+                if clamped {
                     event.timestamp = event.received_at;
                     metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
                 }
@@ -344,7 +368,9 @@ impl Pipeline {
                     )));
                 };
                 if state.is_duplicate(&event.source_id, &event.message_id, event.received_at) {
-                    metrics::DUPLICATES.with_label_values(&[&p]).inc();
+                    if let Some(c) = self.counters.get(&partition) {
+                        c.duplicates.inc();
+                    }
                 } else {
                     let counted = state.count(&event, event.timestamp.div_euclid(1000));
                     if counted.late_updated {
@@ -362,20 +388,30 @@ impl Pipeline {
                             .with_label_values(&[p.as_str(), kpi])
                             .inc();
                     }
-                    let datum = self
-                        .decoder
-                        .codec()
-                        .encode(&event)
-                        .map_err(|e| PipelineError::Encode(e.to_string()))?;
-                    let payload = wire::frame(self.clean_schema_id, &datum);
+                    // An unchanged event written with the clean topic's schema goes through as is.
+                    let input = msg.payload().unwrap_or_default();
+                    let same_schema =
+                        wire::split(input).is_ok_and(|(id, _)| id == self.clean_schema_id);
+                    let payload = if same_schema && !clamped {
+                        input.to_vec()
+                    } else {
+                        let datum = self
+                            .decoder
+                            .codec()
+                            .encode(&event)
+                            .map_err(|e| PipelineError::Encode(e.to_string()))?;
+                        wire::frame(self.clean_schema_id, &datum)
+                    };
                     self.enqueue(Outgoing {
                         topic: self.clean_topic.clone(),
                         key: msg.key().map(<[u8]>::to_vec),
                         payload: Some(payload),
-                        headers: source_headers(&topic, partition, offset),
+                        headers: source_headers(topic, partition, offset),
                     })
                     .await?;
-                    metrics::EVENTS_OUT.with_label_values(&[&p]).inc();
+                    if let Some(c) = self.counters.get(&partition) {
+                        c.events_out.inc();
+                    }
                 }
             }
         }
