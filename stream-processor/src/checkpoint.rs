@@ -26,6 +26,17 @@ pub enum CheckpointError {
     Store(#[from] ObjectRootError),
     #[error("checkpoint {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "checkpoint {key} has format {found}, this version reads format {expected}: it was \
+         written by another version of the processor. To continue without it, move the \
+         partition's checkpoints away (dedup state and open windows then restart empty, and \
+         input is read from the consumer group's committed offset)"
+    )]
+    Format {
+        key: String,
+        found: u32,
+        expected: u32,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -137,6 +148,17 @@ impl Checkpoints {
         };
         let key = self.key(partition, next_offset);
         let bytes = self.root.get(&key).await?;
+        // The format comes first: read it alone so that another version's checkpoint gets an
+        // actionable error rather than a decoding failure.
+        if let Ok((format, _)) = postcard::take_from_bytes::<u32>(&bytes) {
+            if format != FORMAT {
+                return Err(CheckpointError::Format {
+                    key,
+                    found: format,
+                    expected: FORMAT,
+                });
+            }
+        }
         let env: Envelope = postcard::from_bytes(&bytes).map_err(|e| CheckpointError::Corrupt {
             key: key.clone(),
             reason: e.to_string(),
@@ -171,5 +193,69 @@ impl Checkpoints {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(dir: &tempfile::TempDir) -> Checkpoints {
+        let root = ObjectRoot::open(&format!("file://{}", dir.path().display())).expect("root");
+        let catalog = Arc::new(
+            Catalog::parse("north_star: e\nkpis:\n  - {name: e, aggregate: count}\n")
+                .expect("catalog"),
+        );
+        Checkpoints::new(root, "g", "events.raw", 2, catalog)
+    }
+
+    #[tokio::test]
+    async fn restores_the_newest_and_prunes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = setup(&dir);
+        assert!(c
+            .restore(0, 600_000, 86_400)
+            .await
+            .expect("empty")
+            .is_none());
+        let state = PartitionState::new(c.catalog.clone(), 600_000, 86_400);
+        for offset in [10, 20, 30] {
+            c.save(0, offset, &state).await.expect("save");
+        }
+        c.prune(0).await.expect("prune");
+        assert_eq!(c.offsets(0).await.expect("offsets"), vec![20, 30]);
+        let r = c.restore(0, 600_000, 86_400).await.expect("restore");
+        assert_eq!(
+            r.map(|r| (r.next_offset, r.windows_restored)),
+            Some((30, true))
+        );
+    }
+
+    #[tokio::test]
+    async fn another_format_is_refused_with_an_actionable_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = setup(&dir);
+        let old = postcard::to_allocvec(&(1u32, 0u64, 5i64)).expect("encode");
+        c.root
+            .create_durable(&c.key(0, 5), old)
+            .await
+            .expect("write");
+        let e = c.restore(0, 600_000, 86_400).await.expect_err("refused");
+        assert!(
+            matches!(
+                e,
+                CheckpointError::Format {
+                    found: 1,
+                    expected: FORMAT,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string()
+                .contains("move the partition's checkpoints away"),
+            "{e}"
+        );
     }
 }
