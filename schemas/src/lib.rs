@@ -12,6 +12,7 @@ mod envelope_binary;
 pub mod event;
 pub mod headers;
 pub mod registry;
+pub mod synthetic;
 pub mod wire;
 
 pub use aggregate::KpiAggregate;

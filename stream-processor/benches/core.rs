@@ -4,8 +4,7 @@
 //! `cargo bench -p northstar-stream-processor --bench core [-- EVENTS [events.jsonl]]`
 //!
 //! Input: the events of `../shared/bench/make_events.py` (read from the JSONL file when given,
-//! otherwise generated here with the same shape: 10 ms apart, 50,000 users, 5 event names,
-//! 3 operating systems, 3 plans, revenue 0–100). Two catalogs are measured: the Flink reference
+//! otherwise `northstar_schemas::synthetic`, the same shape). Two catalogs are measured: the Flink reference
 //! job (per event name and OS, 1-minute windows: count, distinct users, sum of revenue, 10 s
 //! lateness) and a 10 KPIs × 3 windows × 2 segment dimensions catalog. CPU time is read from
 //! /proc/self/stat; results are recorded in docs/benchmarks.md.
@@ -15,7 +14,7 @@ use std::time::Instant;
 
 use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::event::EventCodec;
-use northstar_schemas::{wire, Event, EventType};
+use northstar_schemas::{synthetic, wire, Event};
 use northstar_stream_processor::catalog::Catalog;
 use northstar_stream_processor::state::PartitionState;
 use northstar_stream_processor::validate::validate;
@@ -65,66 +64,10 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 11
-    }
-}
-
 fn generate(n: usize) -> Vec<Event> {
-    let names = [
-        "signup",
-        "page_view",
-        "order_completed",
-        "checkout_started",
-        "feature_used",
-    ];
-    let oses = ["ios", "android", "web"];
-    let plans = ["free", "pro", "team"];
-    let mut r = Lcg(7);
-    let t0: i64 = 1_795_600_000_000;
-    (0..n)
-        .map(|i| {
-            let ms = t0 + i as i64 * 10;
-            let revenue = (r.next() % 10_000) as f64 / 100.0;
-            event(
-                &format!("{:032x}", r.next() as u128 * 0x9E37_79B9 + i as u128),
-                &format!("u{}", r.next() % 50_000),
-                names[(r.next() % 5) as usize],
-                ms,
-                oses[(r.next() % 3) as usize],
-                plans[(r.next() % 3) as usize],
-                revenue,
-            )
-        })
+    (0..n as u64)
+        .map(|i| synthetic::event(i, 1_795_600_000_000))
         .collect()
-}
-
-fn event(id: &str, user: &str, name: &str, ms: i64, os: &str, plan: &str, revenue: f64) -> Event {
-    Event {
-        kind: EventType::Track,
-        message_id: id.into(),
-        user_id: Some(user.into()),
-        anonymous_id: None,
-        event: Some(name.into()),
-        name: None,
-        group_id: None,
-        previous_id: None,
-        timestamp: ms * 1000,
-        original_timestamp: None,
-        sent_at: None,
-        received_at: ms * 1000,
-        context: format!(r#"{{"os":{{"name":"{os}"}}}}"#),
-        properties: format!(r#"{{"plan":"{plan}","revenue":{revenue}}}"#),
-        traits: "{}".into(),
-        integrations: "{}".into(),
-        source_id: "bench".into(),
-    }
 }
 
 fn read_jsonl(path: &str, n: usize) -> Vec<Event> {
@@ -137,7 +80,7 @@ fn read_jsonl(path: &str, n: usize) -> Vec<Event> {
             let ts = chrono::NaiveDateTime::parse_from_str(&s("ts"), "%Y-%m-%d %H:%M:%S%.3f")
                 .map(|t| t.and_utc().timestamp_millis())
                 .unwrap_or(0);
-            event(
+            synthetic::track(
                 &s("message_id"),
                 &s("user_id"),
                 &s("event"),

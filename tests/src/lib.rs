@@ -436,6 +436,10 @@ impl Stack {
                     .unwrap_or_else(|_| "info,librdkafka=warn,rdkafka=warn".into()),
             )
             .env("RUST_BACKTRACE", "1");
+        // librdkafka debug contexts for every service, e.g. NORTHSTAR_TEST_KAFKA_DEBUG=cgrp.
+        if let Ok(debug) = std::env::var("NORTHSTAR_TEST_KAFKA_DEBUG") {
+            cmd.env("NORTHSTAR_KAFKA__PROPERTIES__DEBUG", debug);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

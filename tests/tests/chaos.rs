@@ -461,11 +461,6 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
     ] {
         stack.service_env.push(("processor".into(), k.into(), v));
     }
-    if let Ok(debug) = std::env::var("NORTHSTAR_TEST_KAFKA_DEBUG") {
-        stack
-            .env
-            .push(("NORTHSTAR_KAFKA__PROPERTIES__DEBUG".into(), debug));
-    }
     stack.start_services().await;
 
     let auth = northstar_e2e::write_key_auth();

@@ -52,11 +52,6 @@ async fn run_and_check(script: Script) {
         "NORTHSTAR_KAFKA__PROPERTIES__MAX_POLL_INTERVAL_MS".into(),
         "15000".into(),
     ));
-    if let Ok(debug) = std::env::var("NORTHSTAR_TEST_KAFKA_DEBUG") {
-        stack
-            .env
-            .push(("NORTHSTAR_KAFKA__PROPERTIES__DEBUG".into(), debug));
-    }
     stack.start_services().await;
 
     let auth = northstar_e2e::write_key_auth();

@@ -80,6 +80,8 @@ pub struct LakeSink {
     ledger: Ledger,
     parts: HashMap<i32, Part>,
     pending: Vec<DeliveryFuture>,
+    /// Scratch buffer for source-partition keys.
+    key_buf: String,
 }
 
 impl LakeSink {
@@ -104,6 +106,7 @@ impl LakeSink {
             ledger,
             parts: HashMap::new(),
             pending: Vec::new(),
+            key_buf: String::new(),
         })
     }
 
@@ -267,12 +270,20 @@ impl LakeSink {
         part.oldest.get_or_insert_with(Instant::now);
         let (source_partition, source_offset) = match &source {
             Some(pos) => {
-                let key = format!("{}/{}", pos.topic, pos.partition);
-                if part.sources.get(&key).is_some_and(|&hw| pos.offset <= hw) {
-                    metrics::LAKE_REPLAY_SKIPPED.inc();
-                    return self.after_record(partition, offset, shutdown).await;
+                // The key is built in a reused buffer: no allocation per record.
+                use std::fmt::Write;
+                self.key_buf.clear();
+                let _ = write!(self.key_buf, "{}/{}", pos.topic, pos.partition);
+                match part.sources.get_mut(self.key_buf.as_str()) {
+                    Some(hw) if pos.offset <= *hw => {
+                        metrics::LAKE_REPLAY_SKIPPED.inc();
+                        return self.after_record(partition, offset, shutdown).await;
+                    }
+                    Some(hw) => *hw = pos.offset,
+                    None => {
+                        part.sources.insert(self.key_buf.clone(), pos.offset);
+                    }
                 }
-                part.sources.insert(key, pos.offset);
                 (pos.partition, pos.offset)
             }
             None => (partition, offset),

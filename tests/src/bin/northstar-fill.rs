@@ -3,14 +3,14 @@
 //!
 //! `northstar-fill --brokers HOST:PORT --registry URL [--topic events.raw] --events N`
 //!
-//! The events have the shape of `../shared/bench/make_events.py` (10 ms apart, 50,000 users,
-//! 5 event names, 3 operating systems, 3 plans, revenue 0–100), deterministic.
+//! The events are `northstar_schemas::synthetic`'s (the shape of
+//! `../shared/bench/make_events.py`), deterministic.
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use northstar_schemas::event::EventCodec;
-use northstar_schemas::{value_subject, wire, Event, EventType, RegistryClient, EVENT_SCHEMA_V1};
+use northstar_schemas::{synthetic, value_subject, wire, RegistryClient, EVENT_SCHEMA_V1};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -44,51 +44,6 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-/// splitmix64: deterministic, no dependency.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn event(i: u64, t0_ms: i64) -> Event {
-    let names = [
-        "signup",
-        "page_view",
-        "order_completed",
-        "checkout_started",
-        "feature_used",
-    ];
-    let oses = ["ios", "android", "web"];
-    let plans = ["free", "pro", "team"];
-    let r = |k: u64| mix(i * 8 + k);
-    let ms = t0_ms + i as i64 * 10;
-    Event {
-        kind: EventType::Track,
-        message_id: format!("{:016x}{:016x}", r(0), r(1)),
-        user_id: Some(format!("u{}", r(2) % 50_000)),
-        anonymous_id: None,
-        event: Some(names[(r(3) % 5) as usize].into()),
-        name: None,
-        group_id: None,
-        previous_id: None,
-        timestamp: ms * 1000,
-        original_timestamp: None,
-        sent_at: None,
-        received_at: ms * 1000,
-        context: format!(r#"{{"os":{{"name":"{}"}}}}"#, oses[(r(4) % 3) as usize]),
-        properties: format!(
-            r#"{{"plan":"{}","revenue":{}}}"#,
-            plans[(r(5) % 3) as usize],
-            (r(6) % 10_000) as f64 / 100.0
-        ),
-        traits: "{}".into(),
-        integrations: "{}".into(),
-        source_id: "bench".into(),
-    }
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
@@ -109,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let t0 = chrono::Utc::now().timestamp_millis() - 86_400_000;
     let started = Instant::now();
     for i in 0..a.events as u64 {
-        let e = event(i, t0);
+        let e = synthetic::event(i, t0);
         let payload = wire::frame(id, &codec.encode(&e)?);
         let key = e.user_id.clone().unwrap_or_default();
         let mut rec = BaseRecord::to(&a.topic).key(&key).payload(&payload);
