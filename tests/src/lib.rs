@@ -15,11 +15,36 @@ use std::time::{Duration, Instant};
 pub mod kafka;
 pub mod lake;
 
-/// A free loopback port (bound then released).
+/// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999), so
+/// neither the kernel's own `bind(0)` nor the local side of an outgoing connection can take one
+/// between the moment it is chosen and the moment the service binds it.
+const PORT_RANGE: std::ops::Range<u32> = 20_000..32_000;
+
+/// A free loopback port for a service to listen on, unique within this test process.
+///
+/// Ports are taken in turn from [`PORT_RANGE`], starting at an offset derived from the process
+/// id (test binaries that run one after another do not reuse each other's ports), and skipped if
+/// something already listens there. Asking the kernel for an ephemeral port and releasing it was
+/// racy: stacks started in parallel could be given the same port, and a service then failed to
+/// bind while the test talked to another stack's server.
 pub fn free_port() -> u16 {
-    #[allow(clippy::expect_used)]
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().map(|a| a.port()).unwrap_or(0)
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = PORT_RANGE.end - PORT_RANGE.start;
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(2_654_435_761) % span,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = PORT_RANGE.start + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = u16::try_from(port).unwrap_or(0);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {PORT_RANGE:?}");
 }
 
 /// The directory holding the workspace's binaries (`target/<profile>`).
