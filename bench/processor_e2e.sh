@@ -9,7 +9,8 @@
 # `northstar-fill`, then starts the processor (release build) and samples its CPU time
 # (/proc/<pid>/stat) from its first event until every event is processed and checkpointed
 # (checkpoint offsets = partition ends). The broker's CPU is reported separately.
-# NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the processor over that period.
+# NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the processor over that period
+# (NORTHSTAR_BENCH_PERF_CALLGRAPH=dwarf for call stacks through code without frame pointers).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -59,7 +60,7 @@ until [ "$(metric_sum northstar_processor_events_in_total 2>/dev/null || echo 0)
 cpu0="$(cpu "$PROC")"; in0="$(metric_sum northstar_processor_events_in_total)"
 broker0="$(cpu "$TANSU_PID")"; t0="$(date +%s.%N)"
 if [ -n "${NORTHSTAR_BENCH_PERF:-}" ]; then  # a profile of the measured period: perf report -i FILE
-  perf record -F 499 -g -p "$PROC" -o "$NORTHSTAR_BENCH_PERF" >/dev/null 2>&1 &
+  perf record -F 499 --call-graph "${NORTHSTAR_BENCH_PERF_CALLGRAPH:-fp}" -p "$PROC" -o "$NORTHSTAR_BENCH_PERF" >/dev/null 2>&1 &
   PERF=$!
 fi
 until [ "$(metric_sum northstar_processor_checkpoint_offset)" -ge "$N" ]; do sleep 0.5; done
@@ -73,3 +74,9 @@ awk -v n="$((in1 - in0))" -v c0="$cpu0" -v c1="$cpu1" -v b0="$broker0" -v b1="$b
   printf "processor: %d events in %.2f CPU-s (%.1f s wall): %.0f events per CPU-second, %.2f us/event\n", n, cpu, wall, n / cpu, cpu * 1e6 / n
   printf "outputs: %d clean records, %d aggregate updates; broker (Tansu) CPU over the same time: %.2f s\n", out, aggs, bcpu
 }'
+# The processor idle (everything processed): what it costs per second of wall time while it
+# waits, part of the figure above since the broker sets the pace.
+idle="${NORTHSTAR_BENCH_IDLE_SECS:-10}"
+c0="$(cpu "$PROC")"; sleep "$idle"; c1="$(cpu "$PROC")"
+awk -v c0="$c0" -v c1="$c1" -v t="$TICK" -v s="$idle" 'BEGIN {
+  printf "idle: %.3f CPU-s over %d s (%.2f %% of a core)\n", (c1 - c0) / t, s, (c1 - c0) / t / s * 100 }'

@@ -260,6 +260,8 @@ pub async fn create_topics(
 #[derive(Debug, Default)]
 pub struct RevokeTracker {
     revoked: Mutex<Vec<i32>>,
+    /// Whether `revoked` is non-empty (lets the per-record check skip the lock).
+    any_revoked: std::sync::atomic::AtomicBool,
     assigned: std::sync::atomic::AtomicUsize,
 }
 
@@ -271,7 +273,13 @@ impl RevokeTracker {
 
     /// The partitions revoked since the last call.
     pub fn take_revoked(&self) -> Vec<i32> {
-        std::mem::take(&mut *self.revoked.lock().unwrap_or_else(|p| p.into_inner()))
+        use std::sync::atomic::Ordering;
+        if !self.any_revoked.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
+        self.any_revoked.store(false, Ordering::Release);
+        std::mem::take(&mut *revoked)
     }
 }
 
@@ -308,6 +316,8 @@ impl ConsumerContext for RevokeTracker {
         if let Rebalance::Revoke(tpl) = rebalance {
             let mut revoked = self.revoked.lock().unwrap_or_else(|p| p.into_inner());
             revoked.extend(tpl.elements().iter().map(|e| e.partition()));
+            self.any_revoked
+                .store(true, std::sync::atomic::Ordering::Release);
         }
     }
 

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod kafka;
 pub mod objstore;
+pub mod producer;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -30,11 +30,11 @@ pub fn source_headers(topic: &str, partition: i32, offset: i64) -> OwnedHeaders 
         })
         .insert(Header {
             key: SOURCE_PARTITION,
-            value: Some(&partition.to_string()),
+            value: Some(itoa::Buffer::new().format(partition)),
         })
         .insert(Header {
             key: SOURCE_OFFSET,
-            value: Some(&offset.to_string()),
+            value: Some(itoa::Buffer::new().format(offset)),
         })
 }
 

@@ -5,21 +5,22 @@
 //! by the broker. Every output carries its source topic, partition and offset in headers.
 //! A delivery failure stops the processor without committing, so a restart replays.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::join_all;
+use futures::FutureExt;
+
 use northstar_runtime::kafka::RevokeTracker;
+use northstar_runtime::producer::{AckError, AckProducer};
 use northstar_runtime::Shutdown;
 use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::headers::{self, source_headers};
 use northstar_schemas::{wire, EventDecoder, RegistryClient};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Header, Message};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use rdkafka::util::Timeout;
+use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::catalog::Catalog;
@@ -30,30 +31,79 @@ use crate::state::PartitionState;
 use crate::validate::{validate, Invalid};
 use northstar_runtime::objstore::ObjectRoot;
 
+/// How many ready messages are processed in a row before the loop looks at its timers and
+/// the shutdown signal again.
+const READY_BATCH: usize = 500;
+
 /// A fatal pipeline error (the process exits; a restart replays from the last commit).
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
-    #[error("output not acknowledged: {0}")]
-    Delivery(String),
+    #[error(transparent)]
+    Delivery(#[from] AckError),
     #[error("encoding an output failed: {0}")]
     Encode(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
 }
 
-/// The processor's pipeline.
-/// An output record, owned until it is handed to the producer.
+/// Where an output goes.
+#[derive(Clone, Copy, Debug)]
+enum Dest {
+    Clean,
+    DeadLetter,
+    Aggregates,
+}
+
+/// An output record until it is handed to the producer; its key and payload are ranges of
+/// the outbox's byte arena (one buffer reused by every burst, no allocation per record).
 struct Outgoing {
-    topic: Arc<str>,
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
+    dest: Dest,
+    key: Option<std::ops::Range<usize>>,
+    payload: Option<std::ops::Range<usize>>,
     headers: rdkafka::message::OwnedHeaders,
+}
+
+/// Outputs not yet handed to the producer.
+#[derive(Default)]
+struct Outbox {
+    records: Vec<Outgoing>,
+    bytes: Vec<u8>,
+}
+
+impl Outbox {
+    fn push(
+        &mut self,
+        dest: Dest,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: rdkafka::message::OwnedHeaders,
+    ) {
+        let mut range = |b: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(b);
+            start..self.bytes.len()
+        };
+        let key = key.map(&mut range);
+        let payload = payload.map(&mut range);
+        self.records.push(Outgoing {
+            dest,
+            key,
+            payload,
+            headers,
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
 }
 
 /// The per-partition counters of the hot path, looked up once per partition.
 struct PartitionCounters {
+    /// The partition as a metric label.
+    label: Arc<str>,
     events_in: prometheus::IntCounter,
     events_out: prometheus::IntCounter,
     duplicates: prometheus::IntCounter,
@@ -62,6 +112,7 @@ struct PartitionCounters {
 impl PartitionCounters {
     fn new(p: &str) -> Self {
         Self {
+            label: p.into(),
             events_in: metrics::EVENTS_IN.with_label_values(&[p]),
             events_out: metrics::EVENTS_OUT.with_label_values(&[p]),
             duplicates: metrics::DUPLICATES.with_label_values(&[p]),
@@ -69,10 +120,11 @@ impl PartitionCounters {
     }
 }
 
+/// The processor's pipeline.
 pub struct Pipeline {
     config: ProcessorConfig,
-    consumer: StreamConsumer<RevokeTracker>,
-    producer: FutureProducer,
+    consumer: Arc<StreamConsumer<RevokeTracker>>,
+    producer: AckProducer,
     decoder: EventDecoder,
     agg_codec: AggregateCodec,
     clean_schema_id: u32,
@@ -81,9 +133,8 @@ pub struct Pipeline {
     /// Next offset to commit, per partition, covering records processed so far.
     processed: HashMap<i32, i64>,
     committed: HashMap<i32, i64>,
-    pending: Vec<DeliveryFuture>,
     /// Outputs not yet handed to the producer (at most `output_burst`).
-    outbox: Vec<Outgoing>,
+    outbox: Outbox,
     counters: HashMap<i32, PartitionCounters>,
     checkpoints: Checkpoints,
     /// The offset of each partition's newest checkpoint.
@@ -124,23 +175,22 @@ impl Pipeline {
         let pcfg = config
             .kafka
             .idempotent_producer("northstar-stream-processor", 300_000);
-        let producer: FutureProducer = pcfg.create()?;
+        let producer = AckProducer::new(&pcfg)?;
         Ok(Self {
-            consumer,
+            consumer: Arc::new(consumer),
             producer,
             decoder: EventDecoder::new(registry),
             agg_codec: AggregateCodec::new(),
             clean_schema_id,
             agg_schema_id,
-            partitions: HashMap::new(),
-            processed: HashMap::new(),
-            committed: HashMap::new(),
-            pending: Vec::new(),
-            outbox: Vec::new(),
-            counters: HashMap::new(),
+            partitions: HashMap::default(),
+            processed: HashMap::default(),
+            committed: HashMap::default(),
+            outbox: Outbox::default(),
+            counters: HashMap::default(),
             checkpoints,
-            checkpointed: HashMap::new(),
-            seek_pending: HashSet::new(),
+            checkpointed: HashMap::default(),
+            seek_pending: HashSet::default(),
             last_checkpoint: Instant::now(),
             catalog,
             max_future_skew_micros: (config.max_future_skew_secs as i64).saturating_mul(1_000_000),
@@ -155,32 +205,37 @@ impl Pipeline {
     pub async fn run(mut self, shutdown: Shutdown) -> Result<(), PipelineError> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.emit_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Messages borrow the consumer (no copy); a local handle leaves `self` free.
+        let consumer = self.consumer.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => self.flush_and_commit(CommitMode::Async).await?,
-                msg = self.consumer.recv() => {
-                    match msg {
-                        Ok(m) => {
-                            let m = m.detach();
-                            self.process(&m, &shutdown).await?;
+                msg = consumer.recv() => {
+                    let mut next = Some(msg);
+                    // Then whatever else is ready, without a trip through `select!` each.
+                    let mut budget = READY_BATCH;
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            Ok(m) => self.process(&m, &shutdown).await?,
+                            Err(e) => tracing::warn!(error = %e, "consume error"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "consume error"),
-                    }
-                    if self.pending.len() >= self.config.max_pending_outputs {
-                        self.flush_and_commit(CommitMode::Async).await?;
+                        if self.producer.unconfirmed() >= self.config.max_pending_outputs as u64 {
+                            self.flush_and_commit(CommitMode::Async).await?;
+                        }
+                        budget -= 1;
+                        if budget > 0 {
+                            next = consumer.recv().now_or_never();
+                        }
                     }
                 }
             }
         }
         tracing::info!("draining: emitting windows, waiting for acknowledgements, committing");
         self.flush_and_commit(CommitMode::Sync).await?;
-        let producer = self.producer.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            producer.flush(Timeout::After(Duration::from_secs(30)))
-        })
-        .await;
+        let producer = &self.producer;
+        let _ = tokio::task::block_in_place(|| producer.flush(Duration::from_secs(30)));
         Ok(())
     }
 
@@ -309,7 +364,7 @@ impl Pipeline {
 
     async fn process(
         &mut self,
-        msg: &rdkafka::message::OwnedMessage,
+        msg: &BorrowedMessage<'_>,
         shutdown: &Shutdown,
     ) -> Result<(), PipelineError> {
         self.forget_revoked();
@@ -317,12 +372,12 @@ impl Pipeline {
         if !self.in_sequence(topic, partition, offset).await? {
             return Ok(());
         }
-        let p = partition.to_string();
-        self.counters
+        let counters = self
+            .counters
             .entry(partition)
-            .or_insert_with(|| PartitionCounters::new(&p))
-            .events_in
-            .inc();
+            .or_insert_with(|| PartitionCounters::new(&partition.to_string()));
+        counters.events_in.inc();
+        let p = counters.label.clone();
         let decoded = self
             .decoder
             .decode(msg.payload(), shutdown)
@@ -343,13 +398,8 @@ impl Pipeline {
                         key: headers::DLQ_DETAIL,
                         value: Some(&invalid.detail),
                     });
-                self.enqueue(Outgoing {
-                    topic: self.dlq_topic.clone(),
-                    key: msg.key().map(<[u8]>::to_vec),
-                    payload: msg.payload().map(<[u8]>::to_vec),
-                    headers: hdrs,
-                })
-                .await?;
+                self.enqueue(Dest::DeadLetter, msg.key(), msg.payload(), hdrs)
+                    .await?;
             }
             Ok(mut event) => {
                 // Timestamps too far ahead of receipt are clamped to receivedAt (the client's
@@ -378,37 +428,31 @@ impl Pipeline {
                     }
                     for k in counted.late_dropped {
                         let kpi = self.catalog.kpis[k].name.as_str();
-                        metrics::LATE_DROPPED
-                            .with_label_values(&[p.as_str(), kpi])
-                            .inc();
+                        metrics::LATE_DROPPED.with_label_values(&[&*p, kpi]).inc();
                     }
                     for k in counted.folded {
                         let kpi = self.catalog.kpis[k].name.as_str();
-                        metrics::SEGMENT_FOLDED
-                            .with_label_values(&[p.as_str(), kpi])
-                            .inc();
+                        metrics::SEGMENT_FOLDED.with_label_values(&[&*p, kpi]).inc();
                     }
                     // An unchanged event written with the clean topic's schema goes through as is.
                     let input = msg.payload().unwrap_or_default();
                     let same_schema =
                         wire::split(input).is_ok_and(|(id, _)| id == self.clean_schema_id);
+                    let encoded;
                     let payload = if same_schema && !clamped {
-                        input.to_vec()
+                        input
                     } else {
                         let datum = self
                             .decoder
                             .codec()
                             .encode(&event)
                             .map_err(|e| PipelineError::Encode(e.to_string()))?;
-                        wire::frame(self.clean_schema_id, &datum)
+                        encoded = wire::frame(self.clean_schema_id, &datum);
+                        &encoded
                     };
-                    self.enqueue(Outgoing {
-                        topic: self.clean_topic.clone(),
-                        key: msg.key().map(<[u8]>::to_vec),
-                        payload: Some(payload),
-                        headers: source_headers(topic, partition, offset),
-                    })
-                    .await?;
+                    let hdrs = source_headers(topic, partition, offset);
+                    self.enqueue(Dest::Clean, msg.key(), Some(payload), hdrs)
+                        .await?;
                     if let Some(c) = self.counters.get(&partition) {
                         c.events_out.inc();
                     }
@@ -421,8 +465,14 @@ impl Pipeline {
 
     /// Queues an output. With `output_burst` > 1, outputs go to the producer in bursts and each
     /// burst waits for the previous one's acknowledgements (see the setting).
-    async fn enqueue(&mut self, out: Outgoing) -> Result<(), PipelineError> {
-        self.outbox.push(out);
+    async fn enqueue(
+        &mut self,
+        dest: Dest,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> Result<(), PipelineError> {
+        self.outbox.push(dest, key, payload, headers);
         let burst = self.config.output_burst.max(1);
         if self.outbox.len() >= burst {
             if burst > 1 {
@@ -437,34 +487,22 @@ impl Pipeline {
     /// its queue is full.
     async fn send_outbox(&mut self) -> Result<(), PipelineError> {
         let mut outbox = std::mem::take(&mut self.outbox);
-        for out in outbox.drain(..) {
-            let Outgoing {
-                topic,
-                key,
-                payload,
-                headers,
-            } = out;
-            let mut rec = FutureRecord::to(&topic).headers(headers);
-            if let Some(key) = &key {
-                rec = rec.key(key);
+        for out in outbox.records.drain(..) {
+            let topic = match out.dest {
+                Dest::Clean => &self.clean_topic,
+                Dest::DeadLetter => &self.dlq_topic,
+                Dest::Aggregates => &self.aggregates_topic,
+            };
+            let mut rec = BaseRecord::to(topic).headers(out.headers);
+            if let Some(key) = out.key {
+                rec = rec.key(&outbox.bytes[key]);
             }
-            if let Some(payload) = &payload {
-                rec = rec.payload(payload);
+            if let Some(payload) = out.payload {
+                rec = rec.payload(&outbox.bytes[payload]);
             }
-            loop {
-                match self.producer.send_result(rec) {
-                    Ok(fut) => {
-                        self.pending.push(fut);
-                        break;
-                    }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                        rec = r;
-                        self.await_delivered().await?;
-                    }
-                    Err((e, _)) => return Err(PipelineError::Kafka(e)),
-                }
-            }
+            self.producer.send(rec).await?;
         }
+        outbox.bytes.clear();
         self.outbox = outbox;
         Ok(())
     }
@@ -476,15 +514,7 @@ impl Pipeline {
     }
 
     async fn await_delivered(&mut self) -> Result<(), PipelineError> {
-        let pending = std::mem::take(&mut self.pending);
-        for r in join_all(pending).await {
-            match r {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(PipelineError::Delivery(e.to_string())),
-                Err(_) => return Err(PipelineError::Delivery("delivery cancelled".into())),
-            }
-        }
-        Ok(())
+        Ok(self.producer.delivered().await?)
     }
 
     /// Emits changed and final windows, waits for every pending output, then commits.
@@ -535,13 +565,8 @@ impl Pipeline {
                 let payload = wire::frame(self.agg_schema_id, &datum);
                 let key = agg.upsert_key();
                 let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
-                self.enqueue(Outgoing {
-                    topic: self.aggregates_topic.clone(),
-                    key: Some(key.into_bytes()),
-                    payload: Some(payload),
-                    headers: hdrs,
-                })
-                .await?;
+                self.enqueue(Dest::Aggregates, Some(key.as_bytes()), Some(&payload), hdrs)
+                    .await?;
                 metrics::AGGREGATES_OUT
                     .with_label_values(&[p.as_str(), if agg.is_final { "true" } else { "false" }])
                     .inc();

@@ -15,11 +15,19 @@ use std::sync::Arc;
 use northstar_schemas::Event;
 use serde::{Deserialize, Serialize};
 
+use std::borrow::Cow;
+
+use smallvec::SmallVec;
+
 use crate::catalog::{
-    fixed_point, fixed_to_f64, Aggregation, Catalog, EventView, MAX_SEGMENTS, OTHER,
+    fixed_to_f64, scalar_fixed_point, Aggregation, Catalog, EventView, MAX_SEGMENTS, OTHER,
 };
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup, IdentityHasher};
 use std::hash::BuildHasherDefault;
+
+/// A segment dimension read from one event: its name and its value's id once interned, or the
+/// value itself before.
+type FieldSlot<'a> = (&'a str, Result<u32, Cow<'a, str>>);
 
 /// Interned segment values of one window, in the KPI's dimension order; unused slots hold
 /// [`NO_VALUE`].
@@ -354,7 +362,7 @@ impl PartitionState {
         &mut self,
         kpi: usize,
         dim: usize,
-        slot: &mut Result<u32, String>,
+        slot: &mut Result<u32, Cow<'_, str>>,
         cap: usize,
     ) -> (u32, bool) {
         let admitted = &mut self.admitted[kpi][dim];
@@ -371,7 +379,7 @@ impl PartitionState {
             }
             Err(raw) => {
                 if admitted.len() < cap {
-                    let id = self.interner.intern(std::mem::take(raw));
+                    let id = self.interner.intern(std::mem::take(raw).into_owned());
                     *slot = Ok(id);
                     self.admitted[kpi][dim].insert(id);
                     (id, false)
@@ -397,7 +405,7 @@ impl PartitionState {
         let mut out = Counted::default();
         let mut view = EventView::new(event);
         // Each segment field is read and looked up once per event, whichever KPIs use it.
-        let mut fields: Vec<(&str, Result<u32, String>)> = Vec::new();
+        let mut fields: SmallVec<[FieldSlot<'_>; 8]> = SmallVec::new();
         for (ki, kpi) in catalog.kpis.iter().enumerate() {
             if matches!(kpi.aggregation, Aggregation::Ratio { .. })
                 || !kpi.filter.matches(&mut view)
@@ -407,9 +415,9 @@ impl PartitionState {
             let contribution = match &kpi.aggregation {
                 Aggregation::Count => Some(Contribution::One),
                 Aggregation::Sum(field) => view
-                    .get(field)
+                    .scalar(field)
                     .as_ref()
-                    .and_then(fixed_point)
+                    .and_then(scalar_fixed_point)
                     .map(Contribution::Amount),
                 Aggregation::DistinctUsers => event
                     .distinct_id()

@@ -28,11 +28,10 @@ const MIN_TS_MICROS: i64 = 946_684_800_000_000;
 /// 2100-01-01T00:00:00Z in µs.
 const MAX_TS_MICROS: i64 = 4_102_444_800_000_000;
 
+/// Whether `text` is one well-formed JSON object (checked by the parser without building it).
 fn is_json_object(text: &str) -> bool {
-    matches!(
-        serde_json::from_str::<serde_json::Value>(text),
-        Ok(serde_json::Value::Object(_))
-    )
+    text.trim_start().starts_with('{')
+        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
 /// Checks the required fields and the types of the schemaless parts.
@@ -138,6 +137,22 @@ pub(crate) mod tests {
         let err = validate(&e).unwrap_err();
         assert_eq!(err.reason, "not_an_object");
         assert!(err.detail.contains("properties"));
+        for bad in [
+            "[1]",
+            "{\"a\":",
+            "{} {}",
+            "{\"a\":1,}",
+            "",
+            " ",
+            "null",
+            "{\"a\":\"\\ud800\"}x",
+        ] {
+            e.context = bad.into();
+            assert_eq!(validate(&e).unwrap_err().reason, "not_an_object", "{bad}");
+        }
+        e.context = " {\"os\": {\"name\": \"iOS\"}, \"l\": [1, {}]} ".into();
+        e.properties = "{}".into();
+        assert_eq!(validate(&e), Ok(()));
         e = event("m", "u", "x", T);
         e.kind = EventType::Alias;
         assert_eq!(validate(&e).unwrap_err().reason, "missing_previous_id");

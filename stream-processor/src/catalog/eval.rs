@@ -4,6 +4,8 @@
 //! only if a KPI reads it. Missing or mistyped fields never fail: a predicate on them is
 //! false, a segment value is `__none__`, a sum skips them.
 
+use std::borrow::Cow;
+
 use northstar_schemas::Event;
 use serde_json::Value;
 
@@ -11,11 +13,23 @@ use super::json_path;
 use super::model::{FieldPath, Filter, JsonPart, Op, Predicate, NONE};
 
 /// An event with the values of the field paths read so far (each JSON path is looked up once
-/// per event, by scanning the JSON text without building the parts it does not need).
+/// per event, by scanning the JSON text without building the parts it does not need; values
+/// are kept as slices of the event's JSON text).
 #[derive(Debug)]
 pub struct EventView<'a> {
     pub event: &'a Event,
-    cache: Vec<(&'a FieldPath, Option<Value>)>,
+    cache: Vec<(&'a FieldPath, Option<&'a str>)>,
+}
+
+/// A field's value as read for segments and sums, borrowed from the event where possible.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    Str(Cow<'a, str>),
+    /// A JSON number, as written.
+    Num(&'a str),
+    Bool(bool),
+    /// An object or an array.
+    Composite,
 }
 
 impl<'a> EventView<'a> {
@@ -26,47 +40,77 @@ impl<'a> EventView<'a> {
         }
     }
 
-    /// The value at `field`, if present and not null.
-    pub fn get(&mut self, field: &'a FieldPath) -> Option<Value> {
-        match field {
-            FieldPath::Envelope(f) => {
-                let e = self.event;
-                let s: Option<&str> = match *f {
-                    "type" => Some(e.kind.as_str()),
-                    "event" => Some(e.event_name()),
-                    "name" => e.name.as_deref(),
-                    "userId" => e.user_id.as_deref(),
-                    "anonymousId" => e.anonymous_id.as_deref(),
-                    "groupId" => e.group_id.as_deref(),
-                    "sourceId" => Some(e.source_id.as_str()),
-                    "distinctId" => e.distinct_id(),
-                    _ => None,
-                };
-                s.map(|s| Value::String(s.to_string()))
-            }
-            FieldPath::Json { part, path } => {
-                if let Some((_, v)) = self.cache.iter().find(|(f, _)| *f == field) {
-                    return v.clone();
-                }
-                let text = match part {
-                    JsonPart::Properties => &self.event.properties,
-                    JsonPart::Context => &self.event.context,
-                    JsonPart::Traits => &self.event.traits,
-                };
-                let v = json_path::lookup(text, path).filter(|v| !v.is_null());
-                self.cache.push((field, v.clone()));
-                v
-            }
+    fn envelope(&self, f: &str) -> Option<&'a str> {
+        let e = self.event;
+        match f {
+            "type" => Some(e.kind.as_str()),
+            "event" => Some(e.event_name()),
+            "name" => e.name.as_deref(),
+            "userId" => e.user_id.as_deref(),
+            "anonymousId" => e.anonymous_id.as_deref(),
+            "groupId" => e.group_id.as_deref(),
+            "sourceId" => Some(e.source_id.as_str()),
+            "distinctId" => e.distinct_id(),
+            _ => None,
         }
     }
 
+    /// The JSON text of a JSON field (`None` when missing or null).
+    fn raw(&mut self, field: &'a FieldPath, part: JsonPart, path: &[String]) -> Option<&'a str> {
+        if let Some((_, v)) = self.cache.iter().find(|(f, _)| *f == field) {
+            return *v;
+        }
+        let text = match part {
+            JsonPart::Properties => &self.event.properties,
+            JsonPart::Context => &self.event.context,
+            JsonPart::Traits => &self.event.traits,
+        };
+        let v = json_path::lookup_raw(text, path);
+        self.cache.push((field, v));
+        v
+    }
+
+    /// The value at `field`, if present and not null.
+    pub fn get(&mut self, field: &'a FieldPath) -> Option<Value> {
+        match field {
+            FieldPath::Envelope(f) => self.envelope(f).map(|s| Value::String(s.to_string())),
+            FieldPath::Json { part, path } => self
+                .raw(field, *part, path)
+                .and_then(|raw| serde_json::from_str(raw).ok()),
+        }
+    }
+
+    /// The value at `field` for segments and sums, if present and not null.
+    pub fn scalar(&mut self, field: &'a FieldPath) -> Option<Scalar<'a>> {
+        let raw = match field {
+            FieldPath::Envelope(f) => return self.envelope(f).map(|s| Scalar::Str(s.into())),
+            FieldPath::Json { part, path } => self.raw(field, *part, path)?,
+        };
+        Some(match raw.as_bytes().first()? {
+            b'"' => match raw.get(1..raw.len() - 1) {
+                Some(inner) if !inner.contains('\\') => Scalar::Str(Cow::Borrowed(inner)),
+                _ => Scalar::Str(Cow::Owned(serde_json::from_str(raw).ok()?)),
+            },
+            b't' => Scalar::Bool(true),
+            b'f' => Scalar::Bool(false),
+            b'{' | b'[' => Scalar::Composite,
+            _ => Scalar::Num(raw),
+        })
+    }
+
     /// The text of a segment dimension's value (`__none__` when missing or not a scalar).
-    pub fn segment_value(&mut self, field: &'a FieldPath) -> String {
-        match self.get(field) {
-            Some(Value::String(s)) => s,
-            Some(Value::Bool(b)) => b.to_string(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => NONE.to_string(),
+    /// Numbers read as serde_json prints them (`1.50` → `1.5`).
+    pub fn segment_value(&mut self, field: &'a FieldPath) -> Cow<'a, str> {
+        match self.scalar(field) {
+            Some(Scalar::Str(s)) => s,
+            Some(Scalar::Bool(b)) => Cow::Borrowed(if b { "true" } else { "false" }),
+            // Plain non-negative integers print as written; other numbers are rare here.
+            Some(Scalar::Num(n)) if n.parse::<u64>().is_ok() => Cow::Borrowed(n),
+            Some(Scalar::Num(n)) => match serde_json::from_str::<Value>(n) {
+                Ok(v @ Value::Number(_)) => Cow::Owned(v.to_string()),
+                _ => Cow::Borrowed(NONE),
+            },
+            Some(Scalar::Composite) | None => Cow::Borrowed(NONE),
         }
     }
 }
@@ -135,12 +179,21 @@ fn loosely_equal(actual: Option<&Value>, expected: &Value) -> bool {
 /// Reads a numeric field as fixed point with 6 decimal places (exact for decimal inputs with at
 /// most 6 decimals); `None` when missing or not a number.
 pub fn fixed_point(v: &Value) -> Option<i128> {
-    let text = match v {
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.trim().to_string(),
-        _ => return None,
-    };
-    parse_fixed(&text)
+    match v {
+        Value::Number(n) => parse_fixed(&n.to_string()),
+        Value::String(s) => parse_fixed(s.trim()),
+        _ => None,
+    }
+}
+
+/// [`fixed_point`] of a field read by [`EventView::scalar`]: a number is read from its JSON
+/// text, so no digit is lost to binary floating point on the way.
+pub fn scalar_fixed_point(v: &Scalar<'_>) -> Option<i128> {
+    match v {
+        Scalar::Num(n) => parse_fixed(n),
+        Scalar::Str(s) => parse_fixed(s.trim()),
+        _ => None,
+    }
 }
 
 fn parse_fixed(text: &str) -> Option<i128> {
@@ -155,19 +208,17 @@ fn parse_fixed(text: &str) -> Option<i128> {
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
     if int.is_empty() && frac.is_empty()
-        || !int.chars().all(|c| c.is_ascii_digit())
-        || !frac.chars().all(|c| c.is_ascii_digit())
+        || !int.bytes().all(|c| c.is_ascii_digit())
+        || !frac.bytes().all(|c| c.is_ascii_digit())
     {
         return None;
     }
     let int_v: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-    let mut frac6: String = frac.chars().take(6).collect();
-    while frac6.len() < 6 {
-        frac6.push('0');
-    }
-    let mut v = int_v
-        .checked_mul(1_000_000)?
-        .checked_add(frac6.parse::<i128>().ok()?)?;
+    // The first six decimals, right-padded with zeros.
+    let frac6 = (0..6).fold(0_i128, |acc, i| {
+        acc * 10 + frac.as_bytes().get(i).map_or(0, |d| i128::from(d - b'0'))
+    });
+    let mut v = int_v.checked_mul(1_000_000)?.checked_add(frac6)?;
     // Round half away from zero on the 7th decimal.
     if frac.len() > 6 && frac.as_bytes()[6] >= b'5' {
         v += 1;

@@ -1,42 +1,71 @@
 //! Looking up one dot path in JSON text without building the rest of the document.
 //!
-//! Contract: `lookup(text, ["a", "b"])` equals `serde_json::from_str::<Value>(text)?["a"]["b"]`
-//! (for objects; `None` when a step is missing or not an object, or the text is not JSON),
-//! except that with duplicate keys the last occurrence wins as well. Values off the path are
-//! skipped by the parser, never allocated.
+//! Contract: `lookup_raw(text, ["a", "b"])` is the JSON text of
+//! `serde_json::from_str::<Value>(text)?["a"]["b"]`, borrowed from `text` (for objects; `None`
+//! when a step is missing or not an object, the value is null, or the text is not JSON), except
+//! that with duplicate keys the last occurrence wins as well. Values off the path are skipped
+//! by the parser, never allocated.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
+#[cfg(test)]
 use serde_json::Value;
 
-/// The value at `path` inside the JSON object `text`.
+/// The value at `path` inside the JSON object `text` (the reference [`lookup_raw`] is tested
+/// against).
+#[cfg(test)]
 pub fn lookup(text: &str, path: &[String]) -> Option<Value> {
+    find::<Value>(text, path)
+}
+
+/// The JSON text of the value at `path` inside the JSON object `text` (borrowed, no
+/// allocation; `None` as for [`lookup`], and for `null`).
+pub fn lookup_raw<'a>(text: &'a str, path: &[String]) -> Option<&'a str> {
+    find::<&'a RawValue>(text, path)
+        .map(|raw| raw.get().trim())
+        .filter(|raw| *raw != "null")
+}
+
+fn find<'de, T: Deserialize<'de>>(text: &'de str, path: &[String]) -> Option<T> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let found = PathSeed { path }.deserialize(&mut de).ok()?;
+    let found = PathSeed::<T> {
+        path,
+        found: PhantomData,
+    }
+    .deserialize(&mut de)
+    .ok()?;
     de.end().ok()?;
     found
 }
 
-struct PathSeed<'p> {
+/// Walks `path`, skipping everything off it; deserializes the value at its end as `T`.
+struct PathSeed<'p, T> {
     path: &'p [String],
+    found: PhantomData<T>,
 }
 
-impl<'de> DeserializeSeed<'de> for PathSeed<'_> {
-    type Value = Option<Value>;
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for PathSeed<'_, T> {
+    type Value = Option<T>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         if self.path.is_empty() {
-            return Value::deserialize(d).map(Some);
+            return T::deserialize(d).map(Some);
         }
-        d.deserialize_any(PathVisitor { path: self.path })
+        d.deserialize_any(PathVisitor {
+            path: self.path,
+            found: PhantomData,
+        })
     }
 }
 
-struct PathVisitor<'p> {
+struct PathVisitor<'p, T> {
     path: &'p [String],
+    found: PhantomData<T>,
 }
 
 /// An object key, borrowed from the text when it has no escapes.
@@ -64,8 +93,8 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> Visitor<'de> for PathVisitor<'_> {
-    type Value = Option<Value>;
+impl<'de, T: Deserialize<'de>> Visitor<'de> for PathVisitor<'_, T> {
+    type Value = Option<T>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
@@ -77,6 +106,7 @@ impl<'de> Visitor<'de> for PathVisitor<'_> {
             if key.0 == self.path[0].as_str() {
                 found = map.next_value_seed(PathSeed {
                     path: &self.path[1..],
+                    found: PhantomData,
                 })?;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -157,6 +187,37 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn raw_lookup_returns_the_value_text() {
+        let doc =
+            json!({"os": {"name": "iOS"}, "revenue": 12.50, "n": null, "s": "a\"b", "l": [1, 2]});
+        for text in [
+            doc.to_string(),
+            serde_json::to_string_pretty(&doc).expect("json"),
+        ] {
+            for path in [
+                "os.name",
+                "os",
+                "revenue",
+                "s",
+                "l",
+                "n",
+                "missing",
+                "os.name.x",
+            ] {
+                let expected = lookup(&text, &p(path)).filter(|v| !v.is_null());
+                let raw = lookup_raw(&text, &p(path));
+                let parsed = raw.map(|r| serde_json::from_str::<Value>(r).expect("raw is JSON"));
+                assert_eq!(parsed, expected, "{path} in {text}");
+                if let Some(r) = raw {
+                    assert_eq!(r, r.trim(), "no surrounding whitespace");
+                }
+            }
+        }
+        assert_eq!(lookup_raw("{\"x\": 1.50 }", &p("x")), Some("1.50"));
+        assert_eq!(lookup_raw("{\"x\": 1", &p("x")), None, "not JSON");
     }
 
     #[test]

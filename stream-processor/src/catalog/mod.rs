@@ -7,7 +7,7 @@ pub mod model;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{fixed_point, fixed_to_f64, EventView};
+pub use eval::{fixed_point, fixed_to_f64, scalar_fixed_point, EventView, Scalar};
 pub use model::{
     Aggregation, Catalog, CatalogError, Dimension, FieldPath, Filter, Kpi, Op, Predicate,
     WindowSpec, MAX_SEGMENTS, NONE, OTHER,

@@ -155,6 +155,72 @@ fn fixed_point_is_exact_for_decimals() {
     assert_eq!(fixed_to_f64(-1_500_000), -1.5);
 }
 
+/// Segment values and sums read from the event's JSON text agree with reading the same field
+/// through a full serde_json parse (numbers print as serde_json prints them).
+#[test]
+fn scalar_reads_agree_with_a_full_parse() {
+    let mut props = serde_json::Map::new();
+    let values = [
+        json!("pro"),
+        json!("with \"quotes\" and \\ and é"),
+        json!(""),
+        json!(42),
+        json!(0),
+        json!(-7),
+        json!(12.5),
+        json!(1.0000005),
+        json!(-0.25),
+        json!(1e21),
+        json!(18_446_744_073_709_551_615_u64),
+        json!(true),
+        json!(false),
+        json!({"a": 1}),
+        json!([1]),
+        json!(null),
+        json!(" 3.5 "),
+    ];
+    for (i, v) in values.iter().enumerate() {
+        props.insert(format!("f{i}"), v.clone());
+    }
+    let e = event("x", serde_json::Value::Object(props), "iOS");
+    let fields: Vec<FieldPath> = (0..values.len())
+        .map(|i| FieldPath::parse(&format!("properties.f{i}")).expect("path"))
+        .collect();
+    let mut view = EventView::new(&e);
+    for (v, field) in values.iter().zip(&fields) {
+        let expected_segment = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Bool(b) => b.to_string(),
+            serde_json::Value::Number(n) => n.to_string(),
+            _ => NONE.to_string(),
+        };
+        assert_eq!(
+            view.segment_value(field),
+            expected_segment,
+            "segment of {v}"
+        );
+        let sum = view.scalar(field).as_ref().and_then(scalar_fixed_point);
+        assert_eq!(sum, fixed_point(v), "sum of {v}");
+    }
+    // Exact from the text: no binary rounding on the way.
+    let e = event("x", json!({}), "iOS");
+    let e = Event {
+        properties: r#"{"r": 0.1234565, "big": 123456789012.345678}"#.into(),
+        ..e
+    };
+    let mut view = EventView::new(&e);
+    let r = FieldPath::parse("properties.r").expect("path");
+    let big = FieldPath::parse("properties.big").expect("path");
+    assert_eq!(
+        view.scalar(&r).as_ref().and_then(scalar_fixed_point),
+        Some(123_457)
+    );
+    assert_eq!(
+        view.scalar(&big).as_ref().and_then(scalar_fixed_point),
+        Some(123_456_789_012_345_678)
+    );
+}
+
 #[test]
 fn window_specs() {
     assert_eq!(WindowSpec::parse("15m").map(|w| w.millis), Some(900_000));
