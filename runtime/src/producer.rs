@@ -181,3 +181,47 @@ impl Drop for AckProducer {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A producer whose broker does not exist: every record times out quickly.
+    fn unreachable() -> AckProducer {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:9")
+            .set("message.timeout.ms", "300")
+            .set("log_level", "0");
+        AckProducer::new(&config).expect("producer")
+    }
+
+    #[tokio::test]
+    async fn nothing_sent_is_delivered_at_once() {
+        let mut p = unreachable();
+        assert_eq!(p.unconfirmed(), 0);
+        tokio::time::timeout(Duration::from_secs(1), p.delivered())
+            .await
+            .expect("no wait")
+            .expect("nothing failed");
+    }
+
+    #[tokio::test]
+    async fn a_lost_record_fails_the_wait_and_stays_failed() {
+        let mut p = unreachable();
+        for i in 0..3_u8 {
+            p.send(BaseRecord::to("t").payload(&[i][..]).key(&[i][..]))
+                .await
+                .expect("queued");
+        }
+        assert_eq!(p.unconfirmed(), 3);
+        let err = tokio::time::timeout(Duration::from_secs(20), p.delivered())
+            .await
+            .expect("the timeout is reported")
+            .expect_err("not delivered");
+        assert!(matches!(err, AckError::Delivery(_)), "{err}");
+        assert_eq!(p.unconfirmed(), 3, "nothing confirmed");
+        // Sticky: a later wait fails too, even with nothing new in flight.
+        assert!(p.delivered().await.is_err());
+    }
+}
