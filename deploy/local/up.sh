@@ -87,7 +87,7 @@ Northstar is up.
   KPI metrics    http://127.0.0.1:9464/metrics     (northstar_kpi_value, northstar_kpi_window_value)
   Service metrics: ingest :8080/metrics, processor :9465/metrics, lake sink :9466/metrics
   Schema registry http://127.0.0.1:8081/subjects
-  Parquet lake   $ROOT/$STATE/lake/events/event_date=YYYY-MM-DD/  (files appear within ~10 s)
+  Parquet lake   $ROOT/$STATE/lake/events/event_date=YYYY-MM-DD/event_hour=HH/event_name=NAME/  (files appear within ~10 s)
   Logs           $ROOT/$STATE/logs/
 Try:  curl -s -u demo-write-key: http://127.0.0.1:8080/v1/track -d '{"event":"Signed Up","userId":"u1"}'
 Stop: ./deploy/local/down.sh

@@ -25,6 +25,11 @@ pub enum ObjectRootError {
     },
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
+    #[error("invalid object key {key:?}: {source}")]
+    Key {
+        key: String,
+        source: object_store::path::Error,
+    },
     #[error("fsync {path}: {source}")]
     Sync {
         path: String,
@@ -68,7 +73,7 @@ impl ObjectRoot {
     /// Writes `bytes` at `key` atomically and durably.
     pub async fn put_durable(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectRootError> {
         self.store
-            .put(&ObjectPath::from(key), PutPayload::from(bytes))
+            .put(&object_path(key)?, PutPayload::from(bytes))
             .await?;
         self.sync(key).await
     }
@@ -82,7 +87,7 @@ impl ObjectRoot {
         };
         match self
             .store
-            .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts)
+            .put_opts(&object_path(key)?, PutPayload::from(bytes), opts)
             .await
         {
             Ok(_) => {}
@@ -110,7 +115,7 @@ impl ObjectRoot {
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectRootError> {
         let metas: Vec<_> = self
             .store
-            .list(Some(&ObjectPath::from(prefix)))
+            .list(Some(&object_path(prefix)?))
             .try_collect()
             .await?;
         Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
@@ -118,22 +123,26 @@ impl ObjectRoot {
 
     /// The object at `key`.
     pub async fn get(&self, key: &str) -> Result<Vec<u8>, ObjectRootError> {
-        let bytes = self
-            .store
-            .get(&ObjectPath::from(key))
-            .await?
-            .bytes()
-            .await?;
+        let bytes = self.store.get(&object_path(key)?).await?.bytes().await?;
         Ok(bytes.to_vec())
     }
 
     /// Deletes `key` (missing is fine).
     pub async fn delete(&self, key: &str) -> Result<(), ObjectRootError> {
-        match self.store.delete(&ObjectPath::from(key)).await {
+        match self.store.delete(&object_path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A key as the object's path, verbatim: `a%20b` names the object `a%20b` (`Path::from` would
+/// percent-encode the `%` and store `a%2520b`).
+fn object_path(key: &str) -> Result<ObjectPath, ObjectRootError> {
+    ObjectPath::parse(key).map_err(|source| ObjectRootError::Key {
+        key: key.into(),
+        source,
+    })
 }
 
 fn fsync_file_and_dir(file: &Path) -> Result<(), ObjectRootError> {
@@ -192,5 +201,22 @@ mod tests {
         assert_eq!(lake.list("c").await.expect("list"), vec!["c/1".to_string()]);
         lake.delete("c/1").await.expect("delete");
         assert!(lake.list("c").await.expect("list").is_empty());
+    }
+
+    /// Keys are used verbatim: a percent-encoded Hive partition value stays as written, on
+    /// disk and in listings.
+    #[tokio::test]
+    async fn keys_are_verbatim() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = ObjectRoot::open(&format!("file://{}", dir.path().display())).expect("open");
+        let key = "t/event_name=Signed%20Up%2Fx/part-1.parquet";
+        lake.put_durable(key, b"1".to_vec()).await.expect("put");
+        assert!(dir.path().join(key).is_file(), "file name as written");
+        assert_eq!(lake.list("t").await.expect("list"), vec![key.to_string()]);
+        assert_eq!(lake.get(key).await.expect("get"), b"1");
+        assert!(matches!(
+            lake.put_durable("t/../x", b"1".to_vec()).await,
+            Err(ObjectRootError::Key { .. })
+        ));
     }
 }

@@ -15,10 +15,15 @@ pub struct LakeConfig {
     pub group_id: String,
     /// Schema registry base URL.
     pub registry_url: String,
-    /// Close files once this many bytes of events are buffered.
+    /// Flush a clean-topic partition's buffered rows once they reach this many bytes of events
+    /// (a file holds at most that much).
     pub max_file_bytes: usize,
-    /// Close files once their oldest buffered event is this old, in seconds.
+    /// Flush a partition's buffered rows once the oldest is this old, in seconds.
     pub max_file_age_secs: u64,
+    /// Most files open (buffered) at once over all partitions: past it, the partition holding
+    /// the oldest buffered rows is flushed. Bounds memory when events spread over many
+    /// hours and event names.
+    pub max_open_files: usize,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: SocketAddr,
     /// Topic names (reads `clean`, rejects undecodable records to `dlq`).
@@ -36,7 +41,8 @@ impl Default for LakeConfig {
             group_id: "northstar-lake-sink".into(),
             registry_url: "http://127.0.0.1:8081".into(),
             max_file_bytes: 128 * 1024 * 1024,
-            max_file_age_secs: 60,
+            max_file_age_secs: 300,
+            max_open_files: 512,
             listen: SocketAddr::from(([127, 0, 0, 1], 9466)),
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),
@@ -53,8 +59,8 @@ impl LakeConfig {
         if self.root.trim().is_empty() {
             return Err("root (NORTHSTAR_ROOT) is empty".into());
         }
-        if self.max_file_bytes == 0 || self.max_file_age_secs == 0 {
-            return Err("max_file_bytes and max_file_age_secs must be > 0".into());
+        if self.max_file_bytes == 0 || self.max_file_age_secs == 0 || self.max_open_files == 0 {
+            return Err("max_file_bytes, max_file_age_secs and max_open_files must be > 0".into());
         }
         Ok(())
     }

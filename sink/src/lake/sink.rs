@@ -1,8 +1,9 @@
 //! The lake sink loop: clean events → Parquet files in the lake → ledger → offset commit.
 //!
 //! Contract: a flush of clean-topic partition `P` covers a contiguous offset range
-//! `[first, last]` and writes one file per event date, named after the range
-//! (`events/event_date=YYYY-MM-DD/part-<topic>-p<P>-o<first>-<last>.parquet`). The range is then
+//! `[first, last]` and writes one file per event date, hour and name, named after the range
+//! (`events/event_date=YYYY-MM-DD/event_hour=HH/event_name=<name>/part-<topic>-p<P>-o<first>-<last>.parquet`,
+//! see [`partition_path`]). The range is then
 //! recorded in the [ledger](super::ledger), and only then is the offset committed. A crash
 //! before the ledger entry leaves an intent: the next owner of `P` flushes exactly the same
 //! range again, rewriting the same files, so a file is never duplicated. Records whose source
@@ -42,7 +43,7 @@ struct Part {
     processed: i64,
     /// Highest source offset in the lake or the buffer, by `<topic>/<partition>`.
     sources: BTreeMap<String, i64>,
-    /// Buffered rows by event date.
+    /// Buffered rows by partition path (one file each at the flush).
     rows: BTreeMap<String, Vec<Row>>,
     bytes: usize,
     oldest: Option<Instant>,
@@ -58,16 +59,62 @@ impl Part {
     }
 }
 
-/// The file key of one event date of a flushed range: deterministic from its source positions.
-pub fn file_key(date: &str, topic: &str, partition: i32, first: i64, last: i64) -> String {
-    format!("events/event_date={date}/part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
+/// The file key of one partition path of a flushed range: deterministic from its source
+/// positions.
+pub fn file_key(path: &str, topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("events/{path}/part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
 }
 
-/// The `event_date` partition value of an event time in µs.
+/// The `event_date` partition value of an event time in µs (UTC).
 pub fn event_date(ts_micros: i64) -> String {
     DateTime::from_timestamp_micros(ts_micros)
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| "invalid".into())
+}
+
+/// The Hive-style directories of an event:
+/// `event_date=YYYY-MM-DD/event_hour=HH/event_name=<name>` (event time, UTC; the name as
+/// [`name_value`] encodes it).
+pub fn partition_path(ts_micros: i64, event_name: &str) -> String {
+    let (date, hour) = DateTime::from_timestamp_micros(ts_micros)
+        .map(|t| (t.format("%Y-%m-%d").to_string(), t.format("%H").to_string()))
+        .unwrap_or_else(|| ("invalid".into(), "invalid".into()));
+    format!(
+        "event_date={date}/event_hour={hour}/event_name={}",
+        name_value(event_name)
+    )
+}
+
+/// Longest `event_name` directory value, in bytes (path components are limited to 255).
+const MAX_NAME_BYTES: usize = 120;
+
+/// The `event_name` partition value: every byte except ASCII letters, digits, `_` and `-`
+/// percent-encoded (DuckDB and pyarrow decode it back to the name); `__none__` for an empty
+/// name; a name whose encoding is longer than [`MAX_NAME_BYTES`] is cut at a character
+/// boundary and suffixed with `~` and the XXH3-64 of the whole name in hex, so distinct long
+/// names stay apart. The `event` and `name` columns always hold the exact value.
+pub fn name_value(name: &str) -> String {
+    if name.is_empty() {
+        return "__none__".into();
+    }
+    let mut out = String::with_capacity(name.len());
+    let mut buf = [0u8; 4];
+    for c in name.chars() {
+        let start = out.len();
+        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+            out.push(c);
+        } else {
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        if out.len() > MAX_NAME_BYTES {
+            out.truncate(start);
+            let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+            return format!("{out}~{hash:016x}");
+        }
+    }
+    out
 }
 
 /// The lake sink.
@@ -141,10 +188,9 @@ impl LakeSink {
                         }
                         Err(e) => tracing::warn!(error = %e, "consume error"),
                     }
-                    let buffered: usize = self.parts.values().map(|p| p.bytes).sum();
-                    if buffered >= self.config.max_file_bytes {
-                        let all = self.flushable();
-                        self.flush(&all, &shutdown, CommitMode::Async).await?;
+                    let due = self.due_by_size_or_open_files();
+                    if !due.is_empty() {
+                        self.flush(&due, &shutdown, CommitMode::Async).await?;
                     }
                 }
             }
@@ -153,6 +199,27 @@ impl LakeSink {
         let all = self.flushable();
         self.flush(&all, &shutdown, CommitMode::Sync).await?;
         Ok(())
+    }
+
+    /// Partitions to flush after a record: those holding `max_file_bytes`, and while more than
+    /// `max_open_files` files are buffered, the one holding the oldest rows.
+    fn due_by_size_or_open_files(&self) -> Vec<i32> {
+        let flushable = || self.parts.iter().filter(|(_, p)| p.replay_until.is_none());
+        let mut due: Vec<i32> = flushable()
+            .filter(|(_, p)| p.bytes >= self.config.max_file_bytes)
+            .map(|(&id, _)| id)
+            .collect();
+        let open: usize = self.parts.values().map(|p| p.rows.len()).sum();
+        if open > self.config.max_open_files {
+            if let Some((&oldest, _)) = flushable()
+                .filter(|(id, p)| p.oldest.is_some() && !due.contains(id))
+                .min_by_key(|(_, p)| p.oldest)
+            {
+                metrics::LAKE_OPEN_FILES_CAPPED.inc();
+                due.push(oldest);
+            }
+        }
+        due
     }
 
     /// Partitions that may flush now (not repeating an interrupted flush).
@@ -290,11 +357,11 @@ impl LakeSink {
         };
         match self.decoder.decode(msg.payload(), shutdown).await {
             Ok(event) => {
-                let date = event_date(event.timestamp);
+                let path = partition_path(event.timestamp, event.event_name());
                 let size = msg.payload().map_or(0, <[u8]>::len) + 64;
                 if let Some(part) = self.parts.get_mut(&partition) {
                     part.bytes += size;
-                    part.rows.entry(date).or_default().push(Row {
+                    part.rows.entry(path).or_default().push(Row {
                         event,
                         clean_partition: partition,
                         clean_offset: offset,
@@ -435,8 +502,8 @@ impl LakeSink {
         if !buffers.is_empty() {
             self.ledger.begin(partition, first, last).await?;
         }
-        for (date, mut rows) in buffers {
-            let key = file_key(&date, topic, partition, first, last);
+        for (path, mut rows) in buffers {
+            let key = file_key(&path, topic, partition, first, last);
             let count = rows.len() as u64;
             let bytes = tokio::task::spawn_blocking(move || encode(&mut rows)).await??;
             let size = bytes.len() as u64;
@@ -479,9 +546,33 @@ mod tests {
     #[test]
     fn keys_are_hive_style_and_deterministic() {
         assert_eq!(event_date(1_764_028_800_000_000), "2025-11-25");
+        let path = partition_path(1_764_028_800_000_000 + 13 * 3_600_000_000 + 5, "Signed Up");
         assert_eq!(
-            file_key("2025-11-25", "events.clean", 2, 10, 99),
-            "events/event_date=2025-11-25/part-events.clean-p2-o0000000000000000010-0000000000000000099.parquet"
+            path,
+            "event_date=2025-11-25/event_hour=13/event_name=Signed%20Up"
         );
+        assert_eq!(
+            file_key(&path, "events.clean", 2, 10, 99),
+            "events/event_date=2025-11-25/event_hour=13/event_name=Signed%20Up/part-events.clean-p2-o0000000000000000010-0000000000000000099.parquet"
+        );
+    }
+
+    #[test]
+    fn event_names_are_encoded_safely() {
+        assert_eq!(name_value("page_view-2"), "page_view-2");
+        assert_eq!(name_value("a/b=c.d"), "a%2Fb%3Dc%2Ed");
+        assert_eq!(name_value(".."), "%2E%2E");
+        assert_eq!(name_value("é"), "%C3%A9");
+        assert_eq!(name_value(""), "__none__");
+        let long_a = "x".repeat(300);
+        let long_b = format!("{}y", "x".repeat(299));
+        let (a, b) = (name_value(&long_a), name_value(&long_b));
+        assert!(a.len() <= MAX_NAME_BYTES + 17, "{a}");
+        assert_ne!(a, b, "long names stay distinct");
+        assert!(a.starts_with(&"x".repeat(MAX_NAME_BYTES)));
+        // Never cut inside an escape.
+        let wide = name_value(&"é".repeat(100));
+        let stem = wide.split('~').next().unwrap_or_default();
+        assert_eq!(stem.len() % 6, 0, "{wide}");
     }
 }
