@@ -305,6 +305,25 @@ pub fn python() -> String {
     })
 }
 
+/// Runs `tests/compat/<script>` with the test venv's Python and `args`; returns its standard
+/// output, or panics with its standard error.
+pub fn run_compat_script(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("compat")
+        .join(script);
+    let out = Command::new(python())
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {} (tests/setup-python.sh): {e}", path.display()));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// The `Authorization` header value for [`WRITE_KEY`] (HTTP Basic, the write key as user).
 pub fn write_key_auth() -> String {
     use base64::Engine;

@@ -11,7 +11,6 @@
 //! run, `NORTHSTAR_CHAOS_EVENTS=<n>` changes the size.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use northstar_e2e::{kafka, lake, Stack};
@@ -286,18 +285,14 @@ fn recompute(
     let dropped_path = dir.join("dropped.json");
     std::fs::write(&dropped_path, serde_json::to_vec(dropped).expect("json")).expect("write");
     let out_path = dir.join("recomputed.json");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/compat/chaos_recompute.py");
-    let out = Command::new(northstar_e2e::python())
-        .arg(script)
-        .arg(stack.lake_dir())
-        .arg(&dropped_path)
-        .arg(&out_path)
-        .output()
-        .expect("run DuckDB (tests/setup-python.sh)");
-    assert!(
-        out.status.success(),
-        "DuckDB recompute failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let lake_dir = stack.lake_dir();
+    northstar_e2e::run_compat_script(
+        "chaos_recompute.py",
+        &[
+            lake_dir.as_os_str(),
+            dropped_path.as_os_str(),
+            out_path.as_os_str(),
+        ],
     );
     let v: Value = serde_json::from_slice(&std::fs::read(&out_path).expect("read")).expect("json");
     let num = |x: &Value| -> f64 {

@@ -267,18 +267,9 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     );
 
     // Readers nobody here wrote see the same rows, typed, in the right partitions.
-    let out = std::process::Command::new(northstar_e2e::python())
-        .arg("tests/compat/lake_readers.py")
-        .arg(stack.lake_dir())
-        .current_dir(env!("CARGO_MANIFEST_DIR").to_string() + "/..")
-        .output()
-        .expect("run the lake readers");
-    assert!(
-        out.status.success(),
-        "lake readers failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: Value = serde_json::from_slice(&out.stdout).expect("readers' JSON");
+    let lake_dir = stack.lake_dir();
+    let out = northstar_e2e::run_compat_script("lake_readers.py", &[lake_dir.as_os_str()]);
+    let seen: Value = serde_json::from_slice(&out).expect("readers' JSON");
     let mut sorted_ids: Vec<&String> = unique_ids.iter().collect();
     sorted_ids.sort();
     for reader in ["duckdb", "pyarrow"] {
