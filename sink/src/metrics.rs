@@ -24,6 +24,7 @@ metric!(LAKE_UPLOAD_ERRORS: IntCounter = register_int_counter!("northstar_lake_s
 metric!(LAKE_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_rejected_total", "Records sent to the dead-letter topic by the lake sink, by reason", &["reason"]));
 metric!(LAKE_OPEN_FILES: IntGauge = register_int_gauge!("northstar_lake_sink_open_files", "Files being buffered"));
 metric!(LAKE_OPEN_FILES_CAPPED: IntCounter = register_int_counter!("northstar_lake_sink_open_files_capped_total", "Flushes forced because more than max_open_files files were buffered"));
+metric!(LAKE_TYPE_CONFLICTS: IntCounter = register_int_counter!("northstar_lake_sink_type_conflicts_total", "Values left out of a typed column (context_* or prop_*) because their type differs from the column's; they stay in the JSON column"));
 metric!(LAKE_BUFFERED_ROWS: IntGauge = register_int_gauge!("northstar_lake_sink_buffered_rows", "Rows buffered, not yet in the lake"));
 metric!(LAKE_REPLAY_SKIPPED: IntCounter = register_int_counter!("northstar_lake_sink_replay_skipped_total", "Records skipped because their source position is already in the lake (re-emitted by a restored processor)"));
 metric!(LAKE_OLDEST_UNFLUSHED: IntGauge = register_int_gauge!("northstar_lake_sink_oldest_unflushed_seconds", "Age of the oldest buffered row"));

@@ -36,8 +36,19 @@ def with_duckdb(events: str) -> dict:
                   WHEN type IN ('page', 'screen') AND coalesce(name, '') <> '' THEN name
                   ELSE type END"""
     ).fetchone()[0]
+    revenue = con.execute("SELECT sum(prop_revenue) FROM ev").fetchone()[0]
+    per_os = dict(con.execute("SELECT context_os_name, count(*) FROM ev GROUP BY 1").fetchall())
+    per_plan = dict(con.execute("SELECT prop_plan, count(*) FROM ev GROUP BY 1").fetchall())
     return {"rows": len(ids), "ids": ids, "per_name": per_name, "types": types,
-            "partition_mismatches": mismatches}
+            "partition_mismatches": mismatches, "revenue_sum": revenue, "per_os": per_os,
+            "per_plan": per_plan}
+
+
+def counts(values) -> dict:
+    out: dict = {}
+    for v in values:
+        out[v] = out.get(v, 0) + 1
+    return out
 
 
 def with_pyarrow(events: str) -> dict:
@@ -47,9 +58,7 @@ def with_pyarrow(events: str) -> dict:
     dataset = ds.dataset(events, format="parquet", partitioning=ds.partitioning(keys, flavor="hive"))
     table = dataset.to_table()
     ids = sorted(table.column("message_id").to_pylist())
-    per_name: dict = {}
-    for name in table.column("event").to_pylist():
-        per_name[name] = per_name.get(name, 0) + 1
+    per_name = counts(table.column("event").to_pylist())
     types = {f.name: str(f.type) for f in table.schema}
     ts = table.column("timestamp")
     date = pc.strftime(ts, format="%Y-%m-%d").to_pylist()
@@ -64,7 +73,10 @@ def with_pyarrow(events: str) -> dict:
                 or str(row["event_name"]) != expected):
             mismatches += 1
     return {"rows": table.num_rows, "ids": ids, "per_name": per_name, "types": types,
-            "partition_mismatches": mismatches}
+            "partition_mismatches": mismatches,
+            "revenue_sum": pc.sum(table.column("prop_revenue")).as_py(),
+            "per_os": counts(table.column("context_os_name").to_pylist()),
+            "per_plan": counts(table.column("prop_plan").to_pylist())}
 
 
 def main(lake: str) -> None:

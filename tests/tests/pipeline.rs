@@ -100,6 +100,11 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     let now = chrono::Utc::now();
     let mut expected_per_name: HashMap<String, usize> = HashMap::new();
     let mut unique_ids = HashSet::new();
+    let (mut revenue_sum, mut per_os, mut per_plan) = (
+        0.0_f64,
+        BTreeMap::<&str, usize>::new(),
+        BTreeMap::<&str, usize>::new(),
+    );
     let mut messages: Vec<Value> = Vec::new();
     for i in 0..UNIQUE {
         let name = EVENT_NAMES[rng.below(EVENT_NAMES.len())];
@@ -108,11 +113,18 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         let id = format!("valid-{i}");
         unique_ids.insert(id.clone());
         let user = format!("user-{}", rng.below(500));
+        let (plan, os) = (
+            if i % 3 == 0 { "pro" } else { "free" },
+            if i % 2 == 0 { "iOS" } else { "Android" },
+        );
+        revenue_sum += (i % 50) as f64 / 2.0;
+        *per_os.entry(os).or_default() += 1;
+        *per_plan.entry(plan).or_default() += 1;
         let mut m = json!({
             "type": "track", "event": name, "messageId": id,
             "timestamp": ts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "properties": {"plan": if i % 3 == 0 { "pro" } else { "free" }, "revenue": (i % 50) as f64 / 2.0},
-            "context": {"os": {"name": if i % 2 == 0 { "iOS" } else { "Android" }}}
+            "properties": {"plan": plan, "revenue": (i % 50) as f64 / 2.0},
+            "context": {"os": {"name": os}}
         });
         if i % 5 == 0 {
             m["anonymousId"] = json!(format!("anon-{user}"));
@@ -286,6 +298,21 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
             json!(0),
             "{reader}: rows outside their event_date/event_hour/event_name partition"
         );
+        assert_eq!(
+            r["revenue_sum"],
+            json!(revenue_sum),
+            "{reader}: sum(prop_revenue)"
+        );
+        assert_eq!(
+            r["per_os"],
+            json!(per_os),
+            "{reader}: rows per context_os_name"
+        );
+        assert_eq!(
+            r["per_plan"],
+            json!(per_plan),
+            "{reader}: rows per prop_plan"
+        );
     }
     let types = (&seen["duckdb"]["types"], &seen["pyarrow"]["types"]);
     for (column, duck, arrow) in [
@@ -301,6 +328,9 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         ),
         ("message_id", "VARCHAR", "string"),
         ("source_offset", "BIGINT", "int64"),
+        ("context_os_name", "VARCHAR", "string"),
+        ("prop_plan", "VARCHAR", "string"),
+        ("prop_revenue", "DOUBLE", "double"),
     ] {
         assert_eq!(types.0[column], json!(duck), "duckdb type of {column}");
         assert_eq!(types.1[column], json!(arrow), "pyarrow type of {column}");

@@ -1,19 +1,26 @@
 //! Clean events → one Parquet file (Arrow, zstd), without IO.
 //!
 //! Contract: [`encode`] writes exactly the rows given, sorted by event time (ties by source
-//! offset), with typed envelope columns (timestamps as UTC microseconds) and the schemaless
-//! parts as JSON text, so no field is lost.
+//! offset), with typed envelope columns (timestamps as UTC microseconds), the common `context`
+//! fields flattened into `context_*` string columns ([`CONTEXT_COLUMNS`]), every top-level
+//! property with a stable type in the file as a typed `prop_<key>` column ([`typed_properties`]),
+//! and the schemaless parts as JSON text as well, so no field is ever lost to typing. A value
+//! that does not fit its column's type is left out of that column (it stays in the JSON text)
+//! and counted in [`Encoded::type_conflicts`]; it never fails the file.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use northstar_schemas::Event;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use serde_json::{Map, Value};
 
 /// A clean event with where it came from.
 #[derive(Debug, Clone)]
@@ -29,13 +36,50 @@ pub struct Row {
     pub source_offset: i64,
 }
 
+/// The flattened context columns: column name → path in `context` (Segment's common fields).
+/// Strings as they are, numbers and booleans as their JSON text; objects and arrays are type
+/// conflicts.
+pub const CONTEXT_COLUMNS: [(&str, &[&str]); 25] = [
+    ("context_library_name", &["library", "name"]),
+    ("context_library_version", &["library", "version"]),
+    ("context_ip", &["ip"]),
+    ("context_user_agent", &["userAgent"]),
+    ("context_locale", &["locale"]),
+    ("context_timezone", &["timezone"]),
+    ("context_page_url", &["page", "url"]),
+    ("context_page_path", &["page", "path"]),
+    ("context_page_referrer", &["page", "referrer"]),
+    ("context_page_title", &["page", "title"]),
+    ("context_page_search", &["page", "search"]),
+    ("context_os_name", &["os", "name"]),
+    ("context_os_version", &["os", "version"]),
+    ("context_device_type", &["device", "type"]),
+    ("context_device_model", &["device", "model"]),
+    ("context_device_manufacturer", &["device", "manufacturer"]),
+    ("context_device_id", &["device", "id"]),
+    ("context_app_name", &["app", "name"]),
+    ("context_app_version", &["app", "version"]),
+    ("context_app_build", &["app", "build"]),
+    ("context_campaign_name", &["campaign", "name"]),
+    ("context_campaign_source", &["campaign", "source"]),
+    ("context_campaign_medium", &["campaign", "medium"]),
+    ("context_campaign_term", &["campaign", "term"]),
+    ("context_campaign_content", &["campaign", "content"]),
+];
+
+/// At most this many `prop_*` columns per file (the most frequent keys; the rest stay JSON).
+pub const MAX_PROPERTY_COLUMNS: usize = 200;
+
+/// Property keys longer than this stay in the JSON column only.
+pub const MAX_PROPERTY_KEY_BYTES: usize = 128;
+
 fn ts_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
-/// The Arrow schema of the events table.
-pub fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
+/// The columns every events file has, in order (then `prop_*` columns, by key).
+pub fn base_fields() -> Vec<Field> {
+    let mut fields = vec![
         Field::new("message_id", DataType::Utf8, false),
         Field::new("type", DataType::Utf8, false),
         Field::new("event", DataType::Utf8, true),
@@ -57,7 +101,13 @@ pub fn schema() -> Arc<Schema> {
         Field::new("source_offset", DataType::Int64, false),
         Field::new("clean_partition", DataType::Int32, false),
         Field::new("clean_offset", DataType::Int64, false),
-    ]))
+    ];
+    fields.extend(
+        CONTEXT_COLUMNS
+            .iter()
+            .map(|(name, _)| Field::new(*name, DataType::Utf8, true)),
+    );
+    fields
 }
 
 /// An error building the file.
@@ -67,6 +117,76 @@ pub enum EncodeError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+}
+
+/// One encoded file.
+#[derive(Debug)]
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    /// Values left out of a typed column because their type differs (kept in the JSON text).
+    pub type_conflicts: u64,
+}
+
+/// The type of a typed property column. Every JSON number is a DOUBLE, integers included: a
+/// key typed BIGINT in one file and DOUBLE in the next would not merge in readers such as
+/// Spark (`mergeSchema`); integers beyond 2^53 lose precision in the typed column only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PropType {
+    Bool,
+    Float,
+    Str,
+}
+
+impl PropType {
+    fn of(v: &Value) -> Option<Self> {
+        match v {
+            Value::Bool(_) => Some(Self::Bool),
+            Value::Number(_) => Some(Self::Float),
+            Value::String(_) => Some(Self::Str),
+            _ => None,
+        }
+    }
+}
+
+/// The typed property columns of a file: each top-level key with the type most of its
+/// non-null scalar values share (on a tie: string, then number), keyed by the key. Keys
+/// holding only objects or arrays, or longer than [`MAX_PROPERTY_KEY_BYTES`], are not typed; at
+/// most [`MAX_PROPERTY_COLUMNS`] keys, the most frequent first.
+pub fn typed_properties(props: &[Option<Map<String, Value>>]) -> BTreeMap<String, PropType> {
+    let mut seen: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
+    for map in props.iter().flatten() {
+        for (k, v) in map {
+            if k.len() > MAX_PROPERTY_KEY_BYTES {
+                continue;
+            }
+            if let Some(t) = PropType::of(v) {
+                seen.entry(k.as_str()).or_default()[t as usize] += 1;
+            }
+        }
+    }
+    let mut chosen: Vec<(&str, usize, PropType)> = seen
+        .into_iter()
+        .map(|(k, [b, f, s])| {
+            let (t, n) = [
+                (PropType::Str, s),
+                (PropType::Float, f),
+                (PropType::Bool, b),
+            ]
+            .into_iter()
+            // Most values; on a tie the earlier (string, then number) wins.
+            .fold(
+                (PropType::Str, 0),
+                |best, c| if c.1 > best.1 { c } else { best },
+            );
+            (k, n, t)
+        })
+        .collect();
+    chosen.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    chosen.truncate(MAX_PROPERTY_COLUMNS);
+    chosen
+        .into_iter()
+        .map(|(k, _, t)| (k.to_string(), t))
+        .collect()
 }
 
 fn strings<'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> Option<&'a str>) -> ArrayRef {
@@ -82,10 +202,78 @@ fn timestamps(rows: &[Row], f: impl Fn(&Row) -> Option<i64>) -> ArrayRef {
     )
 }
 
+fn lookup<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+/// A context field as text: strings as they are, numbers and booleans as JSON text.
+fn context_text(v: Option<&Value>, conflicts: &mut u64) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        v @ (Value::Number(_) | Value::Bool(_)) => Some(v.to_string()),
+        Value::Null => None,
+        Value::Object(_) | Value::Array(_) => {
+            *conflicts += 1;
+            None
+        }
+    }
+}
+
+fn property_column(
+    props: &[Option<Map<String, Value>>],
+    key: &str,
+    t: PropType,
+    conflicts: &mut u64,
+) -> ArrayRef {
+    let mut value = |m: &Option<Map<String, Value>>| -> Option<Value> {
+        let v = m.as_ref()?.get(key)?;
+        match PropType::of(v) {
+            Some(vt) if vt == t => Some(v.clone()),
+            None if v.is_null() => None,
+            _ => {
+                *conflicts += 1;
+                None
+            }
+        }
+    };
+    match t {
+        PropType::Str => Arc::new(
+            props
+                .iter()
+                .map(|m| value(m).and_then(|v| v.as_str().map(str::to_string)))
+                .collect::<StringArray>(),
+        ),
+        PropType::Float => Arc::new(
+            props
+                .iter()
+                .map(|m| value(m).and_then(|v| v.as_f64()))
+                .collect::<Float64Array>(),
+        ),
+        PropType::Bool => Arc::new(
+            props
+                .iter()
+                .map(|m| value(m).and_then(|v| v.as_bool()))
+                .collect::<BooleanArray>(),
+        ),
+    }
+}
+
+/// The writer settings of every lake file: zstd, dictionary encoding, page-level statistics,
+/// row groups of at most 128 Ki rows.
+pub fn writer_properties() -> Result<WriterProperties, EncodeError> {
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .build())
+}
+
 /// Encodes `rows` (sorted in place by event time) into Parquet bytes.
-pub fn encode(rows: &mut [Row]) -> Result<Vec<u8>, EncodeError> {
+pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
     rows.sort_by_key(|r| (r.event.timestamp, r.clean_partition, r.clean_offset));
-    let columns: Vec<ArrayRef> = vec![
+    let mut conflicts = 0u64;
+    let mut columns: Vec<ArrayRef> = vec![
         strings(rows, |r| Some(r.event.message_id.as_str())),
         strings(rows, |r| Some(r.event.kind.as_str())),
         strings(rows, |r| r.event.event.as_deref()),
@@ -116,16 +304,43 @@ pub fn encode(rows: &mut [Row]) -> Result<Vec<u8>, EncodeError> {
         ),
         Arc::new(rows.iter().map(|r| r.clean_offset).collect::<Int64Array>()),
     ];
-    let batch = RecordBatch::try_new(schema(), columns)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .set_max_row_group_row_count(Some(128 * 1024))
-        .build();
+    let contexts: Vec<Value> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.event.context).unwrap_or(Value::Null))
+        .collect();
+    for (_, path) in CONTEXT_COLUMNS {
+        let col: StringArray = contexts
+            .iter()
+            .map(|c| context_text(lookup(c, path), &mut conflicts))
+            .collect();
+        columns.push(Arc::new(col));
+    }
+    drop(contexts);
+    let props: Vec<Option<Map<String, Value>>> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.event.properties).ok())
+        .collect();
+    let typed = typed_properties(&props);
+    let mut fields = base_fields();
+    for (key, t) in &typed {
+        let dt = match t {
+            PropType::Str => DataType::Utf8,
+            PropType::Float => DataType::Float64,
+            PropType::Bool => DataType::Boolean,
+        };
+        fields.push(Field::new(format!("prop_{key}"), dt, true));
+        columns.push(property_column(&props, key, *t, &mut conflicts));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
     let mut buf = Vec::with_capacity(1 << 16);
-    let mut writer = ArrowWriter::try_new(&mut buf, schema(), Some(props))?;
+    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()?))?;
     writer.write(&batch)?;
     writer.close()?;
-    Ok(buf)
+    Ok(Encoded {
+        bytes: buf,
+        type_conflicts: conflicts,
+    })
 }
 
 #[cfg(test)]
@@ -162,10 +377,124 @@ mod tests {
         }
     }
 
+    fn read(bytes: Vec<u8>) -> RecordBatch {
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("reader");
+        let batches: Vec<RecordBatch> = reader
+            .build()
+            .expect("build")
+            .collect::<Result<_, _>>()
+            .expect("read");
+        arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
+    }
+
+    #[test]
+    fn context_is_flattened_and_stable_properties_are_typed() {
+        let mut rows: Vec<Row> = [
+            (r#"{"plan":"pro","revenue":12.5,"n":1,"ok":true,"nested":{"a":1},"mixed":"x"}"#,
+             r#"{"os":{"name":"iOS","version":17},"page":{"url":"https://a/b"},"ip":"1.2.3.4"}"#),
+            (r#"{"plan":"free","revenue":3,"n":2,"ok":false,"mixed":5}"#,
+             r#"{"os":{"name":"Android"},"library":{"name":"analytics-python","version":"2.3"}}"#),
+            (r#"{"plan":7,"revenue":null,"n":3,"mixed":"y"}"#, r#"{"os":"not an object"}"#),
+            ("not json", "{}"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (props, ctx))| {
+            let mut r = row(&format!("m{i}"), 1_000 + i as i64, i as i64);
+            r.event.properties = props.to_string();
+            r.event.context = ctx.to_string();
+            r
+        })
+        .collect();
+        let encoded = encode(&mut rows).expect("encode");
+        // plan=7 (a number among strings) and mixed=5: left out of their typed columns.
+        assert_eq!(encoded.type_conflicts, 2);
+        let batch = read(encoded.bytes);
+        let schema = batch.schema();
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("column {name}"))
+                .clone()
+        };
+        let texts = |name: &str| -> Vec<Option<String>> {
+            let c = col(name);
+            let a = c.as_any().downcast_ref::<StringArray>().expect("strings");
+            a.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        assert_eq!(
+            texts("context_os_name"),
+            vec![Some("iOS".into()), Some("Android".into()), None, None]
+        );
+        assert_eq!(texts("context_os_version")[0].as_deref(), Some("17"));
+        assert_eq!(texts("context_page_url")[0].as_deref(), Some("https://a/b"));
+        assert_eq!(texts("context_library_version")[1].as_deref(), Some("2.3"));
+        assert_eq!(
+            texts("prop_plan"),
+            vec![Some("pro".into()), Some("free".into()), None, None]
+        );
+        assert_eq!(
+            texts("prop_mixed"),
+            vec![Some("x".into()), None, Some("y".into()), None]
+        );
+        assert_eq!(
+            schema
+                .field_with_name("prop_revenue")
+                .expect("revenue")
+                .data_type(),
+            &DataType::Float64
+        );
+        let revenue = col("prop_revenue");
+        let revenue = revenue
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("f64");
+        assert_eq!(
+            revenue.iter().collect::<Vec<_>>(),
+            vec![Some(12.5), Some(3.0), None, None]
+        );
+        assert_eq!(
+            schema.field_with_name("prop_n").expect("n").data_type(),
+            &DataType::Float64,
+            "integers are doubles too"
+        );
+        assert_eq!(
+            schema.field_with_name("prop_ok").expect("ok").data_type(),
+            &DataType::Boolean
+        );
+        assert!(
+            schema.field_with_name("prop_nested").is_err(),
+            "objects stay JSON"
+        );
+        // Everything is still in the JSON column, the invalid text included.
+        assert_eq!(texts("properties")[3].as_deref(), Some("not json"));
+    }
+
+    #[test]
+    fn property_columns_are_capped_by_frequency() {
+        let mut props: Vec<Option<Map<String, Value>>> = Vec::new();
+        for i in 0..(MAX_PROPERTY_COLUMNS + 50) {
+            let mut m = Map::new();
+            m.insert(format!("k{i:04}"), Value::from(i));
+            m.insert("common".into(), Value::from("x"));
+            m.insert("x".repeat(MAX_PROPERTY_KEY_BYTES + 1), Value::from(1));
+            props.push(Some(m));
+        }
+        let typed = typed_properties(&props);
+        assert_eq!(typed.len(), MAX_PROPERTY_COLUMNS);
+        assert_eq!(
+            typed.get("common"),
+            Some(&PropType::Str),
+            "the most frequent is kept"
+        );
+        assert!(typed.keys().all(|k| k.len() <= MAX_PROPERTY_KEY_BYTES));
+    }
+
     #[test]
     fn writes_sorted_zstd_rows_that_read_back() {
         let mut rows = vec![row("b", 2_000, 1), row("a", 1_000, 0), row("c", 3_000, 2)];
-        let bytes = encode(&mut rows).expect("encode");
+        let bytes = encode(&mut rows).expect("encode").bytes;
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("reader");
         let meta = reader.metadata().clone();

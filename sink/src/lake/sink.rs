@@ -505,7 +505,9 @@ impl LakeSink {
         for (path, mut rows) in buffers {
             let key = file_key(&path, topic, partition, first, last);
             let count = rows.len() as u64;
-            let bytes = tokio::task::spawn_blocking(move || encode(&mut rows)).await??;
+            let encoded = tokio::task::spawn_blocking(move || encode(&mut rows)).await??;
+            metrics::LAKE_TYPE_CONFLICTS.inc_by(encoded.type_conflicts);
+            let bytes = encoded.bytes;
             let size = bytes.len() as u64;
             let mut attempt = 0u32;
             loop {
