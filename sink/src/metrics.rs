@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 
 use prometheus::{
     register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
-    Histogram, IntCounter, IntCounterVec, IntGauge,
+    register_int_gauge_vec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 macro_rules! metric {
@@ -16,18 +16,18 @@ macro_rules! metric {
     };
 }
 
-metric!(LAKE_FILES: IntCounter = register_int_counter!("northstar_lake_sink_files_written_total", "Parquet files written"));
-metric!(LAKE_BYTES: IntCounter = register_int_counter!("northstar_lake_sink_bytes_written_total", "Parquet bytes written"));
-metric!(LAKE_ROWS: IntCounter = register_int_counter!("northstar_lake_sink_rows_written_total", "Rows written to Parquet"));
+metric!(LAKE_FILES: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_files_written_total", "Parquet files written, by table (events, dlq)", &["table"]));
+metric!(LAKE_BYTES: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_bytes_written_total", "Parquet bytes written, by table", &["table"]));
+metric!(LAKE_ROWS: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_rows_written_total", "Rows written to Parquet, by table", &["table"]));
 metric!(LAKE_FLUSH_SECONDS: Histogram = register_histogram!("northstar_lake_sink_flush_duration_seconds", "Time to encode, upload and commit one flush"));
 metric!(LAKE_UPLOAD_ERRORS: IntCounter = register_int_counter!("northstar_lake_sink_upload_errors_total", "Failed uploads (retried)"));
 metric!(LAKE_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_rejected_total", "Records sent to the dead-letter topic by the lake sink, by reason", &["reason"]));
-metric!(LAKE_OPEN_FILES: IntGauge = register_int_gauge!("northstar_lake_sink_open_files", "Files being buffered"));
+metric!(LAKE_OPEN_FILES: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_open_files", "Files being buffered, by table", &["table"]));
 metric!(LAKE_OPEN_FILES_CAPPED: IntCounter = register_int_counter!("northstar_lake_sink_open_files_capped_total", "Flushes forced because more than max_open_files files were buffered"));
 metric!(LAKE_TYPE_CONFLICTS: IntCounter = register_int_counter!("northstar_lake_sink_type_conflicts_total", "Values left out of a typed column (context_* or prop_*) because their type differs from the column's; they stay in the JSON column"));
-metric!(LAKE_BUFFERED_ROWS: IntGauge = register_int_gauge!("northstar_lake_sink_buffered_rows", "Rows buffered, not yet in the lake"));
+metric!(LAKE_BUFFERED_ROWS: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_buffered_rows", "Rows buffered, not yet in the lake, by table", &["table"]));
 metric!(LAKE_REPLAY_SKIPPED: IntCounter = register_int_counter!("northstar_lake_sink_replay_skipped_total", "Records skipped because their source position is already in the lake (re-emitted by a restored processor)"));
-metric!(LAKE_OLDEST_UNFLUSHED: IntGauge = register_int_gauge!("northstar_lake_sink_oldest_unflushed_seconds", "Age of the oldest buffered row"));
+metric!(LAKE_OLDEST_UNFLUSHED: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_oldest_unflushed_seconds", "Age of the oldest buffered row, by table", &["table"]));
 
 metric!(AGG_RECORDS: IntCounter = register_int_counter!("northstar_metrics_sink_records_total", "Aggregate records read"));
 metric!(AGG_STALE: IntCounter = register_int_counter!("northstar_metrics_sink_stale_skipped_total", "Aggregate records skipped because a newer value from the same source position was applied"));

@@ -8,6 +8,7 @@ Per reader: the row count, the sorted message ids, rows per event name, the colu
 how many rows disagree with their partition directories (event_date/event_hour from the
 `timestamp` column in UTC, event_name from the `event`/`name`/`type` columns).
 """
+import glob
 import json
 import sys
 
@@ -79,9 +80,26 @@ def with_pyarrow(events: str) -> dict:
             "per_plan": counts(table.column("prop_plan").to_pylist())}
 
 
+def dead_letters(dlq: str) -> dict:
+    """The dead-letter table as DuckDB sees it: rows per reason, and how many keep their
+    source position and original payload."""
+    if not glob.glob(f"{dlq}/**/*.parquet", recursive=True):
+        return {"per_reason": {}, "complete": 0}
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"CREATE VIEW d AS SELECT * FROM read_parquet('{dlq}/**/*.parquet', hive_partitioning = true)")
+    per_reason = dict(con.execute("SELECT reason, count(*) FROM d GROUP BY 1").fetchall())
+    complete = con.execute(
+        """SELECT count(*) FROM d WHERE source_offset IS NOT NULL AND payload IS NOT NULL
+             AND detail <> '' AND CAST(event_date AS VARCHAR) = strftime(dead_lettered_at, '%Y-%m-%d')"""
+    ).fetchone()[0]
+    return {"per_reason": per_reason, "complete": complete}
+
+
 def main(lake: str) -> None:
     events = f"{lake}/events"
-    print(json.dumps({"duckdb": with_duckdb(events), "pyarrow": with_pyarrow(events)}))
+    print(json.dumps({"duckdb": with_duckdb(events), "pyarrow": with_pyarrow(events),
+                      "dlq": dead_letters(f"{lake}/dlq")}))
 
 
 if __name__ == "__main__":

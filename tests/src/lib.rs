@@ -467,6 +467,11 @@ impl Stack {
         self.dir.path().join("lake")
     }
 
+    /// The lake's events table.
+    pub fn events_dir(&self) -> PathBuf {
+        self.lake_dir().join("events")
+    }
+
     fn service(&self, name: &str, program: &str, args: &[&str], listen: u16) -> Command {
         let mut cmd = Command::new(bin(program));
         cmd.args(args)

@@ -519,7 +519,9 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
         let text = scrape(&format!("http://127.0.0.1:{}/metrics", stack.ports.lake)).await;
         let rows = text
             .lines()
-            .find_map(|l| l.strip_prefix("northstar_lake_sink_rows_written_total "))
+            .find_map(|l| {
+                l.strip_prefix("northstar_lake_sink_rows_written_total{table=\"events\"} ")
+            })
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(0.0) as u64;
         if rows >= want_rows {
@@ -533,7 +535,7 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     eprintln!("lake complete after {:?}", started.elapsed());
-    let ids: Vec<String> = lake::string_column(&stack.lake_dir(), "message_id")
+    let ids: Vec<String> = lake::string_column(&stack.events_dir(), "message_id")
         .expect("lake readable")
         .into_iter()
         .flatten()

@@ -69,7 +69,7 @@ async fn sigkill_of_processor_and_lake_sink_loses_no_event() {
     let deadline = Instant::now() + Duration::from_secs(150);
     let mut in_lake: HashSet<String> = HashSet::new();
     while Instant::now() < deadline {
-        in_lake = lake::string_column(&stack.lake_dir(), "message_id")
+        in_lake = lake::string_column(&stack.events_dir(), "message_id")
             .unwrap_or_default()
             .into_iter()
             .flatten()
@@ -81,7 +81,7 @@ async fn sigkill_of_processor_and_lake_sink_loses_no_event() {
     }
     // Anything still in flight (a duplicate would be a late extra file) lands within seconds.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let rows: Vec<String> = lake::string_column(&stack.lake_dir(), "message_id")
+    let rows: Vec<String> = lake::string_column(&stack.events_dir(), "message_id")
         .expect("lake readable")
         .into_iter()
         .flatten()

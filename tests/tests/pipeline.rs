@@ -249,7 +249,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     // --- wait for the pipeline to settle ---
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
-        let rows = lake::string_column(&stack.lake_dir(), "message_id")
+        let rows = lake::string_column(&stack.events_dir(), "message_id")
             .map(|v| v.len())
             .unwrap_or_default();
         let text = get_text(&stack.metrics_url()).await;
@@ -266,7 +266,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     }
     // Give late extras (there must be none) a chance to show up before asserting exactly.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let lake_ids = lake::string_column(&stack.lake_dir(), "message_id").expect("read lake");
+    let lake_ids = lake::string_column(&stack.events_dir(), "message_id").expect("read lake");
     let metrics_text = get_text(&stack.metrics_url()).await;
     let dlq = kafka::read_topic(&stack.brokers(), "events.dlq").expect("read dlq");
 
@@ -367,6 +367,25 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     ]
     .into();
     assert_eq!(reasons, expected_reasons);
+    // … and the lake's dead-letter table holds the same records, each with its position and bytes.
+    let lake_dlq = loop {
+        let out = northstar_e2e::run_compat_script("lake_readers.py", &[lake_dir.as_os_str()]);
+        let seen: Value = serde_json::from_slice(&out).expect("readers' JSON");
+        if seen["dlq"]["complete"] == json!(invalid_total) || Instant::now() > deadline {
+            break seen["dlq"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(
+        lake_dlq["per_reason"],
+        json!(expected_reasons),
+        "dlq table reasons"
+    );
+    assert_eq!(
+        lake_dlq["complete"],
+        json!(invalid_total),
+        "dlq rows with source, payload, detail and date"
+    );
     let dlq_backend: HashSet<Vec<u8>> = dlq
         .iter()
         .filter(|r| r.key.as_deref() == Some(b"backend"))

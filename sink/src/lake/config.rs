@@ -24,6 +24,9 @@ pub struct LakeConfig {
     /// the oldest buffered rows is flushed. Bounds memory when events spread over many
     /// hours and event names.
     pub max_open_files: usize,
+    /// Also write `topics.dlq` to the dead-letter table (`dlq/`, consumer group
+    /// `<group_id>-dlq`).
+    pub dead_letter_table: bool,
     /// Address of `/healthz`, `/readyz` and `/metrics`.
     pub listen: SocketAddr,
     /// Topic names (reads `clean`, rejects undecodable records to `dlq`).
@@ -43,6 +46,7 @@ impl Default for LakeConfig {
             max_file_bytes: 128 * 1024 * 1024,
             max_file_age_secs: 300,
             max_open_files: 512,
+            dead_letter_table: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9466)),
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),

@@ -1,6 +1,7 @@
 //! The lake sink: clean events as Parquet in an object-store lake.
 
 mod config;
+pub mod dead_letters;
 mod ledger;
 pub mod parquet;
 mod sink;
@@ -11,7 +12,7 @@ use northstar_runtime::{admin, Shutdown};
 use northstar_schemas::{EventDecoder, RegistryClient};
 
 pub use config::LakeConfig;
-pub use sink::{event_date, file_key, LakeSink};
+pub use sink::{event_date, file_key, name_value, partition_path, LakeSink, Table};
 
 /// Runs the lake sink and its admin server until `shutdown`.
 pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -22,17 +23,28 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let lake = ObjectRoot::open(&config.root)
         .with_context(|| format!("cannot open the lake at {}", config.root))?;
     let decoder = EventDecoder::new(RegistryClient::new(&config.registry_url));
-    let sink =
-        LakeSink::new(config.clone(), decoder, lake).context("cannot create the kafka clients")?;
+    let events = LakeSink::new(config.clone(), Table::Events, decoder.clone(), lake.clone())
+        .context("cannot create the kafka clients")?;
+    let dead_letters = if config.dead_letter_table {
+        Some(
+            LakeSink::new(config.clone(), Table::DeadLetters, decoder, lake)
+                .context("cannot create the kafka clients")?,
+        )
+    } else {
+        None
+    };
     let readiness = admin::Readiness::default();
     readiness.set(true);
-    admin::serve_while(
-        config.listen,
-        admin::router(readiness),
-        &shutdown,
-        sink.run(shutdown.clone()),
-    )
-    .await?;
+    let both = async {
+        let dlq = async {
+            match dead_letters {
+                Some(sink) => sink.run(shutdown.clone()).await,
+                None => Ok(()),
+            }
+        };
+        tokio::try_join!(events.run(shutdown.clone()), dlq).map(|_| ())
+    };
+    admin::serve_while(config.listen, admin::router(readiness), &shutdown, both).await?;
     tracing::info!("lake sink stopped");
     Ok(())
 }

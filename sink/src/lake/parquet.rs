@@ -189,17 +189,38 @@ pub fn typed_properties(props: &[Option<Map<String, Value>>]) -> BTreeMap<String
         .collect()
 }
 
-fn strings<'a>(rows: &'a [Row], f: impl Fn(&'a Row) -> Option<&'a str>) -> ArrayRef {
+/// A string column of `rows`.
+pub(super) fn strings<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<StringArray>())
 }
 
-fn timestamps(rows: &[Row], f: impl Fn(&Row) -> Option<i64>) -> ArrayRef {
+/// A TIMESTAMP (µs, UTC) column of `rows`.
+pub(super) fn timestamps<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
     Arc::new(
         rows.iter()
             .map(f)
             .collect::<TimestampMicrosecondArray>()
             .with_timezone("UTC"),
     )
+}
+
+/// An INT32 column of `rows`.
+pub(super) fn int32s<T>(rows: &[T], f: impl Fn(&T) -> Option<i32>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int32Array>())
+}
+
+/// An INT64 column of `rows`.
+pub(super) fn int64s<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int64Array>())
+}
+
+/// One Parquet file of `batch` with the lake's [`writer_properties`].
+pub(super) fn write_file(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
+    let mut buf = Vec::with_capacity(1 << 16);
+    let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties()?))?;
+    writer.write(batch)?;
+    writer.close()?;
+    Ok(buf)
 }
 
 fn lookup<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
@@ -291,18 +312,10 @@ pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
         strings(rows, |r| Some(r.event.traits.as_str())),
         strings(rows, |r| Some(r.event.integrations.as_str())),
         strings(rows, |r| Some(r.event.source_id.as_str())),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.source_partition)
-                .collect::<Int32Array>(),
-        ),
-        Arc::new(rows.iter().map(|r| r.source_offset).collect::<Int64Array>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.clean_partition)
-                .collect::<Int32Array>(),
-        ),
-        Arc::new(rows.iter().map(|r| r.clean_offset).collect::<Int64Array>()),
+        int32s(rows, |r| Some(r.source_partition)),
+        int64s(rows, |r| Some(r.source_offset)),
+        int32s(rows, |r| Some(r.clean_partition)),
+        int64s(rows, |r| Some(r.clean_offset)),
     ];
     let contexts: Vec<Value> = rows
         .iter()
@@ -332,13 +345,9 @@ pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
         columns.push(property_column(&props, key, *t, &mut conflicts));
     }
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema.clone(), columns)?;
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut writer = ArrowWriter::try_new(&mut buf, schema, Some(writer_properties()?))?;
-    writer.write(&batch)?;
-    writer.close()?;
+    let batch = RecordBatch::try_new(schema, columns)?;
     Ok(Encoded {
-        bytes: buf,
+        bytes: write_file(&batch)?,
         type_conflicts: conflicts,
     })
 }

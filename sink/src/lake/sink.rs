@@ -25,6 +25,7 @@ use rdkafka::message::{Header, Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::dead_letters::{self, DeadRow};
 use super::ledger::{Entry, Ledger};
 use super::parquet::{encode, Row};
 use super::LakeConfig;
@@ -45,6 +46,8 @@ struct Part {
     sources: BTreeMap<String, i64>,
     /// Buffered rows by partition path (one file each at the flush).
     rows: BTreeMap<String, Vec<Row>>,
+    /// Buffered dead-letter rows by partition path (the dead-letter table).
+    dead: BTreeMap<String, Vec<DeadRow>>,
     bytes: usize,
     oldest: Option<Instant>,
     /// Last offset of an interrupted flush that must be repeated exactly.
@@ -55,14 +58,51 @@ struct Part {
 
 impl Part {
     fn row_count(&self) -> usize {
-        self.rows.values().map(Vec::len).sum()
+        self.rows.values().map(Vec::len).sum::<usize>()
+            + self.dead.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn open_files(&self) -> usize {
+        self.rows.len() + self.dead.len()
+    }
+}
+
+/// Which table a lake sink writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// `events.clean` → `events/`.
+    Events,
+    /// `events.dlq` → `dlq/`.
+    DeadLetters,
+}
+
+impl Table {
+    /// The table's directory under the lake root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::DeadLetters => "dlq",
+        }
+    }
+
+    /// Its label in metrics.
+    pub fn label(self) -> &'static str {
+        self.dir()
     }
 }
 
 /// The file key of one partition path of a flushed range: deterministic from its source
 /// positions.
-pub fn file_key(path: &str, topic: &str, partition: i32, first: i64, last: i64) -> String {
-    format!("events/{path}/part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
+pub fn file_key(
+    table: Table,
+    path: &str,
+    topic: &str,
+    partition: i32,
+    first: i64,
+    last: i64,
+) -> String {
+    let dir = table.dir();
+    format!("{dir}/{path}/part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
 }
 
 /// The `event_date` partition value of an event time in µs (UTC).
@@ -117,9 +157,12 @@ pub fn name_value(name: &str) -> String {
     out
 }
 
-/// The lake sink.
+/// The lake sink of one table.
 pub struct LakeSink {
     config: LakeConfig,
+    table: Table,
+    /// The topic it reads.
+    topic: String,
     consumer: StreamConsumer<RevokeTracker>,
     producer: FutureProducer,
     decoder: EventDecoder,
@@ -132,20 +175,36 @@ pub struct LakeSink {
 }
 
 impl LakeSink {
-    pub fn new(config: LakeConfig, decoder: EventDecoder, lake: Lake) -> anyhow::Result<Self> {
+    /// A sink of `table`: the events table reads `topics.clean` in consumer group `group_id`,
+    /// the dead-letter table `topics.dlq` in `<group_id>-dlq`.
+    pub fn new(
+        config: LakeConfig,
+        table: Table,
+        decoder: EventDecoder,
+        lake: Lake,
+    ) -> anyhow::Result<Self> {
+        let (topic, group) = match table {
+            Table::Events => (config.topics.clean.clone(), config.group_id.clone()),
+            Table::DeadLetters => (
+                config.topics.dlq.clone(),
+                format!("{}-dlq", config.group_id),
+            ),
+        };
         let ccfg = config
             .kafka
-            .manual_commit_consumer("northstar-lake-sink", &config.group_id);
+            .manual_commit_consumer("northstar-lake-sink", &group);
         let consumer: StreamConsumer<RevokeTracker> =
             ccfg.create_with_context(RevokeTracker::default())?;
-        consumer.subscribe(&[config.topics.clean.as_str()])?;
+        consumer.subscribe(&[topic.as_str()])?;
         let pcfg = config
             .kafka
             .idempotent_producer("northstar-lake-sink", 300_000);
         let producer: FutureProducer = pcfg.create()?;
-        let ledger = Ledger::new(lake.clone(), &config.topics.clean, LEDGER_KEEP);
+        let ledger = Ledger::new(lake.clone(), &topic, LEDGER_KEEP);
         Ok(Self {
             config,
+            table,
+            topic,
             consumer,
             producer,
             decoder,
@@ -168,7 +227,9 @@ impl LakeSink {
                     self.forget_revoked();
                     let oldest = self.parts.values().filter_map(|p| p.oldest).min();
                     let age = oldest.map(|t| t.elapsed()).unwrap_or_default();
-                    metrics::LAKE_OLDEST_UNFLUSHED.set(age.as_secs() as i64);
+                    metrics::LAKE_OLDEST_UNFLUSHED
+                        .with_label_values(&[self.table.label()])
+                        .set(age.as_secs() as i64);
                     let due: Vec<i32> = self
                         .parts
                         .iter()
@@ -209,7 +270,7 @@ impl LakeSink {
             .filter(|(_, p)| p.bytes >= self.config.max_file_bytes)
             .map(|(&id, _)| id)
             .collect();
-        let open: usize = self.parts.values().map(|p| p.rows.len()).sum();
+        let open: usize = self.parts.values().map(Part::open_files).sum();
         if open > self.config.max_open_files {
             if let Some((&oldest, _)) = flushable()
                 .filter(|(id, p)| p.oldest.is_some() && !due.contains(id))
@@ -244,8 +305,13 @@ impl LakeSink {
     }
 
     fn update_gauges(&self) {
-        metrics::LAKE_OPEN_FILES.set(self.parts.values().map(|p| p.rows.len() as i64).sum());
-        metrics::LAKE_BUFFERED_ROWS.set(self.parts.values().map(|p| p.row_count() as i64).sum());
+        let table = [self.table.label()];
+        metrics::LAKE_OPEN_FILES
+            .with_label_values(&table)
+            .set(self.parts.values().map(|p| p.open_files() as i64).sum());
+        metrics::LAKE_BUFFERED_ROWS
+            .with_label_values(&table)
+            .set(self.parts.values().map(|p| p.row_count() as i64).sum());
     }
 
     /// First record of a newly assigned partition: resume from the ledger.
@@ -272,6 +338,7 @@ impl LakeSink {
                 processed: next,
                 sources,
                 rows: BTreeMap::new(),
+                dead: BTreeMap::new(),
                 bytes: 0,
                 oldest: None,
                 replay_until: resume.interrupted.map(|(_, last)| last),
@@ -355,6 +422,14 @@ impl LakeSink {
             }
             None => (partition, offset),
         };
+        if self.table == Table::DeadLetters {
+            let row = DeadRow::from_message(&msg);
+            if let Some(part) = self.parts.get_mut(&partition) {
+                part.bytes += row.size();
+                part.dead.entry(row.partition_path()).or_default().push(row);
+            }
+            return self.after_record(partition, offset, shutdown).await;
+        }
         match self.decoder.decode(msg.payload(), shutdown).await {
             Ok(event) => {
                 let path = partition_path(event.timestamp, event.event_name());
@@ -455,7 +530,7 @@ impl LakeSink {
             };
             let result = self.flush_part(p, &mut part, shutdown).await;
             if result.is_ok() && part.committed != Some(part.next) {
-                tpl.add_partition_offset(&self.config.topics.clean, p, Offset::Offset(part.next))?;
+                tpl.add_partition_offset(&self.topic, p, Offset::Offset(part.next))?;
             }
             self.parts.insert(p, part);
             result?;
@@ -497,15 +572,28 @@ impl LakeSink {
             return Ok(());
         }
         let (first, last) = (part.next, part.processed - 1);
-        let topic = &self.config.topics.clean;
+        let topic = &self.topic;
         let buffers = std::mem::take(&mut part.rows);
-        if !buffers.is_empty() {
+        let dead = std::mem::take(&mut part.dead);
+        if !buffers.is_empty() || !dead.is_empty() {
             self.ledger.begin(partition, first, last).await?;
         }
+        // One encoding job per file: the events table's or the dead-letter table's.
+        type Job = Box<
+            dyn FnOnce() -> Result<super::parquet::Encoded, super::parquet::EncodeError> + Send,
+        >;
+        let mut jobs: Vec<(String, u64, Job)> = Vec::new();
         for (path, mut rows) in buffers {
-            let key = file_key(&path, topic, partition, first, last);
-            let count = rows.len() as u64;
-            let encoded = tokio::task::spawn_blocking(move || encode(&mut rows)).await??;
+            let n = rows.len() as u64;
+            jobs.push((path, n, Box::new(move || encode(&mut rows))));
+        }
+        for (path, mut rows) in dead {
+            let n = rows.len() as u64;
+            jobs.push((path, n, Box::new(move || dead_letters::encode(&mut rows))));
+        }
+        for (path, count, job) in jobs {
+            let key = file_key(self.table, &path, topic, partition, first, last);
+            let encoded = tokio::task::spawn_blocking(job).await??;
             metrics::LAKE_TYPE_CONFLICTS.inc_by(encoded.type_conflicts);
             let bytes = encoded.bytes;
             let size = bytes.len() as u64;
@@ -524,9 +612,10 @@ impl LakeSink {
                     }
                 }
             }
-            metrics::LAKE_FILES.inc();
-            metrics::LAKE_BYTES.inc_by(size);
-            metrics::LAKE_ROWS.inc_by(count);
+            let table = [self.table.label()];
+            metrics::LAKE_FILES.with_label_values(&table).inc();
+            metrics::LAKE_BYTES.with_label_values(&table).inc_by(size);
+            metrics::LAKE_ROWS.with_label_values(&table).inc_by(count);
             tracing::info!(key, rows = count, bytes = size, "parquet file written");
         }
         let entry = Entry {
@@ -554,7 +643,7 @@ mod tests {
             "event_date=2025-11-25/event_hour=13/event_name=Signed%20Up"
         );
         assert_eq!(
-            file_key(&path, "events.clean", 2, 10, 99),
+            file_key(Table::Events, &path, "events.clean", 2, 10, 99),
             "events/event_date=2025-11-25/event_hour=13/event_name=Signed%20Up/part-events.clean-p2-o0000000000000000010-0000000000000000099.parquet"
         );
     }
