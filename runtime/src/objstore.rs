@@ -111,6 +111,55 @@ impl ObjectRoot {
         Ok(())
     }
 
+    /// The file of `key` when the root is a local directory.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.local_root.as_ref().map(|r| r.join(key))
+    }
+
+    /// Removes the staging files an interrupted local write left below `dir`: files named
+    /// `<name_prefix>…` that hold a `#` (object_store writes `<file>#<n>`, then renames it into
+    /// place; a crash in between leaves the staging file, which listings skip but directory
+    /// readers such as pyarrow would try to read). Returns how many were removed; a no-op for
+    /// other stores, whose uploads become visible whole or not at all.
+    pub async fn remove_staging_leftovers(
+        &self,
+        dir: &str,
+        name_prefix: &str,
+    ) -> Result<usize, ObjectRootError> {
+        let Some(root) = &self.local_root else {
+            return Ok(0);
+        };
+        let (start, prefix) = (root.join(dir), name_prefix.to_string());
+        tokio::task::spawn_blocking(move || {
+            let mut removed = 0;
+            let mut stack = vec![start];
+            while let Some(d) = stack.pop() {
+                let Ok(entries) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in entries.flatten() {
+                    let path = e.path();
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if name.starts_with(&prefix) && name.contains('#') {
+                        std::fs::remove_file(&path).map_err(|source| ObjectRootError::Root {
+                            path: path.display().to_string(),
+                            source,
+                        })?;
+                        removed += 1;
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(|e| ObjectRootError::Root {
+            path: dir.into(),
+            source: std::io::Error::other(e),
+        })?
+    }
+
     /// The keys below `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectRootError> {
         let metas: Vec<_> = self
@@ -201,6 +250,29 @@ mod tests {
         assert_eq!(lake.list("c").await.expect("list"), vec!["c/1".to_string()]);
         lake.delete("c/1").await.expect("delete");
         assert!(lake.list("c").await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn staging_leftovers_of_one_range_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = ObjectRoot::open(&format!("file://{}", dir.path().display())).expect("open");
+        let keep = "t/a=1/part-x-p1-o5.parquet";
+        lake.put_durable(keep, b"1".to_vec()).await.expect("put");
+        let leftover = dir.path().join("t/a=2/b=3/part-x-p1-o5.parquet#1");
+        std::fs::create_dir_all(leftover.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&leftover, b"partial").expect("write");
+        let other = dir.path().join("t/a=2/part-x-p2-o5.parquet#1");
+        std::fs::write(&other, b"another partition's").expect("write");
+        let n = lake
+            .remove_staging_leftovers("t", "part-x-p1-o5.parquet")
+            .await
+            .expect("remove");
+        assert_eq!(n, 1);
+        assert!(!leftover.exists() && other.exists() && dir.path().join(keep).exists());
+        assert_eq!(
+            lake.local_path("k"),
+            Some(dir.path().canonicalize().expect("abs").join("k"))
+        );
     }
 
     /// Keys are used verbatim: a percent-encoded Hive partition value stays as written, on

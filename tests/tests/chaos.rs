@@ -1,8 +1,10 @@
 //! Chaos: 200,000 unique events through HTTP with 5 % duplicates and 2 % late events (half
 //! within the allowed lateness, half beyond it), while the stream processor is killed with
-//! SIGKILL three times at random moments and a second instance joins and later leaves.
+//! SIGKILL three times at random moments and a second instance joins and later leaves, and the
+//! lake sink is killed with SIGKILL three times and crashes once in the middle of a file write.
 //!
-//! Afterwards, exactly: the lake holds every unique event once; every final KPI window read
+//! Afterwards, exactly: the lake holds every unique event once, with no staging file left
+//! behind; every final KPI window read
 //! from `kpi.aggregates` equals the same KPI recomputed from the lake's Parquet files by DuckDB
 //! (tests/compat/chaos_recompute.py, none of Northstar's code) — counts, distinct users, sums
 //! and ratios — and `late_dropped` per KPI equals what was sent beyond the lateness.
@@ -276,6 +278,69 @@ async fn final_windows_in_topic(stack: &Stack) -> (BTreeMap<WindowId, Value3>, u
     (out, open)
 }
 
+/// Every file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Lake sink chaos: `kill` (SIGKILL), `start` (once the killed member's session expired),
+/// `start, crashing in its second file write` (the same, with the test hook set), `replace the
+/// crashed one` (checks it crashed in a write, then starts a clean one after the session expiry).
+async fn lake_act(stack: &mut Stack, action: &str, killed_at: &mut Instant) {
+    let expiry = Duration::from_millis(SESSION_TIMEOUT_MS + 2_000);
+    let hook = "NORTHSTAR_LAKE_CRASH_IN_WRITE";
+    match action {
+        "kill" => {
+            stack.kill9("lake");
+            *killed_at = Instant::now();
+        }
+        "start" => {
+            tokio::time::sleep(expiry.saturating_sub(killed_at.elapsed())).await;
+            stack.restart("lake");
+        }
+        "start, crashing in its second file write" => {
+            tokio::time::sleep(expiry.saturating_sub(killed_at.elapsed())).await;
+            stack
+                .service_env
+                .push(("lake".into(), hook.into(), "2".into()));
+            stack.restart("lake");
+            stack.service_env.retain(|(_, k, _)| k != hook);
+        }
+        "replace the crashed one" => {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let p = stack.proc("lake").expect("lake");
+                if !p.is_running() {
+                    let log = p.log_tail(50);
+                    assert!(
+                        log.contains("aborting in the middle of a write"),
+                        "the lake sink stopped, but not in a write:\n{log}"
+                    );
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the lake sink never wrote a second file"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            stack.procs.retain(|p| p.name != "lake");
+            tokio::time::sleep(expiry).await;
+            stack.restart("lake");
+        }
+        other => panic!("unknown lake action {other}"),
+    }
+}
+
 /// The same windows recomputed from the lake by DuckDB.
 fn recompute(
     stack: &Stack,
@@ -413,7 +478,22 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
     let leave = frac(&mut rng, 0.4, 0.5).max(join + 3);
     let k2 = frac(&mut rng, 0.55, 0.7).max(leave + 3);
     let k3 = frac(&mut rng, 0.75, 0.9).max(k2 + 4);
-    let mut script: Vec<(usize, &str)> = Vec::new();
+    // The lake sink: three SIGKILLs and one crash in the middle of a file write (a test hook
+    // aborts the process after leaving a half-written staging file), each replaced once its
+    // session expired (the same Tansu caveat as above).
+    let l1 = frac(&mut rng, 0.1, 0.3);
+    let l2 = frac(&mut rng, 0.4, 0.55).max(l1 + 3);
+    let l3 = frac(&mut rng, 0.6, 0.75).max(l2 + 3);
+    let l4 = frac(&mut rng, 0.8, 0.95).max(l3 + 3);
+    let mut script: Vec<(usize, &str)> = vec![
+        (l1, "lake: kill"),
+        (l1 + 1, "lake: start, crashing in its second file write"),
+        (l2, "lake: replace the crashed one"),
+        (l3, "lake: kill"),
+        (l3 + 1, "lake: start"),
+        (l4, "lake: kill"),
+        (l4 + 1, "lake: start"),
+    ];
     for k in [k1, k2, k3] {
         script.extend([
             (k, "kill processor"),
@@ -454,7 +534,10 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
             "20000".into(),
         ),
     ] {
-        stack.service_env.push(("processor".into(), k.into(), v));
+        stack
+            .service_env
+            .push(("processor".into(), k.into(), v.clone()));
+        stack.service_env.push(("lake".into(), k.into(), v));
     }
     stack.start_services().await;
 
@@ -463,6 +546,7 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
     let url = format!("{}/v1/batch", stack.ingest_url());
     let started = Instant::now();
     let mut membership = northstar_e2e::Membership::new(Duration::from_millis(SESSION_TIMEOUT_MS));
+    let mut lake_killed_at = Instant::now();
     for (b, chunk) in plan.messages.chunks(BATCH).enumerate() {
         let body = json!({ "batch": chunk });
         let mut attempt = 0;
@@ -488,7 +572,10 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
         }
         for (_, action) in script.iter().filter(|(at, _)| *at == b) {
             eprintln!("batch {b}: {action} ({:?})", started.elapsed());
-            membership.act(&mut stack, action).await;
+            match action.strip_prefix("lake: ") {
+                Some(lake_action) => lake_act(&mut stack, lake_action, &mut lake_killed_at).await,
+                None => membership.act(&mut stack, action).await,
+            }
         }
     }
     // Closers: a recent event on every partition moves every watermark past all windows above.
@@ -512,18 +599,14 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
         started.elapsed()
     );
 
-    // Every unique event (and closer) reaches the lake.
+    // Every unique event (and closer) reaches the lake (counted in the files: the lake sink's
+    // own counters restart with it).
     let want_rows = (plan.unique.len() + CLOSERS) as u64;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let text = scrape(&format!("http://127.0.0.1:{}/metrics", stack.ports.lake)).await;
-        let rows = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("northstar_lake_sink_rows_written_total{table=\"events\"} ")
-            })
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0) as u64;
+        let rows = lake::string_column(&stack.events_dir(), "message_id")
+            .map(|v| v.len() as u64)
+            .unwrap_or(0);
         if rows >= want_rows {
             break;
         }
@@ -548,6 +631,15 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
     );
     assert_eq!(distinct.len() as u64, want_rows);
     assert!(plan.unique.iter().all(|id| distinct.contains(id.as_str())));
+    // Nothing half-written is left for directory readers (pyarrow reads every file).
+    let leftovers: Vec<_> = walk(&stack.lake_dir())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains('#'))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "staging files left in the lake: {leftovers:?}"
+    );
 
     let (rows, distinct_ids, expected) = recompute(&stack, &plan.dropped);
     assert_eq!(

@@ -101,8 +101,42 @@ pub fn file_key(
     first: i64,
     last: i64,
 ) -> String {
-    let dir = table.dir();
-    format!("{dir}/{path}/part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
+    format!(
+        "{}/{path}/{}",
+        table.dir(),
+        file_name(topic, partition, first, last)
+    )
+}
+
+/// The file name of every file of one flushed range.
+fn file_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
+    format!("part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
+}
+
+/// Test hook for crash tests: `NORTHSTAR_LAKE_CRASH_IN_WRITE=<n>` aborts the process while it
+/// writes its `n`-th file (counted from its start), after leaving half of the file as a staging
+/// file the way a write cut short inside the store does. Unset in production.
+fn crash_in_write(lake: &Lake, key: &str, bytes: &[u8]) {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static AT: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
+        std::env::var("NORTHSTAR_LAKE_CRASH_IN_WRITE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    if *AT != Some(n) {
+        return;
+    }
+    if let Some(path) = lake.local_path(key) {
+        let staging = format!("{}#1", path.display());
+        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&path));
+        let _ = std::fs::write(&staging, &bytes[..bytes.len() / 2]);
+    }
+    tracing::error!(
+        key,
+        "NORTHSTAR_LAKE_CRASH_IN_WRITE: aborting in the middle of a write"
+    );
+    std::process::abort();
 }
 
 /// The `event_date` partition value of an event time in µs (UTC).
@@ -331,6 +365,22 @@ impl LakeSink {
             interrupted = ?resume.interrupted,
             "partition resumed from the lake ledger"
         );
+        if let Some((first, last)) = resume.interrupted {
+            // The interrupted flush's files are rewritten under the same names; a write cut
+            // short inside the store leaves a staging file, removed here.
+            let stem = file_name(&self.topic, partition, first, last);
+            let removed = self
+                .lake
+                .remove_staging_leftovers(self.table.dir(), &stem)
+                .await?;
+            if removed > 0 {
+                tracing::info!(
+                    partition,
+                    removed,
+                    "removed staging files of the interrupted flush"
+                );
+            }
+        }
         self.parts.insert(
             partition,
             Part {
@@ -597,6 +647,7 @@ impl LakeSink {
             metrics::LAKE_TYPE_CONFLICTS.inc_by(encoded.type_conflicts);
             let bytes = encoded.bytes;
             let size = bytes.len() as u64;
+            crash_in_write(&self.lake, &key, &bytes);
             let mut attempt = 0u32;
             loop {
                 match self.lake.put_durable(&key, bytes.clone()).await {
