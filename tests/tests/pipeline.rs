@@ -100,6 +100,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     let now = chrono::Utc::now();
     let mut expected_per_name: HashMap<String, usize> = HashMap::new();
     let mut unique_ids = HashSet::new();
+    let mut sent_events: Vec<(String, &str, chrono::DateTime<chrono::Utc>)> = Vec::new();
     let (mut revenue_sum, mut per_os, mut per_plan) = (
         0.0_f64,
         BTreeMap::<&str, usize>::new(),
@@ -118,6 +119,10 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
             if i % 2 == 0 { "iOS" } else { "Android" },
         );
         revenue_sum += (i % 50) as f64 / 2.0;
+        let distinct = if i % 5 == 0 { format!("anon-{user}") } else { user.clone() };
+        // As the lake holds it: milliseconds (the JSON timestamp below).
+        let ts_ms = chrono::DateTime::from_timestamp_millis(ts.timestamp_millis()).expect("ts");
+        sent_events.push((distinct, name, ts_ms));
         *per_os.entry(os).or_default() += 1;
         *per_plan.entry(plan).or_default() += 1;
         let mut m = json!({
@@ -335,6 +340,52 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         assert_eq!(types.0[column], json!(duck), "duckdb type of {column}");
         assert_eq!(types.1[column], json!(arrow), "pyarrow type of {column}");
     }
+
+    // The example queries of docs/lake.md, run as written, agree with what was sent.
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/lake.md");
+    let out = northstar_e2e::run_compat_script(
+        "lake_queries.py",
+        &[doc.as_os_str(), lake_dir.as_os_str()],
+    );
+    let answers: Value = serde_json::from_slice(&out).expect("queries' JSON");
+    let mut dau: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+    let mut first_signup: HashMap<&str, chrono::DateTime<chrono::Utc>> = HashMap::new();
+    for (who, name, ts) in &sent_events {
+        dau.entry(ts.format("%Y-%m-%d").to_string())
+            .or_default()
+            .insert(who);
+        if *name == "Signed Up" {
+            let t = first_signup.entry(who).or_insert(*ts);
+            *t = (*t).min(*ts);
+        }
+    }
+    let expected_dau: Vec<Value> = dau.iter().map(|(d, u)| json!([d, u.len()])).collect();
+    assert_eq!(answers["daily_active_users"], json!(expected_dau), "docs/lake.md: DAU");
+    let upgraded = first_signup
+        .iter()
+        .filter(|(who, at)| {
+            sent_events
+                .iter()
+                .any(|(w, n, ts)| w == *who && *n == "Upgraded" && ts >= *at)
+        })
+        .count();
+    assert_eq!(
+        answers["signup_to_upgrade_funnel"],
+        json!([[first_signup.len(), upgraded]]),
+        "docs/lake.md: funnel"
+    );
+    let week0: u64 = answers["retention_by_signup_week"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r[1] == json!(0))
+        .map(|r| r[2].as_u64().expect("users"))
+        .sum();
+    assert_eq!(
+        week0,
+        first_signup.len() as u64,
+        "docs/lake.md: every cohort is active in its signup week"
+    );
 
     // DLQ: exactly the invalid records, each with its reason, source position and original bytes.
     assert_eq!(dlq.len(), invalid_total, "dead-letter records");
