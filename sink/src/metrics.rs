@@ -29,6 +29,33 @@ metric!(LAKE_BUFFERED_ROWS: IntGaugeVec = register_int_gauge_vec!("northstar_lak
 metric!(LAKE_REPLAY_SKIPPED: IntCounter = register_int_counter!("northstar_lake_sink_replay_skipped_total", "Records skipped because their source position is already in the lake (re-emitted by a restored processor)"));
 metric!(LAKE_OLDEST_UNFLUSHED: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_oldest_unflushed_seconds", "Age of the oldest buffered row, by table", &["table"]));
 
+/// Registers every lake-sink series at zero, so dashboards and alerts see them before the
+/// first event (a counter that was never incremented is otherwise absent).
+pub fn register_lake(tables: &[&str]) {
+    for c in [
+        &*LAKE_UPLOAD_ERRORS,
+        &*LAKE_OPEN_FILES_CAPPED,
+        &*LAKE_TYPE_CONFLICTS,
+        &*LAKE_REPLAY_SKIPPED,
+    ] {
+        c.inc_by(0);
+    }
+    LazyLock::force(&LAKE_FLUSH_SECONDS);
+    LazyLock::force(&LAKE_REJECTED);
+    for t in tables {
+        for c in [&*LAKE_FILES, &*LAKE_BYTES, &*LAKE_ROWS] {
+            c.with_label_values(&[t]).inc_by(0);
+        }
+        for g in [
+            &*LAKE_OPEN_FILES,
+            &*LAKE_BUFFERED_ROWS,
+            &*LAKE_OLDEST_UNFLUSHED,
+        ] {
+            g.with_label_values(&[t]).set(0);
+        }
+    }
+}
+
 metric!(AGG_RECORDS: IntCounter = register_int_counter!("northstar_metrics_sink_records_total", "Aggregate records read"));
 metric!(AGG_STALE: IntCounter = register_int_counter!("northstar_metrics_sink_stale_skipped_total", "Aggregate records skipped because a newer value from the same source position was applied"));
 metric!(AGG_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_metrics_sink_rejected_total", "Aggregate records that could not be decoded, by reason", &["reason"]));

@@ -119,7 +119,11 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
             if i % 2 == 0 { "iOS" } else { "Android" },
         );
         revenue_sum += (i % 50) as f64 / 2.0;
-        let distinct = if i % 5 == 0 { format!("anon-{user}") } else { user.clone() };
+        let distinct = if i % 5 == 0 {
+            format!("anon-{user}")
+        } else {
+            user.clone()
+        };
         // As the lake holds it: milliseconds (the JSON timestamp below).
         let ts_ms = chrono::DateTime::from_timestamp_millis(ts.timestamp_millis()).expect("ts");
         sent_events.push((distinct, name, ts_ms));
@@ -341,6 +345,49 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         assert_eq!(types.1[column], json!(arrow), "pyarrow type of {column}");
     }
 
+    // The lake sink's own accounting matches what the readers saw.
+    let ltext = get_text(&format!("http://127.0.0.1:{}/metrics", stack.ports.lake)).await;
+    let by_table = |m: &str| sum_by_label(&ltext, m, "table");
+    assert_eq!(
+        by_table("northstar_lake_sink_rows_written_total"),
+        BTreeMap::from([
+            ("events".to_string(), UNIQUE as f64),
+            ("dlq".to_string(), invalid_total as f64),
+        ]),
+        "rows written per table\n{ltext}"
+    );
+    for m in [
+        "northstar_lake_sink_files_written_total",
+        "northstar_lake_sink_bytes_written_total",
+    ] {
+        assert!(
+            by_table(m).values().all(|v| *v > 0.0) && by_table(m).len() == 2,
+            "{m} per table\n{ltext}"
+        );
+    }
+    for m in [
+        "northstar_lake_sink_open_files",
+        "northstar_lake_sink_buffered_rows",
+        "northstar_lake_sink_oldest_unflushed_seconds",
+        "northstar_lake_sink_flush_duration_seconds_count",
+        "northstar_lake_sink_upload_errors_total",
+        "northstar_lake_sink_replay_skipped_total",
+        "northstar_lake_sink_type_conflicts_total",
+    ] {
+        assert!(
+            ltext.lines().any(|l| l.starts_with(m)),
+            "lake sink exports {m}\n{ltext}"
+        );
+    }
+
+    assert!(
+        ltext
+            .lines()
+            .any(|l| l.starts_with("northstar_consumer_lag_records{")
+                && l.contains("topic=\"events.clean\"")),
+        "consumer lag of events.clean\n{ltext}"
+    );
+
     // The example queries of docs/lake.md, run as written, agree with what was sent.
     let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/lake.md");
     let out = northstar_e2e::run_compat_script(
@@ -360,7 +407,11 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         }
     }
     let expected_dau: Vec<Value> = dau.iter().map(|(d, u)| json!([d, u.len()])).collect();
-    assert_eq!(answers["daily_active_users"], json!(expected_dau), "docs/lake.md: DAU");
+    assert_eq!(
+        answers["daily_active_users"],
+        json!(expected_dau),
+        "docs/lake.md: DAU"
+    );
     let upgraded = first_signup
         .iter()
         .filter(|(who, at)| {

@@ -33,6 +33,12 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     } else {
         None
     };
+    let tables: &[&str] = if dead_letters.is_some() {
+        &[Table::Events.label(), Table::DeadLetters.label()]
+    } else {
+        &[Table::Events.label()]
+    };
+    crate::metrics::register_lake(tables);
     let readiness = admin::Readiness::default();
     readiness.set(true);
     let both = async {
