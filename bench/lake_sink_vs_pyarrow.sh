@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The lake sink's cost per event, side by side with pyarrow writing the same rows:
+#
+#   bash bench/lake_sink_vs_pyarrow.sh [EVENTS]        (default 1,000,000)
+#
+# Starts a throwaway Tansu broker (sqlite storage, with the header index), the registry, fills
+# `events.clean` (3 partitions) with `northstar-fill` (Avro v1, the synthetic events of
+# `northstar_schemas::synthetic`), then starts the lake sink (release build, local lake, files
+# flushed every 5 s) and samples its CPU time (/proc/<pid>/stat) from its first file until every
+# event is in the lake (the sink's own row counter). Its peak resident memory is reported too.
+# Then pyarrow (from the test venv) reads those files back and writes the same rows again with
+# the same settings (zstd level 3, dictionary, page statistics, 131,072-row groups), timing only
+# the write (CPU time of the process), once per file as the sink wrote them.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+N="${1:-1000000}"
+TANSU="$(bash deploy/local/install-tansu.sh)"
+PY="$(bash tests/setup-python.sh)"
+cargo build --release -q -p northstar-sink -p northstar-schemas -p northstar-e2e --bins
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+
+DIR="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+BROKER_PORT=39292 REGISTRY_PORT=38281 METRICS_PORT=39665
+export NORTHSTAR_KAFKA__BROKERS="127.0.0.1:$BROKER_PORT"
+export NORTHSTAR_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+
+(cd "$DIR" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine sqlite://tansu.db) \
+  >"$DIR/tansu.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
+python3 deploy/local/tansu-index.py "$DIR/tansu.db"
+"$BIN/northstar-schemas" create-topics --partitions 3 2>/dev/null
+NORTHSTAR_LISTEN="127.0.0.1:$REGISTRY_PORT" "$BIN/northstar-schemas" serve >"$DIR/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "$NORTHSTAR_REGISTRY_URL/subjects" && break; sleep 0.2; done
+"$BIN/northstar-schemas" register >/dev/null
+
+echo "filling events.clean with $N events…"
+"$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \
+  --topic events.clean --events "$N" >/dev/null
+
+cpu() { awk '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) }' "/proc/$1/stat"; }
+TICK="$(getconf CLK_TCK)"
+rows() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1 == "northstar_lake_sink_rows_written_total{table=\"events\"}" { printf "%d", $2 }'; }
+
+LAKE="$DIR/lake"
+(cd "$DIR" && exec env NORTHSTAR_LISTEN="127.0.0.1:$METRICS_PORT" NORTHSTAR_ROOT="file://$LAKE" \
+  NORTHSTAR_MAX_FILE_AGE_SECS=5 RUST_LOG=warn "$BIN/northstar-sink" lake) >"$DIR/lake.log" 2>&1 &
+PIDS+=($!)
+SINK=$!
+until [ -n "$(rows 2>/dev/null)" ]; do sleep 0.1; done
+cpu0="$(cpu "$SINK")"; t0="$(date +%s.%N)"
+until [ "$(rows)" -ge "$N" ]; do sleep 0.5; done
+cpu1="$(cpu "$SINK")"; t1="$(date +%s.%N)"
+rss="$(awk '/VmHWM/ { print $2 }' "/proc/$SINK/status")"
+files="$(find "$LAKE/events" -name '*.parquet' | wc -l)"
+bytes="$(find "$LAKE/events" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s }')"
+awk -v n="$N" -v c0="$cpu0" -v c1="$cpu1" -v t="$TICK" -v w0="$t0" -v w1="$t1" -v rss="$rss" \
+    -v files="$files" -v bytes="$bytes" 'BEGIN {
+  cpu = (c1 - c0) / t
+  printf "lake sink: %d events in %.2f CPU-s (%.1f s wall): %.0f events per CPU-second, %.2f us/event; %d files, %.1f MB; peak RSS %.0f MB\n", n, cpu, w1 - w0, n / cpu, cpu * 1e6 / n, files, bytes / 1e6, rss / 1024
+}'
+
+"$PY" - "$LAKE/events" <<'PY'
+import glob, io, sys, time
+import pyarrow.parquet as pq
+files = sorted(glob.glob(f"{sys.argv[1]}/**/*.parquet", recursive=True))
+tables = [pq.read_table(f) for f in files]   # not timed: the same rows, as the sink wrote them
+rows = sum(t.num_rows for t in tables)
+cpu = 0.0
+for t in tables:
+    sink = io.BytesIO()
+    start = time.process_time()
+    pq.write_table(t, sink, compression="zstd", compression_level=3, use_dictionary=True,
+                   write_statistics=True, row_group_size=131072)
+    cpu += time.process_time() - start
+print(f"pyarrow write of the same rows: {rows} rows in {cpu:.2f} CPU-s: "
+      f"{rows / cpu:.0f} rows per CPU-second, {cpu * 1e6 / rows:.2f} us/row")
+PY
