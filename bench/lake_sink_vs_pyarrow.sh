@@ -11,6 +11,8 @@
 # Then pyarrow (from the test venv) reads those files back and writes the same rows again with
 # the same settings (zstd level 3, dictionary, page statistics, 131,072-row groups), timing only
 # the write (CPU time of the process), once per file as the sink wrote them.
+# NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the sink over the measured period
+# (NORTHSTAR_BENCH_PERF_CALLGRAPH=dwarf for call stacks).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -59,8 +61,13 @@ PIDS+=($!)
 SINK=$!
 until [ -n "$(rows 2>/dev/null)" ]; do sleep 0.1; done
 cpu0="$(cpu "$SINK")"; t0="$(date +%s.%N)"
+if [ -n "${NORTHSTAR_BENCH_PERF:-}" ]; then  # a profile of the measured period: perf report -i FILE
+  perf record -F 499 --call-graph "${NORTHSTAR_BENCH_PERF_CALLGRAPH:-fp}" -p "$SINK" -o "$NORTHSTAR_BENCH_PERF" >/dev/null 2>&1 &
+  PERF=$!
+fi
 until [ "$(rows)" -ge "$N" ]; do sleep 0.5; done
 cpu1="$(cpu "$SINK")"; t1="$(date +%s.%N)"
+if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" 2>/dev/null || true; fi
 rss="$(awk '/VmHWM/ { print $2 }' "/proc/$SINK/status")"
 files="$(find "$LAKE/events" -name '*.parquet' | wc -l)"
 bytes="$(find "$LAKE/events" -name '*.parquet' -printf '%s\n' | awk '{ s += $1 } END { print s }')"

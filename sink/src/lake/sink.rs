@@ -15,14 +15,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
-use futures::future::join_all;
 use northstar_runtime::kafka::RevokeTracker;
+use northstar_runtime::producer::AckProducer;
 use northstar_runtime::Shutdown;
 use northstar_schemas::headers::{self, source_headers, source_position};
 use northstar_schemas::EventDecoder;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::dead_letters::{self, DeadRow};
@@ -198,14 +198,18 @@ pub struct LakeSink {
     /// The topic it reads.
     topic: String,
     consumer: StreamConsumer<RevokeTracker>,
-    producer: FutureProducer,
+    /// Dead letters of undecodable clean records (see `AckProducer` for why not a
+    /// `FutureProducer`).
+    producer: AckProducer,
     decoder: EventDecoder,
     lake: Lake,
     ledger: Ledger,
     parts: HashMap<i32, Part>,
-    pending: Vec<DeliveryFuture>,
     /// Scratch buffer for source-partition keys.
     key_buf: String,
+    /// Partition paths by event hour (µs / 3.6e9) and event name: formatting dates and encoding
+    /// names once per group instead of once per row.
+    paths: HashMap<i64, HashMap<String, String>>,
 }
 
 impl LakeSink {
@@ -233,7 +237,7 @@ impl LakeSink {
         let pcfg = config
             .kafka
             .idempotent_producer("northstar-lake-sink", 300_000);
-        let producer: FutureProducer = pcfg.create()?;
+        let producer = AckProducer::new(&pcfg)?;
         let ledger = Ledger::new(lake.clone(), &topic, LEDGER_KEEP);
         Ok(Self {
             config,
@@ -245,8 +249,8 @@ impl LakeSink {
             lake,
             ledger,
             parts: HashMap::new(),
-            pending: Vec::new(),
             key_buf: String::new(),
+            paths: HashMap::new(),
         })
     }
 
@@ -482,7 +486,7 @@ impl LakeSink {
         }
         match self.decoder.decode(msg.payload(), shutdown).await {
             Ok(event) => {
-                let path = partition_path(event.timestamp, event.event_name());
+                let path = self.path_of(event.timestamp, event.event_name());
                 let size = msg.payload().map_or(0, <[u8]>::len) + 64;
                 if let Some(part) = self.parts.get_mut(&partition) {
                     part.bytes += size;
@@ -512,20 +516,40 @@ impl LakeSink {
                         key: headers::DLQ_DETAIL,
                         value: Some(&u.detail),
                     });
-                let mut rec = FutureRecord::to(&self.config.topics.dlq).headers(hdrs);
+                let mut rec = BaseRecord::to(&self.config.topics.dlq).headers(hdrs);
                 if let Some(p) = msg.payload() {
                     rec = rec.payload(p);
                 }
                 if let Some(k) = msg.key() {
                     rec = rec.key(k);
                 }
-                match self.producer.send_result(rec) {
-                    Ok(f) => self.pending.push(f),
-                    Err((e, _)) => anyhow::bail!("cannot enqueue a dead-letter record: {e}"),
-                }
+                self.producer
+                    .send(rec)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot enqueue a dead-letter record: {e}"))?;
             }
         }
         self.after_record(partition, offset, shutdown).await
+    }
+
+    /// [`partition_path`], cached.
+    fn path_of(&mut self, ts_micros: i64, name: &str) -> String {
+        const HOUR_MICROS: i64 = 3_600_000_000;
+        if self.paths.len() > 10_000 {
+            self.paths.clear();
+        }
+        let by_name = self
+            .paths
+            .entry(ts_micros.div_euclid(HOUR_MICROS))
+            .or_default();
+        if let Some(p) = by_name.get(name) {
+            return p.clone();
+        }
+        let p = partition_path(ts_micros, name);
+        if by_name.len() < 1_000 {
+            by_name.insert(name.to_string(), p.clone());
+        }
+        p
     }
 
     /// Completes an interrupted flush once its last offset has been handled again.
@@ -553,14 +577,10 @@ impl LakeSink {
 
     /// Waits for every dead-letter record to be acknowledged.
     async fn await_dead_letters(&mut self) -> anyhow::Result<()> {
-        for r in join_all(std::mem::take(&mut self.pending)).await {
-            match r {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => anyhow::bail!("dead-letter record not acknowledged: {e}"),
-                Err(_) => anyhow::bail!("dead-letter delivery cancelled"),
-            }
-        }
-        Ok(())
+        self.producer
+            .delivered()
+            .await
+            .map_err(|e| anyhow::anyhow!("dead-letter record: {e}"))
     }
 
     /// Writes the buffered range of each of `partitions` as files, records it in the ledger,
