@@ -4,6 +4,7 @@ mod config;
 pub mod dead_letters;
 mod ledger;
 pub mod parquet;
+mod props;
 mod sink;
 
 use anyhow::Context;

@@ -20,7 +20,10 @@ use northstar_schemas::Event;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::props::{PropVal, Props};
+use std::borrow::Cow;
 
 /// A clean event with where it came from.
 #[derive(Debug, Clone)]
@@ -138,12 +141,12 @@ pub enum PropType {
 }
 
 impl PropType {
-    fn of(v: &Value) -> Option<Self> {
+    fn of(v: &PropVal<'_>) -> Option<Self> {
         match v {
-            Value::Bool(_) => Some(Self::Bool),
-            Value::Number(_) => Some(Self::Float),
-            Value::String(_) => Some(Self::Str),
-            _ => None,
+            PropVal::Bool(_) => Some(Self::Bool),
+            PropVal::Num(_) => Some(Self::Float),
+            PropVal::Str(_) => Some(Self::Str),
+            PropVal::Null | PropVal::Composite => None,
         }
     }
 }
@@ -152,15 +155,15 @@ impl PropType {
 /// non-null scalar values share (on a tie: string, then number), keyed by the key. Keys
 /// holding only objects or arrays, or longer than [`MAX_PROPERTY_KEY_BYTES`], are not typed; at
 /// most [`MAX_PROPERTY_COLUMNS`] keys, the most frequent first.
-pub fn typed_properties(props: &[Option<Map<String, Value>>]) -> BTreeMap<String, PropType> {
+pub fn typed_properties(props: &[Option<Props<'_>>]) -> BTreeMap<String, PropType> {
     let mut seen: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
     for map in props.iter().flatten() {
-        for (k, v) in map {
+        for (k, v) in map.iter() {
             if k.len() > MAX_PROPERTY_KEY_BYTES {
                 continue;
             }
             if let Some(t) = PropType::of(v) {
-                seen.entry(k.as_str()).or_default()[t as usize] += 1;
+                seen.entry(k).or_default()[t as usize] += 1;
             }
         }
     }
@@ -240,17 +243,17 @@ fn context_text(v: Option<&Value>, conflicts: &mut u64) -> Option<String> {
     }
 }
 
-fn property_column(
-    props: &[Option<Map<String, Value>>],
+fn property_column<'a>(
+    props: &[Option<Props<'a>>],
     key: &str,
     t: PropType,
     conflicts: &mut u64,
 ) -> ArrayRef {
-    let mut value = |m: &Option<Map<String, Value>>| -> Option<Value> {
+    let mut value = |m: &Option<Props<'a>>| -> Option<PropVal<'a>> {
         let v = m.as_ref()?.get(key)?;
         match PropType::of(v) {
             Some(vt) if vt == t => Some(v.clone()),
-            None if v.is_null() => None,
+            None if *v == PropVal::Null => None,
             _ => {
                 *conflicts += 1;
                 None
@@ -258,22 +261,32 @@ fn property_column(
         }
     };
     match t {
-        PropType::Str => Arc::new(
-            props
+        PropType::Str => {
+            let values: Vec<Option<Cow<'a, str>>> = props
                 .iter()
-                .map(|m| value(m).and_then(|v| v.as_str().map(str::to_string)))
-                .collect::<StringArray>(),
-        ),
+                .map(|m| match value(m) {
+                    Some(PropVal::Str(s)) => Some(s),
+                    _ => None,
+                })
+                .collect();
+            Arc::new(values.iter().map(Option::as_deref).collect::<StringArray>())
+        }
         PropType::Float => Arc::new(
             props
                 .iter()
-                .map(|m| value(m).and_then(|v| v.as_f64()))
+                .map(|m| match value(m) {
+                    Some(PropVal::Num(n)) => Some(n),
+                    _ => None,
+                })
                 .collect::<Float64Array>(),
         ),
         PropType::Bool => Arc::new(
             props
                 .iter()
-                .map(|m| value(m).and_then(|v| v.as_bool()))
+                .map(|m| match value(m) {
+                    Some(PropVal::Bool(b)) => Some(b),
+                    _ => None,
+                })
                 .collect::<BooleanArray>(),
         ),
     }
@@ -329,9 +342,9 @@ pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
         columns.push(Arc::new(col));
     }
     drop(contexts);
-    let props: Vec<Option<Map<String, Value>>> = rows
+    let props: Vec<Option<Props<'_>>> = rows
         .iter()
-        .map(|r| serde_json::from_str(&r.event.properties).ok())
+        .map(|r| Props::parse(&r.event.properties))
         .collect();
     let typed = typed_properties(&props);
     let mut fields = base_fields();
@@ -482,14 +495,16 @@ mod tests {
 
     #[test]
     fn property_columns_are_capped_by_frequency() {
-        let mut props: Vec<Option<Map<String, Value>>> = Vec::new();
-        for i in 0..(MAX_PROPERTY_COLUMNS + 50) {
-            let mut m = Map::new();
-            m.insert(format!("k{i:04}"), Value::from(i));
-            m.insert("common".into(), Value::from("x"));
-            m.insert("x".repeat(MAX_PROPERTY_KEY_BYTES + 1), Value::from(1));
-            props.push(Some(m));
-        }
+        let texts: Vec<String> = (0..(MAX_PROPERTY_COLUMNS + 50))
+            .map(|i| {
+                let mut m = serde_json::Map::new();
+                m.insert(format!("k{i:04}"), Value::from(i));
+                m.insert("common".into(), Value::from("x"));
+                m.insert("x".repeat(MAX_PROPERTY_KEY_BYTES + 1), Value::from(1));
+                Value::Object(m).to_string()
+            })
+            .collect();
+        let props: Vec<Option<Props<'_>>> = texts.iter().map(|t| Props::parse(t)).collect();
         let typed = typed_properties(&props);
         assert_eq!(typed.len(), MAX_PROPERTY_COLUMNS);
         assert_eq!(
