@@ -76,9 +76,13 @@ async fn catalog_kpis_match_an_independent_computation() {
     let mut expected_counts: HashMap<(String, String, String), f64> = HashMap::new();
     let mut revenue: HashMap<String, i64> = HashMap::new(); // cents
     let mut users: HashMap<String, HashSet<String>> = HashMap::new();
+    // Within the last 5 minutes (less than the allowed lateness, so no event is late-dropped)
+    // and within the current hour: an hour boundary inside the span would leave a sliver of
+    // the previous hour with, say, upgrades but no sign-ups for an OS (a ratio over zero).
+    let into_hour_ms = now.timestamp_millis().rem_euclid(3_600_000);
+    let span_ms = into_hour_ms.min(300_000);
     for i in 0..1_500usize {
-        // Within the last 5 minutes: less than the allowed lateness, so no event is late-dropped.
-        let ts = now - chrono::Duration::seconds((i * 7 % 300) as i64);
+        let ts = now - chrono::Duration::milliseconds((i * 7 % 300) as i64 * span_ms / 300);
         let hour = hour_start(ts);
         let os = oses[i % 3];
         let user = format!("user-{}", i % 211);

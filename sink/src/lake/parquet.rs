@@ -20,9 +20,8 @@ use northstar_schemas::Event;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use serde_json::Value;
 
-use super::props::{PropVal, Props};
+use super::props::{Context, PropVal, Props};
 use std::borrow::Cow;
 
 /// A clean event with where it came from.
@@ -226,17 +225,14 @@ pub(super) fn write_file(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
     Ok(buf)
 }
 
-fn lookup<'v>(v: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    path.iter().try_fold(v, |v, k| v.get(k))
-}
-
 /// A context field as text: strings as they are, numbers and booleans as JSON text.
-fn context_text(v: Option<&Value>, conflicts: &mut u64) -> Option<String> {
+fn context_text<'a>(v: Option<&PropVal<'a>>, conflicts: &mut u64) -> Option<Cow<'a, str>> {
     match v? {
-        Value::String(s) => Some(s.clone()),
-        v @ (Value::Number(_) | Value::Bool(_)) => Some(v.to_string()),
-        Value::Null => None,
-        Value::Object(_) | Value::Array(_) => {
+        PropVal::Str(s) => Some(s.clone()),
+        PropVal::Num(n) => Some(Cow::Owned(n.to_string())),
+        PropVal::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        PropVal::Null => None,
+        PropVal::Composite => {
             *conflicts += 1;
             None
         }
@@ -275,7 +271,7 @@ fn property_column<'a>(
             props
                 .iter()
                 .map(|m| match value(m) {
-                    Some(PropVal::Num(n)) => Some(n),
+                    Some(PropVal::Num(n)) => n.as_f64(),
                     _ => None,
                 })
                 .collect::<Float64Array>(),
@@ -330,16 +326,18 @@ pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
         int32s(rows, |r| Some(r.clean_partition)),
         int64s(rows, |r| Some(r.clean_offset)),
     ];
-    let contexts: Vec<Value> = rows
+    let contexts: Vec<Option<Context<'_>>> = rows
         .iter()
-        .map(|r| serde_json::from_str(&r.event.context).unwrap_or(Value::Null))
+        .map(|r| Context::parse(&r.event.context))
         .collect();
     for (_, path) in CONTEXT_COLUMNS {
-        let col: StringArray = contexts
+        let texts: Vec<Option<Cow<'_, str>>> = contexts
             .iter()
-            .map(|c| context_text(lookup(c, path), &mut conflicts))
+            .map(|c| context_text(c.as_ref().and_then(|c| c.get(path)), &mut conflicts))
             .collect();
-        columns.push(Arc::new(col));
+        columns.push(Arc::new(
+            texts.iter().map(Option::as_deref).collect::<StringArray>(),
+        ));
     }
     drop(contexts);
     let props: Vec<Option<Props<'_>>> = rows
@@ -370,6 +368,7 @@ mod tests {
     use super::*;
     use northstar_schemas::EventType;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use serde_json::Value;
 
     pub fn row(id: &str, ts: i64, offset: i64) -> Row {
         Row {

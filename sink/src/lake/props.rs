@@ -16,7 +16,7 @@ use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Vis
 pub enum PropVal<'a> {
     Null,
     Bool(bool),
-    Num(f64),
+    Num(serde_json::Number),
     Str(Cow<'a, str>),
     /// An object or an array (kept in the JSON column only).
     Composite,
@@ -40,6 +40,80 @@ impl<'a> Props<'a> {
     /// Every key and value.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &PropVal<'a>)> {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+}
+
+/// A value one level deep: an object's properties, or anything else as a [`PropVal`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node<'a> {
+    Object(Props<'a>),
+    Value(PropVal<'a>),
+}
+
+/// The flattened `context` of one event: `(top-level key, nested key)` paths (nested key
+/// empty for a top-level field) read from the JSON text in one pass.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Context<'a>(Vec<(Cow<'a, str>, Node<'a>)>);
+
+impl<'a> Context<'a> {
+    /// The context of `text`, or `None` when it is not one JSON object.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// The value at `path` (one or two keys), as `serde_json::Value` indexing would find it.
+    pub fn get(&self, path: &[&str]) -> Option<&PropVal<'a>> {
+        let first = *path.first()?;
+        let node = self
+            .0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == first)
+            .map(|(_, n)| n)?;
+        match (node, path.get(1)) {
+            (Node::Value(v), None) => Some(v),
+            (Node::Object(_), None) => Some(&PropVal::Composite),
+            (Node::Object(props), Some(k)) if path.len() == 2 => props.get(k),
+            _ => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Context<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Context<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    out.push((k, map.next_value::<Node<'de>>()?));
+                }
+                Ok(Context(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Objects become `Props`; everything else a `PropVal`, through serde_json's buffering
+        // of one value (borrowed where it can be).
+        let raw: &'de serde_json::value::RawValue = Deserialize::deserialize(d)?;
+        let text = raw.get();
+        if text.trim_start().starts_with('{') {
+            serde_json::from_str(text)
+                .map(Node::Object)
+                .map_err(serde::de::Error::custom)
+        } else {
+            serde_json::from_str(text)
+                .map(Node::Value)
+                .map_err(serde::de::Error::custom)
+        }
     }
 }
 
@@ -93,13 +167,15 @@ impl<'de> Deserialize<'de> for PropVal<'de> {
                 Ok(PropVal::Bool(v))
             }
             fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(PropVal::Num(v as f64))
+                Ok(PropVal::Num(v.into()))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(PropVal::Num(v as f64))
+                Ok(PropVal::Num(v.into()))
             }
-            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(PropVal::Num(v))
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                serde_json::Number::from_f64(v)
+                    .map(PropVal::Num)
+                    .ok_or_else(|| E::custom("a number that is not finite"))
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
                 Ok(PropVal::Str(Cow::Borrowed(v)))
@@ -133,10 +209,40 @@ mod tests {
         match v {
             Value::Null => PropVal::Null,
             Value::Bool(b) => PropVal::Bool(*b),
-            Value::Number(n) => PropVal::Num(n.as_f64().expect("f64")),
+            Value::Number(n) => PropVal::Num(n.clone()),
             Value::String(s) => PropVal::Str(Cow::Owned(s.clone())),
             _ => PropVal::Composite,
         }
+    }
+
+    #[test]
+    fn context_paths_agree_with_a_full_parse() {
+        let doc = json!({"os": {"name": "iOS", "version": 17, "x": {"y": 1}}, "ip": "1.2.3.4",
+                         "app": "not an object", "page": {"url": "https://a/\"b\""},
+                         "library": {"name": null}, "locale": ["en"], "device": {"id": 1.5}});
+        let text = doc.to_string();
+        let ctx = Context::parse(&text).expect("object");
+        for path in [
+            &["os", "name"][..],
+            &["os", "version"],
+            &["os", "x"],
+            &["ip"],
+            &["app", "name"],
+            &["page", "url"],
+            &["library", "name"],
+            &["locale"],
+            &["device", "id"],
+            &["os"],
+            &["missing"],
+            &["missing", "x"],
+        ] {
+            let mut v = Some(&doc);
+            for k in path {
+                v = v.and_then(|v| v.get(k));
+            }
+            assert_eq!(ctx.get(path), v.map(reference).as_ref(), "{path:?}");
+        }
+        assert_eq!(Context::parse("[1]"), None);
     }
 
     #[test]
