@@ -22,36 +22,14 @@ PY="$(bash tests/setup-python.sh)"
 cargo build --release -q -p northstar-sink -p northstar-schemas -p northstar-e2e --bins
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
-DIR="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$DIR"
-}
-trap cleanup EXIT
 BROKER_PORT=39292 REGISTRY_PORT=38281 METRICS_PORT=39665
-export NORTHSTAR_KAFKA__BROKERS="127.0.0.1:$BROKER_PORT"
-export NORTHSTAR_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
-
-(cd "$DIR" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
-  --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine sqlite://tansu.db) \
-  >"$DIR/tansu.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
-python3 deploy/local/tansu-index.py "$DIR/tansu.db"
-"$BIN/northstar-schemas" create-topics --partitions 3 2>/dev/null
-NORTHSTAR_LISTEN="127.0.0.1:$REGISTRY_PORT" "$BIN/northstar-schemas" serve >"$DIR/registry.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 100); do curl -sf -o /dev/null "$NORTHSTAR_REGISTRY_URL/subjects" && break; sleep 0.2; done
-"$BIN/northstar-schemas" register >/dev/null
+# shellcheck source=bench/stack.sh
+source "$ROOT/bench/stack.sh"
 
 echo "filling events.clean with $N events…"
 "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \
   --topic events.clean --events "$N" >/dev/null
 
-cpu() { awk '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) }' "/proc/$1/stat"; }
-TICK="$(getconf CLK_TCK)"
 rows() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk '$1 == "northstar_lake_sink_rows_written_total{table=\"events\"}" { printf "%d", $2 }'; }
 
 LAKE="$DIR/lake"

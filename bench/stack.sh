@@ -1,0 +1,31 @@
+# Sourced by the bench scripts: a throwaway Tansu broker (sqlite storage, with the header index
+# of deploy/local/tansu-index.py), the topics (3 partitions) and the registry, in a temporary
+# directory removed on exit. Needs ROOT, BIN, TANSU, BROKER_PORT and REGISTRY_PORT; sets DIR,
+# PIDS (processes killed on exit), TANSU_PID, NORTHSTAR_KAFKA__BROKERS, NORTHSTAR_REGISTRY_URL,
+# and the helpers `cpu PID` (user + system seconds × CLK_TCK) and TICK.
+DIR="$(mktemp -d)"
+PIDS=()
+bench_cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$DIR"
+}
+trap bench_cleanup EXIT
+export NORTHSTAR_KAFKA__BROKERS="127.0.0.1:$BROKER_PORT"
+export NORTHSTAR_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+
+(cd "$DIR" && exec "$TANSU" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+  --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine sqlite://tansu.db) \
+  >"$DIR/tansu.log" 2>&1 &
+PIDS+=($!)
+TANSU_PID=$!
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$BROKER_PORT") 2>/dev/null && break; sleep 0.2; done
+python3 "$ROOT/deploy/local/tansu-index.py" "$DIR/tansu.db"
+"$BIN/northstar-schemas" create-topics --partitions 3 2>/dev/null
+NORTHSTAR_LISTEN="127.0.0.1:$REGISTRY_PORT" "$BIN/northstar-schemas" serve >"$DIR/registry.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "$NORTHSTAR_REGISTRY_URL/subjects" && break; sleep 0.2; done
+"$BIN/northstar-schemas" register >/dev/null
+
+cpu() { awk '{ split($0, a, ") "); split(a[2], f, " "); print (f[12] + f[13]) }' "/proc/$1/stat"; }
+TICK="$(getconf CLK_TCK)"
