@@ -1,23 +1,41 @@
-//! Object-store roots (`file://` through object_store's local filesystem) for the lake and the
-//! processor's checkpoints.
+//! Object-store roots for the lake and the processor's checkpoints: `file://` (object_store's
+//! local filesystem) and `s3://` (AWS S3 or any S3-compatible server).
 //!
-//! Contract: [`ObjectRoot::put_durable`] makes a file visible atomically (the local store writes a
-//! staging file and renames it) and, for local files, fsyncs the file and its directory before
-//! returning, so an offset committed afterwards never points past data that a crash could lose.
+//! Contract: [`ObjectRoot::put_durable`] makes an object visible atomically and durably before
+//! returning, so an offset committed afterwards never points past data that a crash could lose:
+//! locally, a staging file renamed into place, then the file and its directory fsynced; on S3,
+//! one PUT, or for objects above [`MULTIPART_THRESHOLD`] a multipart upload that becomes visible
+//! only when completed and is aborted on any failure (nothing of it stays behind).
+//! [`ObjectRoot::create_durable`] never replaces an object (S3: `If-None-Match: *`).
+//!
+//! `s3://bucket/prefix` roots take their settings from the standard AWS environment variables
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, web
+//! identity and instance credentials) and a custom endpoint from `AWS_ENDPOINT_URL` (plain
+//! `http://` endpoints are allowed when one is set explicitly).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
+use bytes::Bytes;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+/// Objects larger than this go to S3 as multipart uploads (of [`PART_SIZE`] parts).
+pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
+/// The part size of multipart uploads (S3's minimum is 5 MiB).
+pub const PART_SIZE: usize = 16 * 1024 * 1024;
 
 /// An error opening or using an object-store root.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectRootError {
-    #[error("unsupported object-store root {0:?}: this build supports file:// roots")]
+    #[error("unsupported object-store root {0:?}: use file:///path, file://./relative or s3://bucket/prefix")]
     UnsupportedRoot(String),
+    #[error("upload of {key} aborted: {reason}")]
+    Aborted { key: String, reason: String },
     #[error("object-store root {path}: {source}")]
     Root {
         path: String,
@@ -45,8 +63,21 @@ pub struct ObjectRoot {
 }
 
 impl ObjectRoot {
-    /// Opens `root` (`file:///abs/path`, `file://./relative/path`), creating the directory.
+    /// Opens `root`: `file:///abs/path` or `file://./relative/path` (the directory is created),
+    /// or `s3://bucket[/prefix]` (see the module header for its settings).
     pub fn open(root: &str) -> Result<ObjectRoot, ObjectRootError> {
+        Self::open_with_env(root, std::env::vars())
+    }
+
+    /// [`ObjectRoot::open`] with `AWS_*` settings taken from `env` instead of the process
+    /// environment.
+    pub fn open_with_env(
+        root: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ObjectRoot, ObjectRootError> {
+        if let Some(rest) = root.strip_prefix("s3://") {
+            return Self::open_s3(root, rest, env.into_iter().collect());
+        }
         let Some(path) = root.strip_prefix("file://") else {
             return Err(ObjectRootError::UnsupportedRoot(root.to_string()));
         };
@@ -65,6 +96,54 @@ impl ObjectRoot {
         })
     }
 
+    fn open_s3(
+        root: &str,
+        rest: &str,
+        env: std::collections::HashMap<String, String>,
+    ) -> Result<ObjectRoot, ObjectRootError> {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(ObjectRootError::UnsupportedRoot(root.to_string()));
+        }
+        let mut builder = AmazonS3Builder::new().with_region("us-east-1");
+        for (key, value) in &env {
+            if key.starts_with("AWS_") {
+                if let Ok(config_key) = key.to_ascii_lowercase().parse() {
+                    builder = builder.with_config(config_key, value);
+                }
+            }
+        }
+        if let Some(region) = env.get("AWS_REGION").or(env.get("AWS_DEFAULT_REGION")) {
+            builder = builder.with_region(region);
+        }
+        let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+            .iter()
+            .find_map(|k| env.get(*k));
+        if let Some(endpoint) = endpoint {
+            // An explicitly configured endpoint (MinIO, moto, a VPC endpoint) may be plain HTTP.
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        builder = builder.with_bucket_name(bucket);
+        let s3 = builder.build()?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, object_path(prefix)?))
+        };
+        Ok(ObjectRoot {
+            store,
+            local_root: None,
+        })
+    }
+
+    /// Whether objects are local files.
+    pub fn is_local(&self) -> bool {
+        self.local_root.is_some()
+    }
+
     /// The store, for readers.
     pub fn store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
@@ -72,10 +151,56 @@ impl ObjectRoot {
 
     /// Writes `bytes` at `key` atomically and durably.
     pub async fn put_durable(&self, key: &str, bytes: Vec<u8>) -> Result<(), ObjectRootError> {
+        if self.local_root.is_none() && bytes.len() > MULTIPART_THRESHOLD {
+            let bytes = Bytes::from(bytes);
+            let parts = (0..bytes.len())
+                .step_by(PART_SIZE)
+                .map(|at| {
+                    Ok::<_, std::convert::Infallible>(
+                        bytes.slice(at..(at + PART_SIZE).min(bytes.len())),
+                    )
+                })
+                .collect::<Vec<_>>();
+            return self.put_parts(key, futures::stream::iter(parts)).await;
+        }
         self.store
             .put(&object_path(key)?, PutPayload::from(bytes))
             .await?;
         self.sync(key).await
+    }
+
+    /// Uploads the parts `parts` yields as one object at `key`, visible only once all of them
+    /// are uploaded (a multipart upload; S3 needs every part but the last ≥ 5 MiB). When a part
+    /// cannot be produced or uploaded, the upload is aborted: nothing stays behind, neither an
+    /// object nor the uploaded parts.
+    pub async fn put_parts<E: std::fmt::Display>(
+        &self,
+        key: &str,
+        parts: impl Stream<Item = Result<Bytes, E>>,
+    ) -> Result<(), ObjectRootError> {
+        let mut upload = self.store.put_multipart(&object_path(key)?).await?;
+        let mut parts = std::pin::pin!(parts);
+        let failure = loop {
+            match parts.next().await {
+                None => match upload.complete().await {
+                    Ok(_) => return self.sync(key).await,
+                    Err(e) => break e.to_string(),
+                },
+                Some(Err(e)) => break e.to_string(),
+                Some(Ok(part)) => {
+                    if let Err(e) = upload.put_part(PutPayload::from(part)).await {
+                        break e.to_string();
+                    }
+                }
+            }
+        };
+        if let Err(e) = upload.abort().await {
+            tracing::warn!(key, error = %e, "cannot abort a failed multipart upload");
+        }
+        Err(ObjectRootError::Aborted {
+            key: key.into(),
+            reason: failure,
+        })
     }
 
     /// Like [`ObjectRoot::put_durable`], but never replaces an existing object: returns
@@ -232,7 +357,11 @@ mod tests {
         .expect("read");
         assert_eq!(got, b"abc");
         assert!(matches!(
-            ObjectRoot::open("s3://bucket/x"),
+            ObjectRoot::open("gs://bucket/x"),
+            Err(ObjectRootError::UnsupportedRoot(_))
+        ));
+        assert!(matches!(
+            ObjectRoot::open("s3:///x"),
             Err(ObjectRootError::UnsupportedRoot(_))
         ));
         assert!(lake

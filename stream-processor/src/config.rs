@@ -26,7 +26,8 @@ pub struct ProcessorConfig {
     pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
     pub max_future_skew_secs: u64,
-    /// Where partition checkpoints are kept (`file://`, relative to the working directory).
+    /// Where partition checkpoints are kept: `file://` (relative to the working directory) or
+    /// `s3://bucket/prefix` (settings from the standard `AWS_*` variables).
     pub checkpoint_root: String,
     /// How often partition state is checkpointed (and offsets committed), in milliseconds.
     pub checkpoint_interval_ms: u64,

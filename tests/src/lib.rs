@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod kafka;
 pub mod lake;
+pub mod s3;
 
 /// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999), so
 /// neither the kernel's own `bind(0)` nor the local side of an outgoing connection can take one
@@ -95,7 +96,7 @@ pub struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
+    pub fn spawn(name: &str, mut cmd: Command, dir: &Path) -> Proc {
         let log = dir.join(format!("{name}.log"));
         #[allow(clippy::expect_used)]
         // Append: a restarted process keeps the log of its previous runs.
@@ -308,12 +309,22 @@ pub fn python() -> String {
 /// Runs `tests/compat/<script>` with the test venv's Python and `args`; returns its standard
 /// output, or panics with its standard error.
 pub fn run_compat_script(script: &str, args: &[&std::ffi::OsStr]) -> Vec<u8> {
+    run_compat_script_with_env(script, args, &[])
+}
+
+/// [`run_compat_script`] with extra environment variables.
+pub fn run_compat_script_with_env(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+    env: &[(String, String)],
+) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("compat")
         .join(script);
     let out = Command::new(python())
         .arg(&path)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {} (tests/setup-python.sh): {e}", path.display()));
     assert!(
@@ -355,6 +366,8 @@ pub struct Stack {
     /// Extra environment for the services whose name starts with the first element
     /// (`"processor"` also matches `"processor2"`), applied after [`Stack::env`].
     pub service_env: Vec<(String, String, String)>,
+    /// The lake sink's root (`NORTHSTAR_ROOT`); `file://<dir>/lake` when `None`.
+    pub lake_root: Option<String>,
 }
 
 impl Stack {
@@ -379,6 +392,7 @@ impl Stack {
             procs: Vec::new(),
             env: Vec::new(),
             service_env: Vec::new(),
+            lake_root: None,
         };
         stack.start_broker();
         let status = Command::new(bin("northstar-schemas"))
@@ -544,10 +558,11 @@ impl Stack {
 
     pub fn start_lake_sink(&mut self) {
         let mut cmd = self.service("lake", "northstar-sink", &["lake"], self.ports.lake);
-        cmd.env(
-            "NORTHSTAR_ROOT",
-            format!("file://{}", self.lake_dir().display()),
-        );
+        let root = self
+            .lake_root
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.lake_dir().display()));
+        cmd.env("NORTHSTAR_ROOT", root);
         let p = Proc::spawn("lake", cmd, self.dir.path());
         self.procs.push(p);
     }

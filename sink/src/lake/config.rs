@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LakeConfig {
-    /// Lake root URL; `file://` paths may be relative to the working directory (`NORTHSTAR_ROOT`).
+    /// Lake root URL (`NORTHSTAR_ROOT`): `file://` (paths may be relative to the working
+    /// directory) or `s3://bucket/prefix` (settings from the standard `AWS_*` variables, a custom
+    /// endpoint from `AWS_ENDPOINT_URL`).
     pub root: String,
     /// Consumer group of the lake sink (`NORTHSTAR_GROUP_ID`).
     pub group_id: String,

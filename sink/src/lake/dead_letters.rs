@@ -16,8 +16,8 @@ use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use northstar_schemas::headers::{self, header_str, source_position};
 use rdkafka::message::Message;
 
+use super::layout::event_date;
 use super::parquet::{int32s, int64s, strings, timestamps, write_file, EncodeError, Encoded};
-use super::sink::event_date;
 
 /// One dead-letter record.
 #[derive(Debug, Clone, PartialEq)]

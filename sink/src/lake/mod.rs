@@ -2,6 +2,7 @@
 
 mod config;
 pub mod dead_letters;
+pub mod layout;
 mod ledger;
 pub mod parquet;
 mod props;
@@ -13,7 +14,8 @@ use northstar_runtime::{admin, Shutdown};
 use northstar_schemas::{EventDecoder, RegistryClient};
 
 pub use config::LakeConfig;
-pub use sink::{event_date, file_key, name_value, partition_path, LakeSink, Table};
+pub use layout::{event_date, file_key, name_value, partition_path, Table};
+pub use sink::LakeSink;
 
 /// Runs the lake sink and its admin server until `shutdown`.
 pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {

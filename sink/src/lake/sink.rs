@@ -2,8 +2,7 @@
 //!
 //! Contract: a flush of clean-topic partition `P` covers a contiguous offset range
 //! `[first, last]` and writes one file per event date, hour and name, named after the range
-//! (`events/event_date=YYYY-MM-DD/event_hour=HH/event_name=<name>/part-<topic>-p<P>-o<first>-<last>.parquet`,
-//! see [`partition_path`]). The range is then
+//! (see [`super::layout`]). The range is then
 //! recorded in the [ledger](super::ledger), and only then is the offset committed. A crash
 //! before the ledger entry leaves an intent: the next owner of `P` flushes exactly the same
 //! range again, rewriting the same files, so a file is never duplicated. Records whose source
@@ -14,7 +13,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use chrono::DateTime;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::producer::AckProducer;
 use northstar_runtime::Shutdown;
@@ -26,6 +24,7 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::dead_letters::{self, DeadRow};
+use super::layout::{file_key, file_name, partition_path, Table};
 use super::ledger::{Entry, Ledger};
 use super::parquet::{encode, Row};
 use super::LakeConfig;
@@ -67,52 +66,6 @@ impl Part {
     }
 }
 
-/// Which table a lake sink writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Table {
-    /// `events.clean` → `events/`.
-    Events,
-    /// `events.dlq` → `dlq/`.
-    DeadLetters,
-}
-
-impl Table {
-    /// The table's directory under the lake root.
-    pub fn dir(self) -> &'static str {
-        match self {
-            Table::Events => "events",
-            Table::DeadLetters => "dlq",
-        }
-    }
-
-    /// Its label in metrics.
-    pub fn label(self) -> &'static str {
-        self.dir()
-    }
-}
-
-/// The file key of one partition path of a flushed range: deterministic from its source
-/// positions.
-pub fn file_key(
-    table: Table,
-    path: &str,
-    topic: &str,
-    partition: i32,
-    first: i64,
-    last: i64,
-) -> String {
-    format!(
-        "{}/{path}/{}",
-        table.dir(),
-        file_name(topic, partition, first, last)
-    )
-}
-
-/// The file name of every file of one flushed range.
-fn file_name(topic: &str, partition: i32, first: i64, last: i64) -> String {
-    format!("part-{topic}-p{partition}-o{first:019}-{last:019}.parquet")
-}
-
 /// Test hook for crash tests: `NORTHSTAR_LAKE_CRASH_IN_WRITE=<n>` aborts the process while it
 /// writes its `n`-th file (counted from its start), after leaving half of the file as a staging
 /// file the way a write cut short inside the store does. Unset in production.
@@ -137,58 +90,6 @@ fn crash_in_write(lake: &Lake, key: &str, bytes: &[u8]) {
         "NORTHSTAR_LAKE_CRASH_IN_WRITE: aborting in the middle of a write"
     );
     std::process::abort();
-}
-
-/// The `event_date` partition value of an event time in µs (UTC).
-pub fn event_date(ts_micros: i64) -> String {
-    DateTime::from_timestamp_micros(ts_micros)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_else(|| "invalid".into())
-}
-
-/// The Hive-style directories of an event:
-/// `event_date=YYYY-MM-DD/event_hour=HH/event_name=<name>` (event time, UTC; the name as
-/// [`name_value`] encodes it).
-pub fn partition_path(ts_micros: i64, event_name: &str) -> String {
-    let (date, hour) = DateTime::from_timestamp_micros(ts_micros)
-        .map(|t| (t.format("%Y-%m-%d").to_string(), t.format("%H").to_string()))
-        .unwrap_or_else(|| ("invalid".into(), "invalid".into()));
-    format!(
-        "event_date={date}/event_hour={hour}/event_name={}",
-        name_value(event_name)
-    )
-}
-
-/// Longest `event_name` directory value, in bytes (path components are limited to 255).
-const MAX_NAME_BYTES: usize = 120;
-
-/// The `event_name` partition value: every byte except ASCII letters, digits, `_` and `-`
-/// percent-encoded (DuckDB and pyarrow decode it back to the name); `__none__` for an empty
-/// name; a name whose encoding is longer than [`MAX_NAME_BYTES`] is cut at a character
-/// boundary and suffixed with `~` and the XXH3-64 of the whole name in hex, so distinct long
-/// names stay apart. The `event` and `name` columns always hold the exact value.
-pub fn name_value(name: &str) -> String {
-    if name.is_empty() {
-        return "__none__".into();
-    }
-    let mut out = String::with_capacity(name.len());
-    let mut buf = [0u8; 4];
-    for c in name.chars() {
-        let start = out.len();
-        if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-            out.push(c);
-        } else {
-            for b in c.encode_utf8(&mut buf).bytes() {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-        if out.len() > MAX_NAME_BYTES {
-            out.truncate(start);
-            let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
-            return format!("{out}~{hash:016x}");
-        }
-    }
-    out
 }
 
 /// The lake sink of one table.
@@ -698,43 +599,5 @@ impl LakeSink {
         part.bytes = 0;
         part.oldest = None;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_are_hive_style_and_deterministic() {
-        assert_eq!(event_date(1_764_028_800_000_000), "2025-11-25");
-        let path = partition_path(1_764_028_800_000_000 + 13 * 3_600_000_000 + 5, "Signed Up");
-        assert_eq!(
-            path,
-            "event_date=2025-11-25/event_hour=13/event_name=Signed%20Up"
-        );
-        assert_eq!(
-            file_key(Table::Events, &path, "events.clean", 2, 10, 99),
-            "events/event_date=2025-11-25/event_hour=13/event_name=Signed%20Up/part-events.clean-p2-o0000000000000000010-0000000000000000099.parquet"
-        );
-    }
-
-    #[test]
-    fn event_names_are_encoded_safely() {
-        assert_eq!(name_value("page_view-2"), "page_view-2");
-        assert_eq!(name_value("a/b=c.d"), "a%2Fb%3Dc%2Ed");
-        assert_eq!(name_value(".."), "%2E%2E");
-        assert_eq!(name_value("é"), "%C3%A9");
-        assert_eq!(name_value(""), "__none__");
-        let long_a = "x".repeat(300);
-        let long_b = format!("{}y", "x".repeat(299));
-        let (a, b) = (name_value(&long_a), name_value(&long_b));
-        assert!(a.len() <= MAX_NAME_BYTES + 17, "{a}");
-        assert_ne!(a, b, "long names stay distinct");
-        assert!(a.starts_with(&"x".repeat(MAX_NAME_BYTES)));
-        // Never cut inside an escape.
-        let wide = name_value(&"é".repeat(100));
-        let stem = wide.split('~').next().unwrap_or_default();
-        assert_eq!(stem.len() % 6, 0, "{wide}");
     }
 }
