@@ -287,12 +287,34 @@ impl ObjectRoot {
 
     /// The keys below `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, ObjectRootError> {
+        Ok(self
+            .list_sized(prefix)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// The keys below `prefix` with their sizes in bytes.
+    pub async fn list_sized(&self, prefix: &str) -> Result<Vec<(String, u64)>, ObjectRootError> {
         let metas: Vec<_> = self
             .store
             .list(Some(&object_path(prefix)?))
             .try_collect()
             .await?;
-        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
+        Ok(metas
+            .into_iter()
+            .map(|m| (m.location.to_string(), m.size))
+            .collect())
+    }
+
+    /// Whether an object exists at `key`.
+    pub async fn exists(&self, key: &str) -> Result<bool, ObjectRootError> {
+        match self.store.head(&object_path(key)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The object at `key`.
@@ -376,6 +398,8 @@ mod tests {
             "never replaced"
         );
         assert_eq!(lake.get("c/1").await.expect("get"), b"x");
+        assert!(lake.exists("c/1").await.expect("head"));
+        assert!(!lake.exists("c/2").await.expect("head"));
         assert_eq!(lake.list("c").await.expect("list"), vec!["c/1".to_string()]);
         lake.delete("c/1").await.expect("delete");
         assert!(lake.list("c").await.expect("list").is_empty());

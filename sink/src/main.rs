@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime};
-use northstar_sink::lake::{self, LakeConfig};
+use northstar_sink::lake::{self, maintenance, LakeConfig};
 use northstar_sink::metrics_sink::{self, MetricsSinkConfig};
 
 /// Writes clean events to the Parquet lake, or exposes KPI aggregates to Prometheus.
@@ -27,12 +27,98 @@ enum Mode {
         #[arg(long, env = "NORTHSTAR_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Maintain the lake: compact small files, apply retention, erase a user's events.
+    LakeAdmin {
+        /// TOML configuration file (the lake sink's: `root`).
+        #[arg(long, env = "NORTHSTAR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Take over the lock of a maintenance run that was killed.
+        #[arg(long)]
+        break_lock: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Consume KPI aggregates and serve them on /metrics.
     Metrics {
         /// TOML configuration file.
         #[arg(long, env = "NORTHSTAR_CONFIG")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Merge each partition's small files into files of about the target size (same rows).
+    Compact {
+        /// events, dlq or all.
+        #[arg(long, default_value = "all")]
+        table: String,
+        /// Target file size in MiB: smaller files are merged up to it.
+        #[arg(long, default_value_t = 128)]
+        target_mib: u64,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete the partitions whose event_date is older than the retention period.
+    Retention {
+        /// Keep today and the previous N days.
+        #[arg(long)]
+        keep_days: u64,
+        /// events, dlq or all.
+        #[arg(long, default_value = "all")]
+        table: String,
+        /// Show what would be deleted only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Erase every event of the given users from the lake (events and dead letters), with an
+    /// audit record.
+    Erase {
+        /// A userId to erase (repeatable).
+        #[arg(long = "user-id")]
+        user_ids: Vec<String>,
+        /// An anonymousId to erase (repeatable).
+        #[arg(long = "anonymous-id")]
+        anonymous_ids: Vec<String>,
+        /// Show the affected files only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl AdminCommand {
+    fn into_command(self) -> anyhow::Result<maintenance::Command> {
+        Ok(match self {
+            AdminCommand::Compact {
+                table,
+                target_mib,
+                dry_run,
+            } => maintenance::Command::Compact(maintenance::CompactOptions {
+                tables: maintenance::tables(&table)?,
+                target_bytes: target_mib.saturating_mul(1024 * 1024),
+                dry_run,
+            }),
+            AdminCommand::Retention {
+                keep_days,
+                table,
+                dry_run,
+            } => maintenance::Command::Retention(maintenance::RetentionOptions {
+                tables: maintenance::tables(&table)?,
+                keep_days,
+                dry_run,
+            }),
+            AdminCommand::Erase {
+                user_ids,
+                anonymous_ids,
+                dry_run,
+            } => maintenance::Command::Erase(maintenance::EraseOptions {
+                user_ids,
+                anonymous_ids,
+                dry_run,
+            }),
+        })
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,6 +129,24 @@ fn main() -> anyhow::Result<()> {
             telemetry::init(&config.telemetry);
             tokio_runtime()?
                 .block_on(async move { lake::run(config, shutdown::on_signals()).await })
+        }
+        Mode::LakeAdmin {
+            config,
+            break_lock,
+            command,
+        } => {
+            let config: LakeConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
+            telemetry::init(&config.telemetry);
+            let command = command.into_command()?;
+            let summary = tokio_runtime()?
+                .block_on(async move { lake::maintain(&config, command, break_lock).await })?;
+            println!("{summary}");
+            if summary["rerun_needed"] == true {
+                // Exit status 3: done as far as possible now, run again later.
+                std::process::exit(3);
+            }
+            Ok(())
         }
         Mode::Metrics { config } => {
             let config: MetricsSinkConfig =

@@ -7,21 +7,25 @@ use northstar_runtime::objstore::ObjectRoot;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::ChunkReader;
 
-/// Every `*.parquet` file below `dir`.
-pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+/// Every file below `dir`, sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let p = e.path();
         if p.is_dir() {
-            out.extend(parquet_files(&p));
-        } else if p.extension().is_some_and(|x| x == "parquet") {
+            out.extend(files_below(&p));
+        } else {
             out.push(p);
         }
     }
     out.sort();
+    out
+}
+
+/// Every `*.parquet` file below `dir`, sorted.
+pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = files_below(dir);
+    out.retain(|p| p.extension().is_some_and(|x| x == "parquet"));
     out
 }
 

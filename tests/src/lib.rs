@@ -61,7 +61,7 @@ pub fn bin_dir() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
     assert!(
         p.exists(),

@@ -278,20 +278,6 @@ async fn final_windows_in_topic(stack: &Stack) -> (BTreeMap<WindowId, Value3>, u
     (out, open)
 }
 
-/// Every file below `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 /// Lake sink chaos: `kill` (SIGKILL), `start` (once the killed member's session expired),
 /// `start, crashing in its second file write` (the same, with the test hook set), `replace the
 /// crashed one` (checks it crashed in a write, then starts a clean one after the session expiry).
@@ -632,7 +618,7 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
     assert_eq!(distinct.len() as u64, want_rows);
     assert!(plan.unique.iter().all(|id| distinct.contains(id.as_str())));
     // Nothing half-written is left for directory readers (pyarrow reads every file).
-    let leftovers: Vec<_> = walk(&stack.lake_dir())
+    let leftovers: Vec<_> = lake::files_below(&stack.lake_dir())
         .into_iter()
         .filter(|p| p.to_string_lossy().contains('#'))
         .collect();

@@ -45,6 +45,37 @@ pub struct Resume {
     pub interrupted: Option<(i64, i64)>,
 }
 
+/// Where every ledger lives in the lake.
+pub const LEDGER_ROOT: &str = "_state/lake-sink";
+
+/// For every `(topic, partition)` with a ledger entry, the first offset not yet in the lake
+/// (read-only: intents are left alone). A file of that partition whose range ends below it is
+/// final: no flush will ever rewrite it.
+pub async fn committed(root: &ObjectRoot) -> Result<BTreeMap<(String, i32), i64>, LedgerError> {
+    let mut out: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for key in root.list(LEDGER_ROOT).await? {
+        let Some(rest) = key
+            .strip_prefix(LEDGER_ROOT)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
+        let mut parts = rest.rsplitn(3, '/');
+        let (Some(name), Some(p), Some(topic)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let (Some(next), Some(partition)) = (
+            parse_entry_name(name),
+            p.strip_prefix('p').and_then(|p| p.parse::<i32>().ok()),
+        ) else {
+            continue;
+        };
+        let slot = out.entry((topic.to_string(), partition)).or_insert(next);
+        *slot = (*slot).max(next);
+    }
+    Ok(out)
+}
+
 /// The ledger of one clean topic in one lake.
 #[derive(Debug, Clone)]
 pub struct Ledger {
@@ -66,7 +97,7 @@ impl Ledger {
     pub fn new(root: ObjectRoot, topic: &str, keep: usize) -> Self {
         Self {
             root,
-            prefix: format!("_state/lake-sink/{topic}"),
+            prefix: format!("{LEDGER_ROOT}/{topic}"),
             keep: keep.max(1),
         }
     }

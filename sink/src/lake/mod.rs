@@ -4,6 +4,7 @@ mod config;
 pub mod dead_letters;
 pub mod layout;
 mod ledger;
+pub mod maintenance;
 pub mod parquet;
 mod props;
 mod sink;
@@ -56,4 +57,15 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     admin::serve_while(config.listen, admin::router(readiness), &shutdown, both).await?;
     tracing::info!("lake sink stopped");
     Ok(())
+}
+
+/// Runs one maintenance command on the lake at `config.root`; returns its summary.
+pub async fn maintain(
+    config: &LakeConfig,
+    command: maintenance::Command,
+    break_lock: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let lake = ObjectRoot::open(&config.root)
+        .with_context(|| format!("cannot open the lake at {}", config.root))?;
+    maintenance::run(lake, command, break_lock).await
 }

@@ -217,7 +217,7 @@ pub(super) fn int64s<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
 }
 
 /// One Parquet file of `batch` with the lake's [`writer_properties`].
-pub(super) fn write_file(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
+pub(crate) fn write_file(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
     let mut buf = Vec::with_capacity(1 << 16);
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties()?))?;
     writer.write(batch)?;
