@@ -27,7 +27,8 @@ metric!(LAKE_OPEN_FILES_CAPPED: IntCounter = register_int_counter!("northstar_la
 metric!(LAKE_TYPE_CONFLICTS: IntCounter = register_int_counter!("northstar_lake_sink_type_conflicts_total", "Values left out of a typed column (context_* or prop_*) because their type differs from the column's; they stay in the JSON column"));
 metric!(LAKE_BUFFERED_ROWS: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_buffered_rows", "Rows buffered, not yet in the lake, by table", &["table"]));
 metric!(LAKE_REPLAY_SKIPPED: IntCounter = register_int_counter!("northstar_lake_sink_replay_skipped_total", "Records skipped because their source position is already in the lake (re-emitted by a restored processor)"));
-metric!(LAKE_OLDEST_UNFLUSHED: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_oldest_unflushed_seconds", "Age of the oldest buffered row, by table", &["table"]));
+metric!(LAKE_OLDEST_UNFLUSHED: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_oldest_unflushed_seconds", "How long the oldest buffered row has waited for its file (wall clock), by table; 0 when nothing is buffered", &["table"]));
+metric!(LAKE_OLDEST_UNFLUSHED_EVENT: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_oldest_unflushed_event_age_seconds", "Event-time age of the earliest event buffered and not yet in the lake (now minus its timestamp), by table; 0 when nothing is buffered. Late events raise it by their lateness", &["table"]));
 
 /// Registers every lake-sink series at zero, so dashboards and alerts see them before the
 /// first event (a counter that was never incremented is otherwise absent).
@@ -50,6 +51,7 @@ pub fn register_lake(tables: &[&str]) {
             &*LAKE_OPEN_FILES,
             &*LAKE_BUFFERED_ROWS,
             &*LAKE_OLDEST_UNFLUSHED,
+            &*LAKE_OLDEST_UNFLUSHED_EVENT,
         ] {
             g.with_label_values(&[t]).set(0);
         }

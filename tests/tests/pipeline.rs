@@ -369,6 +369,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         "northstar_lake_sink_open_files",
         "northstar_lake_sink_buffered_rows",
         "northstar_lake_sink_oldest_unflushed_seconds",
+        "northstar_lake_sink_oldest_unflushed_event_age_seconds",
         "northstar_lake_sink_flush_duration_seconds_count",
         "northstar_lake_sink_upload_errors_total",
         "northstar_lake_sink_replay_skipped_total",

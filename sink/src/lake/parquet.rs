@@ -217,7 +217,7 @@ pub(super) fn int64s<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
 }
 
 /// One Parquet file of `batch` with the lake's [`writer_properties`].
-pub(crate) fn write_file(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
+pub fn write_file(batch: &RecordBatch) -> Result<Vec<u8>, EncodeError> {
     let mut buf = Vec::with_capacity(1 << 16);
     let mut writer = ArrowWriter::try_new(&mut buf, batch.schema(), Some(writer_properties()?))?;
     writer.write(batch)?;
@@ -301,6 +301,16 @@ pub fn writer_properties() -> Result<WriterProperties, EncodeError> {
 
 /// Encodes `rows` (sorted in place by event time) into Parquet bytes.
 pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
+    let (batch, type_conflicts) = build_batch(rows)?;
+    Ok(Encoded {
+        bytes: write_file(&batch)?,
+        type_conflicts,
+    })
+}
+
+/// The Arrow batch of `rows` (sorted in place by event time) and its type conflicts: the
+/// first half of [`encode`], public for the encoding benchmark.
+pub fn build_batch(rows: &mut [Row]) -> Result<(RecordBatch, u64), EncodeError> {
     rows.sort_by_key(|r| (r.event.timestamp, r.clean_partition, r.clean_offset));
     let mut conflicts = 0u64;
     let mut columns: Vec<ArrayRef> = vec![
@@ -356,11 +366,7 @@ pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
         columns.push(property_column(&props, key, *t, &mut conflicts));
     }
     let schema = Arc::new(Schema::new(fields));
-    let batch = RecordBatch::try_new(schema, columns)?;
-    Ok(Encoded {
-        bytes: write_file(&batch)?,
-        type_conflicts: conflicts,
-    })
+    Ok((RecordBatch::try_new(schema, columns)?, conflicts))
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ struct Part {
     dead: BTreeMap<String, Vec<DeadRow>>,
     bytes: usize,
     oldest: Option<Instant>,
+    /// Earliest event time (µs) among the buffered rows.
+    earliest_event: Option<i64>,
     /// Last offset of an interrupted flush that must be repeated exactly.
     replay_until: Option<i64>,
     seek_pending: bool,
@@ -169,6 +171,11 @@ impl LakeSink {
                     metrics::LAKE_OLDEST_UNFLUSHED
                         .with_label_values(&[self.table.label()])
                         .set(age.as_secs() as i64);
+                    let earliest = self.parts.values().filter_map(|p| p.earliest_event).min();
+                    let now = chrono::Utc::now().timestamp_micros();
+                    metrics::LAKE_OLDEST_UNFLUSHED_EVENT
+                        .with_label_values(&[self.table.label()])
+                        .set(earliest.map_or(0, |t| (now - t).max(0) / 1_000_000));
                     let due: Vec<i32> = self
                         .parts
                         .iter()
@@ -296,6 +303,7 @@ impl LakeSink {
                 dead: BTreeMap::new(),
                 bytes: 0,
                 oldest: None,
+                earliest_event: None,
                 replay_until: resume.interrupted.map(|(_, last)| last),
                 seek_pending: false,
                 committed: None,
@@ -381,6 +389,9 @@ impl LakeSink {
             let row = DeadRow::from_message(&msg);
             if let Some(part) = self.parts.get_mut(&partition) {
                 part.bytes += row.size();
+                if let Some(t) = row.dead_lettered_at {
+                    part.earliest_event = Some(part.earliest_event.map_or(t, |e| e.min(t)));
+                }
                 part.dead.entry(row.partition_path()).or_default().push(row);
             }
             return self.after_record(partition, offset, shutdown).await;
@@ -391,6 +402,8 @@ impl LakeSink {
                 let size = msg.payload().map_or(0, <[u8]>::len) + 64;
                 if let Some(part) = self.parts.get_mut(&partition) {
                     part.bytes += size;
+                    let t = event.timestamp;
+                    part.earliest_event = Some(part.earliest_event.map_or(t, |e| e.min(t)));
                     part.rows.entry(path).or_default().push(Row {
                         event,
                         clean_partition: partition,
@@ -598,6 +611,7 @@ impl LakeSink {
         part.next = last + 1;
         part.bytes = 0;
         part.oldest = None;
+        part.earliest_event = None;
         Ok(())
     }
 }

@@ -1,10 +1,11 @@
 //! Pre-fills `events.raw` for benchmarks: N synthetic events as Avro v1 in the Confluent wire
 //! format, keyed by user like the collector does, through an idempotent producer.
 //!
-//! `northstar-fill --brokers HOST:PORT --registry URL [--topic events.raw] --events N`
+//! `northstar-fill --brokers HOST:PORT --registry URL [--topic events.raw] --events N [--names K]`
 //!
 //! The events are `northstar_schemas::synthetic`'s (the shape of
-//! `../shared/bench/make_events.py`), deterministic.
+//! `../shared/bench/make_events.py`), deterministic. `--names K` renames event `i` to
+//! `event_<i mod K>` (K distinct event names: many open lake partitions at once).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ struct Args {
     registry: String,
     topic: String,
     events: usize,
+    names: Option<u64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -29,6 +31,7 @@ fn args() -> anyhow::Result<Args> {
         registry: "http://127.0.0.1:8081".into(),
         topic: "events.raw".into(),
         events: 1_000_000,
+        names: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,6 +41,7 @@ fn args() -> anyhow::Result<Args> {
             "--registry" => a.registry = v,
             "--topic" => a.topic = v,
             "--events" => a.events = v.parse().context("--events")?,
+            "--names" => a.names = Some(v.parse().context("--names")?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -64,7 +68,10 @@ async fn main() -> anyhow::Result<()> {
     let t0 = chrono::Utc::now().timestamp_millis() - 86_400_000;
     let started = Instant::now();
     for i in 0..a.events as u64 {
-        let e = synthetic::event(i, t0);
+        let mut e = synthetic::event(i, t0);
+        if let Some(k) = a.names {
+            e.event = Some(format!("event_{:05}", i % k.max(1)));
+        }
         let payload = wire::frame(id, &codec.encode(&e)?);
         let key = e.user_id.clone().unwrap_or_default();
         let mut rec = BaseRecord::to(&a.topic).key(&key).payload(&payload);
