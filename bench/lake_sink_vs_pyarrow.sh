@@ -10,7 +10,9 @@
 # event is in the lake (the sink's own row counter). Its peak resident memory is reported too.
 # Then pyarrow (from the test venv) reads those files back and writes the same rows again with
 # the same settings (zstd level 3, dictionary, page statistics, 131,072-row groups), timing only
-# the write (CPU time of the process), once per file as the sink wrote them.
+# the write (CPU time of the process), once per file as the sink wrote them. Last, the same
+# job as the sink done in Python (bench/pyarrow_loader.py: confluent-kafka, fastavro, the same
+# columns, from_pylist + write_table) on the same topic: CPU time of that whole process.
 # NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the sink over the measured period
 # (NORTHSTAR_BENCH_PERF_CALLGRAPH=dwarf for call stacks).
 set -euo pipefail
@@ -66,8 +68,11 @@ for t in tables:
     sink = io.BytesIO()
     start = time.process_time()
     pq.write_table(t, sink, compression="zstd", compression_level=3, use_dictionary=True,
-                   write_statistics=True, row_group_size=131072)
+                   write_statistics=True, write_page_index=True, row_group_size=131072)
     cpu += time.process_time() - start
 print(f"pyarrow write of the same rows: {rows} rows in {cpu:.2f} CPU-s: "
       f"{rows / cpu:.0f} rows per CPU-second, {cpu * 1e6 / rows:.2f} us/row")
 PY
+
+"$PY" "$ROOT/bench/pyarrow_loader.py" "$NORTHSTAR_KAFKA__BROKERS" "$NORTHSTAR_REGISTRY_URL" \
+  events.clean "$N" "$DIR/pyarrow-lake"

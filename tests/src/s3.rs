@@ -100,3 +100,9 @@ impl S3Server {
         self.proc.log_tail(30)
     }
 }
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        self.proc.kill();
+    }
+}
