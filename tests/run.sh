@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 NORTHSTAR_TANSU="$(bash deploy/local/install-tansu.sh)"
 NORTHSTAR_PYTHON="$(bash tests/setup-python.sh)"
+# The Node.js SDK of the compatibility tests (npm), once.
+bash tests/setup-node.sh >/dev/null
 export NORTHSTAR_TANSU NORTHSTAR_PYTHON
 # The e2e tests run the services' binaries as separate processes: build them first.
 cargo build --workspace --bins

@@ -2,8 +2,9 @@
 //!
 //! Contract: 200 `{"success":true}` only after the broker acknowledged every event of the
 //! request; 400 malformed (message names the problem), 401 unknown or missing write key,
-//! 413 over a size limit, 503 with `Retry-After` when the broker is unavailable. Every
-//! rejection is counted by reason.
+//! 413 over a size limit, 415 an unsupported `Content-Encoding` (gzip and deflate bodies are
+//! decompressed, bounded by the batch limit), 503 with `Retry-After` when the broker is
+//! unavailable. Every rejection is counted by reason. CORS is open to any origin (browser SDKs).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,7 +46,23 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(move |s, h, b| handle(s, h, b, Some(kind), kind.as_str())),
         );
     }
-    r.with_state(state)
+    r.with_state(state).layer(cors())
+}
+
+/// CORS for browser SDKs (analytics.js and others post from any page): any origin, the
+/// tracking API's methods and headers, preflights cached for a day. Credentials are not
+/// allowed: the write key travels as HTTP Basic or in the body, never in cookies.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::Method;
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::CONTENT_ENCODING,
+        ])
+        .max_age(std::time::Duration::from_secs(86_400))
 }
 
 fn error(status: StatusCode, code: &str, message: String) -> Response {
@@ -97,6 +114,8 @@ fn reject(err: RequestError) -> Response {
         .inc();
     let status = if err.is_too_large() {
         StatusCode::PAYLOAD_TOO_LARGE
+    } else if matches!(err, RequestError::UnsupportedEncoding(_)) {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
     } else {
         StatusCode::BAD_REQUEST
     };
@@ -140,6 +159,13 @@ async fn process(
                 limit: limits.max_batch_bytes,
             })
         }
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let bytes = match segment::decode_body(&bytes, encoding, limits.max_batch_bytes) {
+        Ok(b) => b,
+        Err(e) => return reject(e),
     };
     let parsed = match kind {
         None => segment::parse_batch(&bytes, limits),

@@ -27,6 +27,13 @@ pub enum RequestError {
     },
     #[error("{0}")]
     BadShape(String),
+    #[error("unsupported Content-Encoding {0:?} (send gzip, deflate or identity)")]
+    UnsupportedEncoding(String),
+    #[error("the {encoding} body cannot be decompressed: {detail}")]
+    BadCompression {
+        encoding: &'static str,
+        detail: String,
+    },
     #[error("event {index}: unknown type {kind:?} (expected track, identify, page, screen, group or alias)")]
     UnknownType { index: usize, kind: String },
     #[error("event {index}: userId or anonymousId is required")]
@@ -53,6 +60,8 @@ impl RequestError {
             RequestError::BatchTooLarge { .. } => "batch_too_large",
             RequestError::EventTooLarge { .. } => "event_too_large",
             RequestError::BadShape(_) => "bad_shape",
+            RequestError::UnsupportedEncoding(_) => "unsupported_encoding",
+            RequestError::BadCompression { .. } => "bad_compression",
             RequestError::UnknownType { .. } => "unknown_type",
             RequestError::MissingIdentity { .. } => "missing_identity",
             RequestError::BadField { .. } => "bad_field",
@@ -67,6 +76,46 @@ impl RequestError {
             RequestError::BatchTooLarge { .. } | RequestError::EventTooLarge { .. }
         )
     }
+}
+
+/// The body as sent, decompressed per `Content-Encoding` (`gzip`, `deflate` or none), at most
+/// `limit` bytes once decompressed (a small compressed body may not expand past the batch
+/// limit: no decompression bomb).
+pub fn decode_body<'a>(
+    body: &'a [u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, RequestError> {
+    use std::io::Read;
+    let encoding = content_encoding.map(|e| e.trim().to_ascii_lowercase());
+    let mut out = Vec::new();
+    let (name, read) = match encoding.as_deref() {
+        None | Some("") | Some("identity") => return Ok(std::borrow::Cow::Borrowed(body)),
+        Some("gzip") | Some("x-gzip") => (
+            "gzip",
+            flate2::read::MultiGzDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out),
+        ),
+        Some("deflate") => (
+            "deflate",
+            flate2::read::ZlibDecoder::new(body)
+                .take(limit as u64 + 1)
+                .read_to_end(&mut out),
+        ),
+        Some(other) => return Err(RequestError::UnsupportedEncoding(other.to_string())),
+    };
+    read.map_err(|e| RequestError::BadCompression {
+        encoding: name,
+        detail: e.to_string(),
+    })?;
+    if out.len() > limit {
+        return Err(RequestError::BatchTooLarge {
+            size: out.len(),
+            limit,
+        });
+    }
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 /// A decoded request: its messages (still as JSON objects) and request-level fields.
@@ -405,6 +454,43 @@ mod tests {
         );
         let err = parse_batch(&[b' '; 101], &l).unwrap_err();
         assert!(matches!(err, RequestError::BatchTooLarge { .. }));
+    }
+
+    #[test]
+    fn compressed_bodies_are_bounded() {
+        use std::io::Write;
+        let gz = |data: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(data).expect("write");
+            e.finish().expect("finish")
+        };
+        let body = br#"{"batch":[]}"#;
+        assert_eq!(
+            &*decode_body(&gz(body), Some("gzip"), 100).expect("gzip"),
+            body
+        );
+        assert_eq!(&*decode_body(body, None, 100).expect("plain"), body);
+        assert_eq!(
+            &*decode_body(body, Some("identity"), 100).expect("identity"),
+            body
+        );
+        // 1 MB of zeros compresses to about 1 KB: refused once it expands past the limit.
+        let bomb = gz(&vec![0u8; 1_000_000]);
+        assert!(bomb.len() < 5_000);
+        assert!(matches!(
+            decode_body(&bomb, Some("gzip"), 500_000),
+            Err(RequestError::BatchTooLarge { .. })
+        ));
+        assert_eq!(
+            decode_body(b"not gzip", Some("gzip"), 100)
+                .unwrap_err()
+                .reason(),
+            "bad_compression"
+        );
+        assert_eq!(
+            decode_body(body, Some("br"), 100).unwrap_err().reason(),
+            "unsupported_encoding"
+        );
     }
 
     #[test]
