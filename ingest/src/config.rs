@@ -41,6 +41,10 @@ pub struct Limits {
     pub max_event_bytes: usize,
     /// Largest accepted request body, in bytes (after decompression).
     pub max_batch_bytes: usize,
+    /// Deepest nesting of objects and arrays in an event (the event itself is level 1).
+    pub max_depth: usize,
+    /// Most object keys in one event, over all its objects (properties, traits, context…).
+    pub max_keys: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +52,8 @@ impl Default for Limits {
         Self {
             max_event_bytes: 32 * 1024,
             max_batch_bytes: 500 * 1024,
+            max_depth: 32,
+            max_keys: 1_000,
         }
     }
 }

@@ -17,6 +17,18 @@ use crate::config::Limits;
 pub enum RequestError {
     #[error("invalid JSON: {0}")]
     InvalidJson(String),
+    #[error("truncated JSON: the body ends early ({0})")]
+    TruncatedJson(String),
+    #[error("invalid Unicode in JSON (a lone UTF-16 surrogate or bytes that are not UTF-8): {0}")]
+    InvalidUnicode(String),
+    #[error("event {index} nests deeper than {limit} levels")]
+    TooDeep { index: usize, limit: usize },
+    #[error("event {index} has {count} keys in its objects, over the {limit}-key limit")]
+    TooManyKeys {
+        index: usize,
+        count: usize,
+        limit: usize,
+    },
     #[error("request body is {size} bytes, over the {limit}-byte batch limit")]
     BatchTooLarge { size: usize, limit: usize },
     #[error("event {index} is {size} bytes, over the {limit}-byte event limit")]
@@ -57,6 +69,10 @@ impl RequestError {
     pub fn reason(&self) -> &'static str {
         match self {
             RequestError::InvalidJson(_) => "invalid_json",
+            RequestError::TruncatedJson(_) => "truncated_json",
+            RequestError::InvalidUnicode(_) => "invalid_unicode",
+            RequestError::TooDeep { .. } => "too_deep",
+            RequestError::TooManyKeys { .. } => "too_many_keys",
             RequestError::BatchTooLarge { .. } => "batch_too_large",
             RequestError::EventTooLarge { .. } => "event_too_large",
             RequestError::BadShape(_) => "bad_shape",
@@ -118,6 +134,72 @@ pub fn decode_body<'a>(
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// The rejection for a body serde_json cannot parse: truncated, bad Unicode, too deep (its
+/// recursion limit), or otherwise invalid.
+fn json_error(e: &serde_json::Error, shape: impl FnOnce() -> RequestError) -> RequestError {
+    let text = e.to_string();
+    if e.is_eof() {
+        RequestError::TruncatedJson(text)
+    } else if ["surrogate", "hex escape", "unicode", "UTF-8"]
+        .iter()
+        .any(|m| text.contains(m))
+    {
+        RequestError::InvalidUnicode(text)
+    } else if text.contains("recursion limit") {
+        RequestError::TooDeep {
+            index: 0,
+            limit: 127,
+        }
+    } else if e.is_data() {
+        shape()
+    } else {
+        RequestError::InvalidJson(text)
+    }
+}
+
+/// Refuses a message nesting deeper than `limits.max_depth` or holding more than
+/// `limits.max_keys` object keys in all (iteratively: no recursion on hostile input).
+fn check_shape(
+    msg: &Map<String, Value>,
+    index: usize,
+    limits: &Limits,
+) -> Result<(), RequestError> {
+    let mut keys = msg.len();
+    let mut stack: Vec<(&Value, usize)> = msg.values().map(|v| (v, 2)).collect();
+    if keys > limits.max_keys {
+        return Err(RequestError::TooManyKeys {
+            index,
+            count: keys,
+            limit: limits.max_keys,
+        });
+    }
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Object(m) => {
+                keys += m.len();
+                Box::new(m.values())
+            }
+            Value::Array(a) => Box::new(a.iter()),
+            _ => continue,
+        };
+        if depth > limits.max_depth {
+            return Err(RequestError::TooDeep {
+                index,
+                limit: limits.max_depth,
+            });
+        }
+        if keys > limits.max_keys {
+            return Err(RequestError::TooManyKeys {
+                index,
+                count: keys,
+                limit: limits.max_keys,
+            });
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
+
 /// A decoded request: its messages (still as JSON objects) and request-level fields.
 #[derive(Debug)]
 pub struct Request {
@@ -143,13 +225,11 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
         context: Option<Map<String, Value>>,
     }
     let batch: Batch<'_> = serde_json::from_slice(body).map_err(|e| {
-        if e.is_data() {
+        json_error(&e, || {
             RequestError::BadShape(format!(
                 "a batch must be an object with a \"batch\" array: {e}"
             ))
-        } else {
-            RequestError::InvalidJson(e.to_string())
-        }
+        })
     })?;
     let mut messages = Vec::with_capacity(batch.batch.len());
     for (index, raw) in batch.batch.iter().enumerate() {
@@ -161,8 +241,12 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
                 limit: limits.max_event_bytes,
             });
         }
-        let mut msg: Map<String, Value> = serde_json::from_str(raw.get())
-            .map_err(|_| RequestError::BadShape(format!("event {index} is not a JSON object")))?;
+        let mut msg: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| {
+            json_error(&e, || {
+                RequestError::BadShape(format!("event {index} is not a JSON object"))
+            })
+        })?;
+        check_shape(&msg, index, limits)?;
         if let Some(ctx) = &batch.context {
             msg.entry("context")
                 .or_insert_with(|| Value::Object(ctx.clone()));
@@ -190,13 +274,14 @@ pub fn parse_single(
             limit: limits.max_event_bytes,
         });
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| RequestError::InvalidJson(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| json_error(&e, || RequestError::InvalidJson(e.to_string())))?;
     let Value::Object(mut msg) = value else {
         return Err(RequestError::BadShape(
             "the body must be a JSON object".into(),
         ));
     };
+    check_shape(&msg, 0, limits)?;
     msg.insert("type".into(), Value::String(kind.as_str().into()));
     let write_key = msg
         .get("writeKey")
@@ -415,7 +500,7 @@ mod tests {
     fn rejections_name_the_problem() {
         let l = Limits::default();
         let err = parse_batch(b"{\"batch\":[", &l).unwrap_err();
-        assert_eq!(err.reason(), "invalid_json");
+        assert_eq!(err.reason(), "truncated_json");
         let err = parse_batch(b"{\"batch\":{}}", &l).unwrap_err();
         assert_eq!(err.reason(), "bad_shape");
         let req = parse_batch(br#"{"batch":[{"type":"track","event":"x"}]}"#, &l).expect("parse");
@@ -442,6 +527,7 @@ mod tests {
         let l = Limits {
             max_event_bytes: 40,
             max_batch_bytes: 100,
+            ..Limits::default()
         };
         let big = format!(
             r#"{{"batch":[{{"type":"track","userId":"{}"}}]}}"#,
@@ -491,6 +577,47 @@ mod tests {
             decode_body(body, Some("br"), 100).unwrap_err().reason(),
             "unsupported_encoding"
         );
+    }
+
+    #[test]
+    fn hostile_json_gets_its_own_reason() {
+        let l = Limits::default();
+        let reason = |body: &[u8]| parse_batch(body, &l).map(|_| ()).unwrap_err().reason();
+        assert_eq!(reason(br#"{"batch":[{"type":"track""#), "truncated_json");
+        assert_eq!(reason(br#"{"batch":[{"type":"track",}]}"#), "invalid_json");
+        let e = parse_batch(br#"{"batch":[{"type":"track","userId":"\ud800x"}]}"#, &l)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e.reason(), "invalid_unicode", "{e}");
+        let e = parse_batch(b"{\"batch\":[{\"userId\":\"\xff\"}]}", &l)
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(e.reason(), "invalid_unicode", "{e}");
+        // Deeper than serde_json's own limit, and deeper than ours.
+        let deep = |n: usize| {
+            format!(
+                r#"{{"batch":[{{"type":"track","userId":"u","properties":{}1{}}}]}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert_eq!(reason(deep(500).as_bytes()), "too_deep");
+        assert_eq!(reason(deep(40).as_bytes()), "too_deep");
+        assert!(parse_batch(deep(20).as_bytes(), &l).is_ok());
+        let many: Vec<String> = (0..1_200).map(|i| format!(r#""k{i}":1"#)).collect();
+        let body = format!(
+            r#"{{"batch":[{{"type":"track","userId":"u","properties":{{{}}}}}]}}"#,
+            many.join(",")
+        );
+        let err = parse_batch(body.as_bytes(), &l).map(|_| ()).unwrap_err();
+        assert_eq!(err.reason(), "too_many_keys");
+        assert!(err.to_string().contains("1000-key limit"), "{err}");
+        let single = parse_single(
+            format!("{{{}}}", many.join(",")).as_bytes(),
+            EventType::Track,
+            &l,
+        );
+        assert_eq!(single.map(|_| ()).unwrap_err().reason(), "too_many_keys");
     }
 
     #[test]
