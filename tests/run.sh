@@ -16,6 +16,11 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --lib --bins --tests "$@" 2>&1 | tee "$log" || status=$?
+# The collector's request decoder under libFuzzer for a minute (cargo fuzz; skipped when a
+# test name filter is given).
+if [ "$#" -eq 0 ]; then
+  bash tests/fuzz.sh || status=$?
+fi
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

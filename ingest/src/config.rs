@@ -58,6 +58,27 @@ impl Default for Limits {
     }
 }
 
+/// How far from the receipt time an event's (skew-corrected) timestamp may be before the event
+/// is flagged: counted and marked in its context as `northstar.clock_flag` (`future` or
+/// `past`) with `northstar.skew_seconds`. Flagged events are kept, not rejected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClockBounds {
+    /// Seconds ahead of the receipt time beyond which a timestamp is flagged `future`.
+    pub max_future_secs: u64,
+    /// Seconds before the receipt time beyond which a timestamp is flagged `past`.
+    pub max_past_secs: u64,
+}
+
+impl Default for ClockBounds {
+    fn default() -> Self {
+        Self {
+            max_future_secs: 3_600,
+            max_past_secs: 30 * 86_400,
+        }
+    }
+}
+
 /// Ingest configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -72,6 +93,8 @@ pub struct IngestConfig {
     pub write_keys: WriteKeys,
     /// Request size limits.
     pub limits: Limits,
+    /// Timestamps flagged as too far in the future or the past.
+    pub clock: ClockBounds,
     /// How long the broker may take to acknowledge an event before the request fails with 503.
     pub delivery_timeout_ms: u64,
     /// Seconds sent in `Retry-After` when the broker is unavailable.
@@ -90,6 +113,7 @@ impl Default for IngestConfig {
             registry_url: "http://127.0.0.1:8081".into(),
             write_keys: WriteKeys::default(),
             limits: Limits::default(),
+            clock: ClockBounds::default(),
             delivery_timeout_ms: 10_000,
             retry_after_secs: 5,
             kafka: KafkaConfig::default(),

@@ -194,7 +194,15 @@ async fn process(
     let received_at = chrono::Utc::now().timestamp_micros();
     let mut events = Vec::with_capacity(request.messages.len());
     for (i, msg) in request.messages.iter().enumerate() {
-        match segment::to_event(msg, i, request.sent_at.as_deref(), source, received_at) {
+        let clock = &state.config.clock;
+        match segment::to_event(
+            msg,
+            i,
+            request.sent_at.as_deref(),
+            source,
+            received_at,
+            clock,
+        ) {
             Ok(e) => events.push(e),
             Err(e) => return reject(e),
         }
@@ -205,6 +213,13 @@ async fn process(
                 metrics::EVENTS_ACCEPTED
                     .with_label_values(&[e.kind.as_str()])
                     .inc();
+                if let Some(flag) =
+                    segment::clock_flag(e.timestamp, e.received_at, &state.config.clock)
+                {
+                    metrics::CLOCK_FLAGGED
+                        .with_label_values(&[flag.as_str()])
+                        .inc();
+                }
             }
             (
                 StatusCode::OK,

@@ -68,3 +68,13 @@ pub static IN_FLIGHT: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+
+#[allow(clippy::expect_used)]
+pub static CLOCK_FLAGGED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "northstar_ingest_timestamps_flagged_total",
+        "Events accepted with a timestamp beyond clock.max_future_secs / max_past_secs of their receipt (marked in context.northstar.clock_flag), by direction",
+        &["direction"]
+    )
+    .expect("metric registers")
+});

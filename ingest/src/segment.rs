@@ -10,7 +10,7 @@ use northstar_schemas::{Event, EventType};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::config::Limits;
+use crate::config::{ClockBounds, Limits};
 
 /// Why a request (or one event of it) was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -376,6 +376,61 @@ fn json_field(msg: &Map<String, Value>, field: &str) -> String {
     }
 }
 
+/// Which side of the [`ClockBounds`] a timestamp falls on, if outside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockFlag {
+    Future,
+    Past,
+}
+
+impl ClockFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockFlag::Future => "future",
+            ClockFlag::Past => "past",
+        }
+    }
+}
+
+/// Whether the (corrected) `timestamp` is further from `received_at` than `bounds` allow
+/// (both in µs).
+pub fn clock_flag(timestamp: i64, received_at: i64, bounds: &ClockBounds) -> Option<ClockFlag> {
+    let skew = timestamp.saturating_sub(received_at);
+    let limit = |secs: u64| {
+        i64::try_from(secs)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1_000_000)
+    };
+    if skew > limit(bounds.max_future_secs) {
+        Some(ClockFlag::Future)
+    } else if skew < limit(bounds.max_past_secs).saturating_neg() {
+        Some(ClockFlag::Past)
+    } else {
+        None
+    }
+}
+
+/// The context JSON text, with `northstar.clock_flag` and `northstar.skew_seconds` added when
+/// the timestamp is flagged (a context that is not an object is kept as sent).
+fn context_text(msg: &Map<String, Value>, flag: Option<ClockFlag>, skew_micros: i64) -> String {
+    let Some(flag) = flag else {
+        return json_field(msg, "context");
+    };
+    let mut ctx = match msg.get("context") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => return other.to_string(),
+    };
+    let mut mark = match ctx.remove("northstar") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    mark.insert("clock_flag".into(), Value::from(flag.as_str()));
+    mark.insert("skew_seconds".into(), Value::from(skew_micros / 1_000_000));
+    ctx.insert("northstar".into(), Value::Object(mark));
+    Value::Object(ctx).to_string()
+}
+
 /// Turns message `index` of a request into an [`Event`] stamped with `received_at` (µs).
 ///
 /// Event time follows Segment's clock-skew correction: with `sentAt` present,
@@ -386,6 +441,7 @@ pub fn to_event(
     request_sent_at: Option<&str>,
     source_id: &str,
     received_at: i64,
+    clock: &ClockBounds,
 ) -> Result<Event, RequestError> {
     let kind = match msg.get("type") {
         Some(Value::String(t)) => EventType::parse(t).ok_or_else(|| RequestError::UnknownType {
@@ -450,7 +506,11 @@ pub fn to_event(
         original_timestamp: original,
         sent_at,
         received_at,
-        context: json_field(msg, "context"),
+        context: context_text(
+            msg,
+            clock_flag(timestamp, received_at, clock),
+            timestamp.saturating_sub(received_at),
+        ),
         properties: json_field(msg, "properties"),
         traits,
         integrations: json_field(msg, "integrations"),
@@ -471,7 +531,15 @@ mod tests {
             "timestamp":"2025-11-24T16:00:00Z","properties":{"plan":"pro"}}],
             "sentAt":"2025-11-24T16:00:10Z","context":{"library":{"name":"x"}}}"#;
         let req = parse_batch(body, &Limits::default()).expect("parse");
-        let e = to_event(&req.messages[0], 0, req.sent_at.as_deref(), "web", NOW).expect("event");
+        let e = to_event(
+            &req.messages[0],
+            0,
+            req.sent_at.as_deref(),
+            "web",
+            NOW,
+            &ClockBounds::default(),
+        )
+        .expect("event");
         let ts = parse_ts("2025-11-24T16:00:00Z").expect("ts");
         let sent = parse_ts("2025-11-24T16:00:10Z").expect("ts");
         assert_eq!(e.timestamp, ts + (NOW - sent));
@@ -483,6 +551,45 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_far_from_receipt_are_flagged_in_context_not_rejected() {
+        let bounds = ClockBounds {
+            max_future_secs: 60,
+            max_past_secs: 3_600,
+        };
+        let at = |ts: &str, ctx: &str| {
+            let body =
+                format!(r#"{{"batch":[{{"type":"track","userId":"u","timestamp":"{ts}"{ctx}}}]}}"#);
+            let req = parse_batch(body.as_bytes(), &Limits::default()).expect("parse");
+            let e = to_event(&req.messages[0], 0, None, "s", NOW, &bounds).expect("event");
+            let ctx: Value = serde_json::from_str(&e.context).expect("json");
+            (e, ctx)
+        };
+        let iso = |micros: i64| {
+            DateTime::from_timestamp_micros(micros)
+                .expect("ts")
+                .to_rfc3339()
+        };
+        let (e, ctx) = at(&iso(NOW + 120_000_000), r#","context":{"ip":"1.2.3.4"}"#);
+        assert_eq!(ctx["northstar"]["clock_flag"], "future");
+        assert_eq!(ctx["northstar"]["skew_seconds"], 120);
+        assert_eq!(ctx["ip"], "1.2.3.4", "the rest of the context is kept");
+        assert_eq!(e.timestamp, NOW + 120_000_000, "kept, not clamped");
+        let (_, ctx) = at(&iso(NOW - 7_200_000_000), "");
+        assert_eq!(ctx["northstar"]["clock_flag"], "past");
+        assert_eq!(ctx["northstar"]["skew_seconds"], -7_200);
+        let (_, ctx) = at(&iso(NOW - 60_000_000), "");
+        assert!(ctx.get("northstar").is_none(), "within bounds: no flag");
+        assert_eq!(
+            clock_flag(NOW + 61_000_000, NOW, &bounds),
+            Some(ClockFlag::Future)
+        );
+        assert_eq!(clock_flag(NOW + 60_000_000, NOW, &bounds), None);
+        // A context that is not an object is kept as sent (the processor rejects it).
+        let (_, ctx) = at(&iso(NOW + 120_000_000), r#","context":[1]"#);
+        assert_eq!(ctx, serde_json::json!([1]));
+    }
+
+    #[test]
     fn single_track_without_timestamp_uses_received_at() {
         let req = parse_single(
             br#"{"event":"x","anonymousId":42}"#,
@@ -490,7 +597,8 @@ mod tests {
             &Limits::default(),
         )
         .expect("parse");
-        let e = to_event(&req.messages[0], 0, None, "s", NOW).expect("event");
+        let e =
+            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default()).expect("event");
         assert_eq!(e.timestamp, NOW);
         assert_eq!(e.anonymous_id.as_deref(), Some("42"));
         assert!(e.message_id.starts_with("ns-"));
@@ -504,11 +612,12 @@ mod tests {
         let err = parse_batch(b"{\"batch\":{}}", &l).unwrap_err();
         assert_eq!(err.reason(), "bad_shape");
         let req = parse_batch(br#"{"batch":[{"type":"track","event":"x"}]}"#, &l).expect("parse");
-        let err = to_event(&req.messages[0], 0, None, "s", NOW).unwrap_err();
+        let err =
+            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default()).unwrap_err();
         assert_eq!(err, RequestError::MissingIdentity { index: 0 });
         let req = parse_batch(br#"{"batch":[{"type":"click","userId":"u"}]}"#, &l).expect("parse");
         assert_eq!(
-            to_event(&req.messages[0], 0, None, "s", NOW)
+            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default())
                 .unwrap_err()
                 .reason(),
             "unknown_type"
@@ -518,7 +627,8 @@ mod tests {
             &l,
         )
         .expect("parse");
-        let err = to_event(&req.messages[0], 0, None, "s", NOW).unwrap_err();
+        let err =
+            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default()).unwrap_err();
         assert!(err.to_string().contains("timestamp"), "{err}");
     }
 
@@ -633,7 +743,7 @@ mod tests {
         ] {
             if let Ok(req) = parse_batch(body, &l) {
                 for (i, m) in req.messages.iter().enumerate() {
-                    let _ = to_event(m, i, None, "s", NOW);
+                    let _ = to_event(m, i, None, "s", NOW, &ClockBounds::default());
                 }
             }
             let _ = parse_single(body, EventType::Track, &l);

@@ -1,0 +1,80 @@
+//! Fuzzes the collector's request decoder: any bytes, as any route's body, with any of the
+//! accepted encodings. The first input byte picks the route (one of the six single-message
+//! routes, or a batch) and the `Content-Encoding`; the rest is the body.
+//!
+//! Invariants checked besides "never panics": a request is either rejected with a reason or
+//! yields events that all have an identity and a message id and encode as Avro (what the
+//! producer does next), and decompression never yields more than the batch limit (plain
+//! bodies are bounded by the HTTP layer and the parsers' own size checks).
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use northstar_ingest::config::{ClockBounds, Limits};
+use northstar_ingest::segment;
+use northstar_schemas::event::EventCodec;
+use northstar_schemas::EventType;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_event_bytes: 8 * 1024,
+        max_batch_bytes: 32 * 1024,
+        max_depth: 16,
+        max_keys: 200,
+    };
+    let encoding = match selector & 3 {
+        0 => None,
+        1 => Some("gzip"),
+        2 => Some("deflate"),
+        _ => Some("identity"),
+    };
+    let body = match segment::decode_body(body, encoding, limits.max_batch_bytes) {
+        Ok(b) => b,
+        Err(e) => {
+            assert!(!e.reason().is_empty());
+            return;
+        }
+    };
+    if encoding.is_some_and(|e| e != "identity") {
+        assert!(
+            body.len() <= limits.max_batch_bytes,
+            "decompression is bounded"
+        );
+    }
+    let route = (selector >> 2) as usize % (EventType::ALL.len() + 1);
+    let parsed = match EventType::ALL.get(route) {
+        Some(&kind) => segment::parse_single(&body, kind, &limits),
+        None => segment::parse_batch(&body, &limits),
+    };
+    let request = match parsed {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(!e.reason().is_empty() && !e.to_string().is_empty());
+            return;
+        }
+    };
+    let codec = EventCodec::new();
+    for (i, msg) in request.messages.iter().enumerate() {
+        let now = 1_764_000_000_000_000;
+        match segment::to_event(
+            msg,
+            i,
+            request.sent_at.as_deref(),
+            "fuzz",
+            now,
+            &ClockBounds::default(),
+        ) {
+            Ok(event) => {
+                assert!(event.user_id.is_some() || event.anonymous_id.is_some());
+                assert!(!event.message_id.is_empty());
+                codec
+                    .encode(&event)
+                    .expect("an accepted event always encodes");
+            }
+            Err(e) => assert!(!e.reason().is_empty()),
+        }
+    }
+});
