@@ -79,6 +79,24 @@ impl Default for ClockBounds {
     }
 }
 
+/// A rate limit on accepted events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimit {
+    /// Sustained events per second; 0 means unlimited.
+    pub events_per_second: u32,
+    /// Events that may arrive at once above the sustained rate (0: one second's worth).
+    pub burst: u32,
+}
+
+/// Settings of one source (the write keys mapped to it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// Rate limit per write key of this source (instead of the global `rate_limit`).
+    pub rate_limit: Option<RateLimit>,
+}
+
 /// Ingest configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -95,6 +113,13 @@ pub struct IngestConfig {
     pub limits: Limits,
     /// Timestamps flagged as too far in the future or the past.
     pub clock: ClockBounds,
+    /// Rate limit of each write key, unless its source sets its own (`[sources.<id>]`).
+    pub rate_limit: RateLimit,
+    /// Per-source settings, by source id.
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Most events waiting for broker acknowledgements at once; a request that would pass it is
+    /// answered 503 with `Retry-After` instead of queueing without bound.
+    pub max_in_flight_events: usize,
     /// How long the broker may take to acknowledge an event before the request fails with 503.
     pub delivery_timeout_ms: u64,
     /// Seconds sent in `Retry-After` when the broker is unavailable.
@@ -114,6 +139,9 @@ impl Default for IngestConfig {
             write_keys: WriteKeys::default(),
             limits: Limits::default(),
             clock: ClockBounds::default(),
+            rate_limit: RateLimit::default(),
+            sources: BTreeMap::new(),
+            max_in_flight_events: 50_000,
             delivery_timeout_ms: 10_000,
             retry_after_secs: 5,
             kafka: KafkaConfig::default(),
@@ -123,6 +151,14 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// The rate limit of write keys of `source`.
+    pub fn rate_limit_of(&self, source: &str) -> &RateLimit {
+        self.sources
+            .get(source)
+            .and_then(|s| s.rate_limit.as_ref())
+            .unwrap_or(&self.rate_limit)
+    }
+
     /// Refuses an unusable configuration, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         self.kafka.validate()?;
@@ -140,6 +176,18 @@ impl IngestConfig {
         {
             return Err(format!(
                 "write_keys: an empty key or source id (source {source:?})"
+            ));
+        }
+        if self.max_in_flight_events == 0 {
+            return Err("max_in_flight_events must be > 0".into());
+        }
+        if let Some(id) = self
+            .sources
+            .keys()
+            .find(|id| !self.write_keys.0.values().any(|s| s == *id))
+        {
+            return Err(format!(
+                "sources.{id}: no write key maps to this source (write_keys)"
             ));
         }
         if self.limits.max_event_bytes == 0

@@ -6,8 +6,10 @@
 //! decompressed, bounded by the batch limit), 503 with `Retry-After` when the broker is
 //! unavailable. Every rejection is counted by reason. CORS is open to any origin (browser SDKs).
 
+use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -16,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use base64::Engine;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use northstar_schemas::EventType;
 use serde_json::json;
 
@@ -29,6 +33,33 @@ use crate::segment::{self, Request, RequestError};
 pub struct AppState {
     pub config: IngestConfig,
     pub producer: EventProducer,
+    /// One permit per event waiting for its acknowledgement.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    /// Rate limiters by write key (keys without a limit are absent).
+    limiters: HashMap<String, DefaultDirectRateLimiter>,
+}
+
+impl AppState {
+    pub fn new(config: IngestConfig, producer: EventProducer) -> Self {
+        let limiters = config
+            .write_keys
+            .0
+            .iter()
+            .filter_map(|(key, source)| {
+                let limit = config.rate_limit_of(source);
+                let rate = NonZeroU32::new(limit.events_per_second)?;
+                let burst = NonZeroU32::new(limit.burst).unwrap_or(rate);
+                let quota = Quota::per_second(rate).allow_burst(burst);
+                Some((key.clone(), RateLimiter::direct(quota)))
+            })
+            .collect();
+        Self {
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight_events)),
+            limiters,
+            config,
+            producer,
+        }
+    }
 }
 
 /// Every tracking route: its path, and the message type it implies (`None`: a batch).
@@ -132,6 +163,50 @@ fn reject(err: RequestError) -> Response {
     error(status, err.reason(), err.to_string())
 }
 
+/// A 429 or 503 with `Retry-After` (whole seconds, at least 1).
+fn retry_later(
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    after: Duration,
+) -> Response {
+    metrics::EVENTS_REJECTED.with_label_values(&[code]).inc();
+    let mut resp = error(status, code, message);
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+/// Whether `key` may send `n` more events now; the 429 to answer when not.
+fn rate_limit(state: &AppState, key: &str, n: usize) -> Option<Response> {
+    let (Some(limiter), Some(n)) = (
+        state.limiters.get(key),
+        NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)),
+    ) else {
+        return None;
+    };
+    match limiter.check_n(n) {
+        Ok(Ok(())) => None,
+        Ok(Err(not_until)) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Some(retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("this write key's rate limit is reached; retry in {} ms", wait.as_millis()),
+                wait,
+            ))
+        }
+        Err(governor::InsufficientCapacity(burst)) => Some(retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("{n} events in one request are more than this write key's burst of {burst}; send smaller batches"),
+            Duration::from_secs(1),
+        )),
+    }
+}
+
 fn unauthorized(message: &str) -> Response {
     metrics::EVENTS_REJECTED
         .with_label_values(&["unauthorized"])
@@ -149,7 +224,7 @@ fn unauthorized(message: &str) -> Response {
 }
 
 async fn process(
-    state: &AppState,
+    state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
     kind: Option<EventType>,
@@ -207,9 +282,51 @@ async fn process(
             Err(e) => return reject(e),
         }
     }
-    match state.producer.send_all(&events).await {
+    if let Some(resp) = rate_limit(state, &key, events.len()) {
+        return resp;
+    }
+    // Bounded in-flight work: never queue more than max_in_flight_events for the broker.
+    let permits = events.len().min(state.config.max_in_flight_events);
+    let Ok(permits) = state
+        .in_flight
+        .clone()
+        .try_acquire_many_owned(u32::try_from(permits).unwrap_or(u32::MAX))
+    else {
+        return retry_later(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!(
+                "{} events are already waiting for the broker (max_in_flight_events); retry later",
+                state.config.max_in_flight_events
+            ),
+            Duration::from_secs(state.config.retry_after_secs),
+        );
+    };
+    // The answer waits at most delivery_timeout_ms; the permits are held until the broker has
+    // answered for every event, whatever the client was told.
+    let events = Arc::new(events);
+    let sending = {
+        let (state, events) = (state.clone(), events.clone());
+        tokio::spawn(async move {
+            let result = state.producer.send_all(&events).await;
+            drop(permits);
+            result
+        })
+    };
+    let deadline = Duration::from_millis(state.config.delivery_timeout_ms);
+    let result = match tokio::time::timeout(deadline, sending).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(ProduceError::Aborted(join.to_string())),
+        Err(_) => {
+            metrics::DELIVERY_ERRORS
+                .with_label_values(&["deadline"])
+                .inc();
+            Err(ProduceError::Deadline(state.config.delivery_timeout_ms))
+        }
+    };
+    match result {
         Ok(()) => {
-            for e in &events {
+            for e in events.iter() {
                 metrics::EVENTS_ACCEPTED
                     .with_label_values(&[e.kind.as_str()])
                     .inc();
@@ -236,18 +353,12 @@ async fn process(
         }
         Err(e) => {
             tracing::warn!(error = %e, events = events.len(), "events not acknowledged, answering 503");
-            metrics::EVENTS_REJECTED
-                .with_label_values(&["broker_unavailable"])
-                .inc();
-            let mut resp = error(
+            retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "broker_unavailable",
                 e.to_string(),
-            );
-            if let Ok(v) = HeaderValue::from_str(&state.config.retry_after_secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
+                Duration::from_secs(state.config.retry_after_secs),
+            )
         }
     }
 }
@@ -273,7 +384,7 @@ mod tests {
         for (path, item) in paths {
             assert!(item["options"].is_mapping(), "{path:?}: preflight");
             let responses = item["post"]["responses"].as_mapping().expect("responses");
-            for status in ["200", "400", "401", "413", "415", "503"] {
+            for status in ["200", "400", "401", "413", "415", "429", "503"] {
                 assert!(
                     responses.contains_key(serde_yaml_ng::Value::from(status)),
                     "{path:?}: {status}"

@@ -37,10 +37,7 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
         Duration::from_millis(config.delivery_timeout_ms),
     )
     .context("cannot create the kafka producer")?;
-    let state = Arc::new(http::AppState {
-        config: config.clone(),
-        producer,
-    });
+    let state = Arc::new(http::AppState::new(config.clone(), producer));
 
     let readiness = admin::Readiness::default();
     let probe = tokio::spawn(probe_broker(

@@ -1,5 +1,6 @@
 //! Producing events to Kafka: Avro in Confluent wire format, keyed by userId/anonymousId,
-//! through rdkafka's idempotent producer.
+//! with `acks=all` (not idempotent: duplicates from retries are removed by the stream
+//! processor's message-id deduplication).
 //!
 //! Contract: [`EventProducer::send_all`] returns `Ok` only when the broker acknowledged every
 //! event; otherwise it reports why, and the caller must not claim success. After a delivery
@@ -16,7 +17,7 @@ use northstar_runtime::KafkaConfig;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::{wire, Event};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 
@@ -31,6 +32,10 @@ pub enum ProduceError {
     Delivery(KafkaError),
     #[error("event could not be encoded: {0}")]
     Encode(String),
+    #[error("no acknowledgement from the broker within {0} ms")]
+    Deadline(u64),
+    #[error("sending was aborted: {0}")]
+    Aborted(String),
 }
 
 /// The event producer.
@@ -60,8 +65,11 @@ impl EventProducer {
         schema_id: u32,
         delivery_timeout: Duration,
     ) -> Result<Self, KafkaError> {
-        let cfg =
-            kafka.idempotent_producer("northstar-ingest", delivery_timeout.as_millis() as u64);
+        // Not idempotent: the stream processor deduplicates by message id, so a retried
+        // duplicate costs nothing, while producer ids are what Tansu 0.6.0 mishandles after a
+        // crash (a produce with an epoch it does not know panics its storage task for good;
+        // see docs/operations.md).
+        let cfg = kafka.acked_producer("northstar-ingest", delivery_timeout.as_millis() as u64);
         let producer = cfg.create()?;
         Ok(Self {
             config: cfg,
@@ -90,6 +98,10 @@ impl EventProducer {
             Ok(fresh) => {
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 let old = std::mem::replace(&mut *guard, (generation, fresh));
+                // Nothing of the old producer id may reach the broker again (its requests were
+                // answered 503): purge what it still queues or has in flight, now, although
+                // requests still hold clones of it.
+                old.1.purge(PurgeConfig::default().queue().inflight());
                 tracing::info!(generation, "producer replaced after delivery failures");
                 // Destroying a librdkafka client may block while it tears down: not on the runtime.
                 std::thread::spawn(move || drop(old));

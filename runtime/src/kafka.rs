@@ -109,6 +109,22 @@ impl KafkaConfig {
         cfg
     }
 
+    /// A producer whose sends count only once every in-sync replica has the record
+    /// (`acks=all`), retried until `timeout_ms`, without producer ids: retries may duplicate a
+    /// record, which is fine where consumers deduplicate (the collector's events carry a
+    /// message id the stream processor deduplicates on).
+    pub fn acked_producer(&self, client_id: &str, timeout_ms: u64) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("linger.ms", "5");
+        for (k, v) in self.client_config(client_id).config_map() {
+            cfg.set(k, v);
+        }
+        cfg.set("enable.idempotence", "false")
+            .set("acks", "all")
+            .set("message.timeout.ms", timeout_ms.to_string());
+        cfg
+    }
+
     /// Refuses an empty broker list, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         if self.brokers.trim().is_empty() {
