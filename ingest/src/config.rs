@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use northstar_runtime::{KafkaConfig, TelemetryConfig};
+
+pub use crate::enrich::IpPolicy;
 use serde::{Deserialize, Serialize};
 
 /// Write key → source id. Write keys are secrets: `Debug` prints only the source ids.
@@ -95,6 +97,8 @@ pub struct RateLimit {
 pub struct SourceConfig {
     /// Rate limit per write key of this source (instead of the global `rate_limit`).
     pub rate_limit: Option<RateLimit>,
+    /// IP policy of this source's events (instead of the global `ip`).
+    pub ip: Option<IpPolicy>,
 }
 
 /// Ingest configuration.
@@ -117,6 +121,12 @@ pub struct IngestConfig {
     pub rate_limit: RateLimit,
     /// Per-source settings, by source id.
     pub sources: BTreeMap<String, SourceConfig>,
+    /// What happens to client IP addresses (`keep`, `truncate` or `drop`), unless the source
+    /// sets its own.
+    pub ip: IpPolicy,
+    /// Networks of the proxies whose `X-Forwarded-For` is believed (CIDR, e.g. `10.0.0.0/8`);
+    /// empty: the connection's address is the client's.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Most events waiting for broker acknowledgements at once; a request that would pass it is
     /// answered 503 with `Retry-After` instead of queueing without bound.
     pub max_in_flight_events: usize,
@@ -141,6 +151,8 @@ impl Default for IngestConfig {
             clock: ClockBounds::default(),
             rate_limit: RateLimit::default(),
             sources: BTreeMap::new(),
+            ip: IpPolicy::default(),
+            trusted_proxies: Vec::new(),
             max_in_flight_events: 50_000,
             delivery_timeout_ms: 10_000,
             retry_after_secs: 5,
@@ -151,6 +163,14 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// The IP policy of `source`'s events.
+    pub fn ip_policy_of(&self, source: &str) -> IpPolicy {
+        self.sources
+            .get(source)
+            .and_then(|s| s.ip)
+            .unwrap_or(self.ip)
+    }
+
     /// The rate limit of write keys of `source`.
     pub fn rate_limit_of(&self, source: &str) -> &RateLimit {
         self.sources

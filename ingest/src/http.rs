@@ -7,12 +7,13 @@
 //! unavailable. Every rejection is counted by reason. CORS is open to any origin (browser SDKs).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -24,6 +25,7 @@ use northstar_schemas::EventType;
 use serde_json::json;
 
 use crate::config::IngestConfig;
+use crate::enrich::{self, RequestInfo};
 use crate::metrics;
 use crate::producer::{EventProducer, ProduceError};
 use crate::segment::{self, Request, RequestError};
@@ -85,7 +87,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             None if path.ends_with("import") => "import",
             None => "batch",
         };
-        r = r.route(&path, post(move |s, h, b| handle(s, h, b, kind, label)));
+        r = r.route(
+            &path,
+            post(move |s, c, h, b| handle(s, c, h, b, kind, label)),
+        );
     }
     r.with_state(state).layer(cors())
 }
@@ -133,13 +138,16 @@ fn basic_write_key(headers: &HeaderMap) -> Option<String> {
 
 async fn handle(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
     kind: Option<EventType>,
     route: &'static str,
 ) -> Response {
     let started = Instant::now();
-    let response = process(&state, &headers, body, kind).await;
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let client = enrich::client_ip(peer.ip(), forwarded, &state.config.trusted_proxies);
+    let response = process(&state, &headers, body, kind, client).await;
     metrics::REQUESTS
         .with_label_values(&[route, response.status().as_str()])
         .inc();
@@ -228,6 +236,7 @@ async fn process(
     headers: &HeaderMap,
     body: Body,
     kind: Option<EventType>,
+    client: IpAddr,
 ) -> Response {
     let limits = &state.config.limits;
     let header_key = basic_write_key(headers);
@@ -267,17 +276,15 @@ async fn process(
         return unauthorized("unknown write key");
     };
     let received_at = chrono::Utc::now().timestamp_micros();
+    let info = RequestInfo {
+        ip: Some(client),
+        ip_policy: state.config.ip_policy_of(source),
+    };
     let mut events = Vec::with_capacity(request.messages.len());
     for (i, msg) in request.messages.iter().enumerate() {
         let clock = &state.config.clock;
-        match segment::to_event(
-            msg,
-            i,
-            request.sent_at.as_deref(),
-            source,
-            received_at,
-            clock,
-        ) {
+        let sent_at = request.sent_at.as_deref();
+        match segment::to_event(msg, i, sent_at, source, received_at, clock, &info) {
             Ok(e) => events.push(e),
             Err(e) => return reject(e),
         }

@@ -4,6 +4,7 @@
 //! `/readyz` is 200 only while the broker answers metadata requests.
 
 pub mod config;
+pub mod enrich;
 pub mod http;
 pub mod metrics;
 pub mod producer;

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::config::{ClockBounds, Limits};
+use crate::enrich::RequestInfo;
 
 /// Why a request (or one event of it) was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -410,24 +411,33 @@ pub fn clock_flag(timestamp: i64, received_at: i64, bounds: &ClockBounds) -> Opt
     }
 }
 
-/// The context JSON text, with `northstar.clock_flag` and `northstar.skew_seconds` added when
-/// the timestamp is flagged (a context that is not an object is kept as sent).
-fn context_text(msg: &Map<String, Value>, flag: Option<ClockFlag>, skew_micros: i64) -> String {
-    let Some(flag) = flag else {
-        return json_field(msg, "context");
-    };
+/// The context JSON text as stored: `context.northstar` (reserved for the collector) removed,
+/// then the request's enrichment ([`crate::enrich`]) and, when the timestamp is flagged,
+/// `northstar.clock_flag` and `northstar.skew_seconds`. A context that is not an object is
+/// kept as sent (the stream processor rejects it with a reason).
+fn context_text(
+    msg: &Map<String, Value>,
+    flag: Option<ClockFlag>,
+    skew_micros: i64,
+    request: &RequestInfo,
+) -> String {
     let mut ctx = match msg.get("context") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(other) => return other.to_string(),
     };
-    let mut mark = match ctx.remove("northstar") {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    mark.insert("clock_flag".into(), Value::from(flag.as_str()));
-    mark.insert("skew_seconds".into(), Value::from(skew_micros / 1_000_000));
-    ctx.insert("northstar".into(), Value::Object(mark));
+    ctx.remove("northstar");
+    crate::enrich::enrich_ip(&mut ctx, request);
+    crate::enrich::enrich_user_agent(&mut ctx);
+    if let Some(flag) = flag {
+        let mark = ctx
+            .entry("northstar")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = mark {
+            m.insert("clock_flag".into(), Value::from(flag.as_str()));
+            m.insert("skew_seconds".into(), Value::from(skew_micros / 1_000_000));
+        }
+    }
     Value::Object(ctx).to_string()
 }
 
@@ -442,6 +452,7 @@ pub fn to_event(
     source_id: &str,
     received_at: i64,
     clock: &ClockBounds,
+    request: &RequestInfo,
 ) -> Result<Event, RequestError> {
     let kind = match msg.get("type") {
         Some(Value::String(t)) => EventType::parse(t).ok_or_else(|| RequestError::UnknownType {
@@ -510,6 +521,7 @@ pub fn to_event(
             msg,
             clock_flag(timestamp, received_at, clock),
             timestamp.saturating_sub(received_at),
+            request,
         ),
         properties: json_field(msg, "properties"),
         traits,
@@ -523,6 +535,19 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_764_000_000_000_000;
+
+    /// Message `msg` as the first of a request without `sentAt`, received at `NOW`.
+    fn event_of(msg: &Map<String, Value>) -> Result<Event, RequestError> {
+        to_event(
+            msg,
+            0,
+            None,
+            "s",
+            NOW,
+            &ClockBounds::default(),
+            &RequestInfo::default(),
+        )
+    }
 
     #[test]
     fn batch_with_skew_correction() {
@@ -538,6 +563,7 @@ mod tests {
             "web",
             NOW,
             &ClockBounds::default(),
+            &RequestInfo::default(),
         )
         .expect("event");
         let ts = parse_ts("2025-11-24T16:00:00Z").expect("ts");
@@ -560,7 +586,16 @@ mod tests {
             let body =
                 format!(r#"{{"batch":[{{"type":"track","userId":"u","timestamp":"{ts}"{ctx}}}]}}"#);
             let req = parse_batch(body.as_bytes(), &Limits::default()).expect("parse");
-            let e = to_event(&req.messages[0], 0, None, "s", NOW, &bounds).expect("event");
+            let e = to_event(
+                &req.messages[0],
+                0,
+                None,
+                "s",
+                NOW,
+                &bounds,
+                &RequestInfo::default(),
+            )
+            .expect("event");
             let ctx: Value = serde_json::from_str(&e.context).expect("json");
             (e, ctx)
         };
@@ -597,8 +632,7 @@ mod tests {
             &Limits::default(),
         )
         .expect("parse");
-        let e =
-            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default()).expect("event");
+        let e = event_of(&req.messages[0]).expect("event");
         assert_eq!(e.timestamp, NOW);
         assert_eq!(e.anonymous_id.as_deref(), Some("42"));
         assert!(e.message_id.starts_with("ns-"));
@@ -612,14 +646,11 @@ mod tests {
         let err = parse_batch(b"{\"batch\":{}}", &l).unwrap_err();
         assert_eq!(err.reason(), "bad_shape");
         let req = parse_batch(br#"{"batch":[{"type":"track","event":"x"}]}"#, &l).expect("parse");
-        let err =
-            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default()).unwrap_err();
+        let err = event_of(&req.messages[0]).unwrap_err();
         assert_eq!(err, RequestError::MissingIdentity { index: 0 });
         let req = parse_batch(br#"{"batch":[{"type":"click","userId":"u"}]}"#, &l).expect("parse");
         assert_eq!(
-            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default())
-                .unwrap_err()
-                .reason(),
+            event_of(&req.messages[0]).unwrap_err().reason(),
             "unknown_type"
         );
         let req = parse_batch(
@@ -627,8 +658,7 @@ mod tests {
             &l,
         )
         .expect("parse");
-        let err =
-            to_event(&req.messages[0], 0, None, "s", NOW, &ClockBounds::default()).unwrap_err();
+        let err = event_of(&req.messages[0]).unwrap_err();
         assert!(err.to_string().contains("timestamp"), "{err}");
     }
 
@@ -743,7 +773,15 @@ mod tests {
         ] {
             if let Ok(req) = parse_batch(body, &l) {
                 for (i, m) in req.messages.iter().enumerate() {
-                    let _ = to_event(m, i, None, "s", NOW, &ClockBounds::default());
+                    let _ = to_event(
+                        m,
+                        i,
+                        None,
+                        "s",
+                        NOW,
+                        &ClockBounds::default(),
+                        &RequestInfo::default(),
+                    );
                 }
             }
             let _ = parse_single(body, EventType::Track, &l);

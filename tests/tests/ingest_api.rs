@@ -44,6 +44,15 @@ async fn rejected(metrics_url: &str) -> BTreeMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
     let mut stack = Stack::start_core().await;
+    // The test client connects from 127.0.0.1: a trusted proxy here, so X-Forwarded-For counts;
+    // addresses are truncated.
+    stack.env.extend([
+        (
+            "NORTHSTAR_TRUSTED_PROXIES".to_string(),
+            "[\"127.0.0.0/8\"]".to_string(),
+        ),
+        ("NORTHSTAR_IP".into(), "truncate".into()),
+    ]);
     stack.start_ingest();
     let base = stack.ingest_url();
     assert!(
@@ -134,6 +143,23 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
         assert_eq!(cors.as_ref().and_then(|v| v.to_str().ok()), Some("*"));
         accepted.insert(id.to_string());
     }
+
+    // Enrichment: the client address from X-Forwarded-For (truncated), the user agent parsed,
+    // and the collector's reserved context.northstar not forgeable by clients.
+    let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    let resp = http
+        .post(format!("{base}/v1/track"))
+        .header("authorization", &auth)
+        .header("x-forwarded-for", "203.0.113.50, 127.0.0.1")
+        .json(
+            &json!({"userId": "u9", "event": "Enriched", "messageId": "api-enriched",
+                      "context": {"userAgent": chrome, "northstar": {"clock_flag": "forged"}}}),
+        )
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    accepted.insert("api-enriched".to_string());
 
     // Rejected: status, reason code, and a message naming the problem.
     let track = |extra: Value| {
@@ -355,6 +381,41 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
         })
         .collect();
     assert_eq!(raw.iter().cloned().collect::<HashSet<_>>(), accepted);
+    let enriched = kafka::read_topic(&stack.brokers(), "events.raw")
+        .expect("read")
+        .into_iter()
+        .filter_map(|r| {
+            let (_, datum) = wire::split(r.payload.as_deref()?).ok()?;
+            codec.decode_v1(datum).ok()
+        })
+        .find(|e| e.message_id == "api-enriched")
+        .expect("enriched event");
+    let ctx: Value = serde_json::from_str(&enriched.context).expect("context");
+    assert_eq!(
+        ctx["ip"], "203.0.113.0",
+        "client address from the trusted proxy, truncated"
+    );
+    assert_eq!(ctx["northstar"]["user_agent"]["name"], "Chrome");
+    assert_eq!(ctx["os"]["name"], "Windows 10");
+    assert_eq!(ctx["device"]["type"], "desktop");
+    assert!(
+        ctx["northstar"].get("clock_flag").is_none(),
+        "a client cannot forge flags"
+    );
+    let other = kafka::read_topic(&stack.brokers(), "events.raw")
+        .expect("read")
+        .into_iter()
+        .filter_map(|r| {
+            let (_, datum) = wire::split(r.payload.as_deref()?).ok()?;
+            codec.decode_v1(datum).ok()
+        })
+        .find(|e| e.message_id == "api-gzip")
+        .expect("gzip event");
+    let ctx: Value = serde_json::from_str(&other.context).expect("context");
+    assert_eq!(
+        ctx["ip"], "127.0.0.0",
+        "no X-Forwarded-For: the connection's address, truncated"
+    );
     assert_eq!(raw.len(), accepted.len(), "no rejected event reached Kafka");
     assert!(stack.shutdown().is_empty());
 }

@@ -11,6 +11,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use northstar_ingest::config::{ClockBounds, Limits};
+use northstar_ingest::enrich::{IpPolicy, RequestInfo};
 use northstar_ingest::segment;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::EventType;
@@ -59,6 +60,10 @@ fuzz_target!(|data: &[u8]| {
     let codec = EventCodec::new();
     for (i, msg) in request.messages.iter().enumerate() {
         let now = 1_764_000_000_000_000;
+        let info = RequestInfo {
+            ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+            ip_policy: IpPolicy::Truncate,
+        };
         match segment::to_event(
             msg,
             i,
@@ -66,6 +71,7 @@ fuzz_target!(|data: &[u8]| {
             "fuzz",
             now,
             &ClockBounds::default(),
+            &info,
         ) {
             Ok(event) => {
                 assert!(event.user_id.is_some() || event.anonymous_id.is_some());
