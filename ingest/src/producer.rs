@@ -13,6 +13,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use futures::future::join_all;
+use northstar_runtime::kafka::ProducerStats;
 use northstar_runtime::KafkaConfig;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::{wire, Event};
@@ -42,7 +43,7 @@ pub enum ProduceError {
 pub struct EventProducer {
     config: ClientConfig,
     /// The current producer and its generation.
-    producer: RwLock<(u64, FutureProducer)>,
+    producer: RwLock<(u64, FutureProducer<ProducerStats>)>,
     generation: AtomicU64,
     topic: String,
     schema_id: u32,
@@ -69,8 +70,10 @@ impl EventProducer {
         // duplicate costs nothing, while producer ids are what Tansu 0.6.0 mishandles after a
         // crash (a produce with an epoch it does not know panics its storage task for good;
         // see docs/operations.md).
-        let cfg = kafka.acked_producer("northstar-ingest", delivery_timeout.as_millis() as u64);
-        let producer = cfg.create()?;
+        let mut cfg = kafka.acked_producer("northstar-ingest", delivery_timeout.as_millis() as u64);
+        // Queue depth and broker health as gauges (see ProducerStats).
+        cfg.set("statistics.interval.ms", "5000");
+        let producer = cfg.create_with_context(ProducerStats)?;
         Ok(Self {
             config: cfg,
             producer: RwLock::new((0, producer)),
@@ -81,7 +84,7 @@ impl EventProducer {
         })
     }
 
-    fn current(&self) -> (u64, FutureProducer) {
+    fn current(&self) -> (u64, FutureProducer<ProducerStats>) {
         self.producer
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -94,7 +97,7 @@ impl EventProducer {
         if guard.0 != failed {
             return;
         }
-        match self.config.create::<FutureProducer>() {
+        match self.config.create_with_context(ProducerStats) {
             Ok(fresh) => {
                 let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
                 let old = std::mem::replace(&mut *guard, (generation, fresh));

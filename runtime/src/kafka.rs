@@ -311,6 +311,109 @@ static CONSUMER_LAG: std::sync::LazyLock<prometheus::IntGaugeVec> = std::sync::L
     },
 );
 
+/// librdkafka statistics of a producer, exported as gauges labelled by `client` (its
+/// `client.id`) and, per broker, `broker` (set `statistics.interval.ms` to enable): queue depth
+/// in messages and bytes, messages and bytes sent so far, and per broker the round-trip time,
+/// requests waiting to be sent or answered, transmission errors and request timeouts.
+#[derive(Debug, Default)]
+pub struct ProducerStats;
+
+macro_rules! gauge_vec {
+    ($name:ident, $metric:literal, $help:literal, $labels:expr) => {
+        #[allow(clippy::expect_used)]
+        static $name: std::sync::LazyLock<prometheus::IntGaugeVec> =
+            std::sync::LazyLock::new(|| {
+                prometheus::register_int_gauge_vec!($metric, $help, $labels)
+                    .expect("metric registers")
+            });
+    };
+}
+
+gauge_vec!(
+    PRODUCER_QUEUE_MESSAGES,
+    "northstar_producer_queue_messages",
+    "Messages in the producer's queue, not yet acknowledged (librdkafka msg_cnt)",
+    &["client"]
+);
+gauge_vec!(
+    PRODUCER_QUEUE_BYTES,
+    "northstar_producer_queue_bytes",
+    "Bytes of the messages in the producer's queue (librdkafka msg_size)",
+    &["client"]
+);
+gauge_vec!(PRODUCER_SENT_MESSAGES, "northstar_producer_sent_messages", "Messages sent to brokers since the producer started (librdkafka txmsgs; a counter's value, exported as a gauge)", &["client"]);
+gauge_vec!(
+    PRODUCER_SENT_BYTES,
+    "northstar_producer_sent_bytes",
+    "Message bytes sent to brokers since the producer started (librdkafka txmsg_bytes)",
+    &["client"]
+);
+gauge_vec!(
+    BROKER_RTT_US,
+    "northstar_kafka_broker_rtt_avg_microseconds",
+    "Average broker round-trip time over the last statistics window (librdkafka rtt.avg)",
+    &["client", "broker"]
+);
+gauge_vec!(
+    BROKER_OUTBUF,
+    "northstar_kafka_broker_outbuf_requests",
+    "Requests waiting to be sent to the broker (librdkafka outbuf_cnt)",
+    &["client", "broker"]
+);
+gauge_vec!(
+    BROKER_WAITRESP,
+    "northstar_kafka_broker_waitresp_requests",
+    "Requests sent and waiting for the broker's answer (librdkafka waitresp_cnt)",
+    &["client", "broker"]
+);
+gauge_vec!(
+    BROKER_TX_ERRORS,
+    "northstar_kafka_broker_tx_errors",
+    "Transmission errors with the broker since start (librdkafka txerrs)",
+    &["client", "broker"]
+);
+gauge_vec!(
+    BROKER_REQ_TIMEOUTS,
+    "northstar_kafka_broker_request_timeouts",
+    "Requests to the broker that timed out since start (librdkafka req_timeouts)",
+    &["client", "broker"]
+);
+
+impl ClientContext for ProducerStats {
+    fn stats(&self, s: rdkafka::Statistics) {
+        let client = [s.client_id.as_str()];
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        PRODUCER_QUEUE_MESSAGES
+            .with_label_values(&client)
+            .set(as_i64(s.msg_cnt));
+        PRODUCER_QUEUE_BYTES
+            .with_label_values(&client)
+            .set(as_i64(s.msg_size));
+        PRODUCER_SENT_MESSAGES
+            .with_label_values(&client)
+            .set(s.txmsgs);
+        PRODUCER_SENT_BYTES
+            .with_label_values(&client)
+            .set(s.txmsg_bytes);
+        for b in s.brokers.values().filter(|b| b.nodeid >= 0) {
+            let labels = [s.client_id.as_str(), b.nodename.as_str()];
+            if let Some(rtt) = &b.rtt {
+                BROKER_RTT_US.with_label_values(&labels).set(rtt.avg);
+            }
+            BROKER_OUTBUF.with_label_values(&labels).set(b.outbuf_cnt);
+            BROKER_WAITRESP
+                .with_label_values(&labels)
+                .set(b.waitresp_cnt);
+            BROKER_TX_ERRORS
+                .with_label_values(&labels)
+                .set(as_i64(b.txerrs));
+            BROKER_REQ_TIMEOUTS
+                .with_label_values(&labels)
+                .set(as_i64(b.req_timeouts));
+        }
+    }
+}
+
 impl ClientContext for RevokeTracker {
     /// Exports per-partition consumer lag (set `statistics.interval.ms` to enable).
     fn stats(&self, statistics: rdkafka::Statistics) {

@@ -417,5 +417,44 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
         "no X-Forwarded-For: the connection's address, truncated"
     );
     assert_eq!(raw.len(), accepted.len(), "no rejected event reached Kafka");
+    // librdkafka statistics as gauges (every 5 s): queue depth, sent, broker round trips.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let wanted = [
+        "northstar_producer_queue_messages{client=\"northstar-ingest\"}",
+        "northstar_producer_sent_messages{client=\"northstar-ingest\"}",
+        "northstar_kafka_broker_rtt_avg_microseconds{",
+        "northstar_kafka_broker_waitresp_requests{",
+        "northstar_ingest_in_flight_events",
+        "northstar_ingest_request_duration_seconds_bucket{",
+    ];
+    loop {
+        let text = reqwest::get(format!("{base}/metrics"))
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("t");
+        let missing: Vec<&str> = wanted
+            .iter()
+            .copied()
+            .filter(|w| !text.contains(w))
+            .collect();
+        if missing.is_empty() {
+            let sent: f64 = text
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("northstar_producer_sent_messages{client=\"northstar-ingest\"} ")
+                })
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0);
+            assert!(sent >= accepted.len() as f64, "{sent} messages sent");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "missing from /metrics: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(stack.shutdown().is_empty());
 }
