@@ -6,6 +6,11 @@
 //! The events are `northstar_schemas::synthetic`'s (the shape of
 //! `../shared/bench/make_events.py`), deterministic. `--names K` renames event `i` to
 //! `event_<i mod K>` (K distinct event names: many open lake partitions at once).
+//!
+//! `--from-batch FILE` instead produces the events of a Segment batch body (as the collector
+//! turns them into records: `northstar_ingest::segment`), cycling through them, with the
+//! collector's producer settings (`acks=all`, no idempotence, `linger.ms=5`): the raw client
+//! ceiling of `bench/ingest_wrk.sh`. It then prints its own CPU time per record.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,7 @@ struct Args {
     topic: String,
     events: usize,
     names: Option<u64>,
+    from_batch: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -32,6 +38,7 @@ fn args() -> anyhow::Result<Args> {
         topic: "events.raw".into(),
         events: 1_000_000,
         names: None,
+        from_batch: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,6 +49,7 @@ fn args() -> anyhow::Result<Args> {
             "--topic" => a.topic = v,
             "--events" => a.events = v.parse().context("--events")?,
             "--names" => a.names = Some(v.parse().context("--names")?),
+            "--from-batch" => a.from_batch = Some(v),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -56,19 +64,32 @@ async fn main() -> anyhow::Result<()> {
         .register(&value_subject(&a.topic), EVENT_SCHEMA_V1)
         .await
         .context("cannot register the event schema")?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &a.brokers)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", &a.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
-        .set("compression.type", "none")
-        .create()?;
+        .set("compression.type", "none");
+    let batch = match &a.from_batch {
+        Some(file) => {
+            cfg.set("enable.idempotence", "false")
+                .set("acks", "all")
+                .set("linger.ms", "5")
+                .remove("batch.size");
+            Some(batch_events(file)?)
+        }
+        None => None,
+    };
+    let producer: ThreadedProducer<DefaultProducerContext> = cfg.create()?;
     let codec = EventCodec::new();
     // Event time starts a day ago so that clamping never applies.
     let t0 = chrono::Utc::now().timestamp_millis() - 86_400_000;
     let started = Instant::now();
     for i in 0..a.events as u64 {
-        let mut e = synthetic::event(i, t0);
+        let mut e = match &batch {
+            Some(events) => events[i as usize % events.len()].clone(),
+            None => synthetic::event(i, t0),
+        };
         if let Some(k) = a.names {
             e.event = Some(format!("event_{:05}", i % k.max(1)));
         }
@@ -95,5 +116,48 @@ async fn main() -> anyhow::Result<()> {
         a.topic,
         started.elapsed().as_secs_f64()
     );
+    if batch.is_some() {
+        let cpu = cpu_seconds();
+        println!(
+            "raw client (rdkafka, acks=all): {} records in {cpu:.2} CPU-s ({:.1} s wall): {:.0} records per CPU-second, {:.0} per second",
+            a.events,
+            started.elapsed().as_secs_f64(),
+            a.events as f64 / cpu,
+            a.events as f64 / started.elapsed().as_secs_f64()
+        );
+    }
     Ok(())
+}
+
+/// The events of a Segment batch body, as the collector turns them into records.
+fn batch_events(file: &str) -> anyhow::Result<Vec<northstar_schemas::Event>> {
+    use northstar_ingest::config::{ClockBounds, Limits};
+    use northstar_ingest::enrich::RequestInfo;
+    use northstar_ingest::segment;
+    let body = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
+    let request = segment::parse_batch(&body, &Limits::default())?;
+    let now = chrono::Utc::now().timestamp_micros();
+    let info = RequestInfo {
+        ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
+        ..RequestInfo::default()
+    };
+    let sent_at = request.sent_at.as_deref();
+    request
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            segment::to_event(m, i, sent_at, "bench", now, &ClockBounds::default(), &info)
+                .map_err(anyhow::Error::from)
+        })
+        .collect()
+}
+
+/// CPU seconds (user + system) of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
