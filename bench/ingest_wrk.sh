@@ -12,10 +12,14 @@
 # 2. The same at 70 % of that rate (each connection paced by wrk's delay(); the latency
 #    percentiles are wrk's, from send to the 200 — which the collector gives only once the
 #    broker acknowledged every event of the request).
+#    And at 25 %, where the broker is far from its limit.
 # 3. Single events to /v1/track, 16 connections: requests per CPU-second.
-# 4. The raw client ceiling: `northstar-fill --from-batch`, a bare rdkafka producer sending the
-#    same records with the collector's settings; its own CPU per record.
+# 4. The raw client: `northstar-fill --from-batch`, a bare rdkafka producer sending the same
+#    records with the collector's settings — paced at the same 70 % and 25 % rates (its batch
+#    acknowledgement percentiles: the broker's share of the collector's latency), then as fast
+#    as it goes (its CPU per record: the ceiling).
 # Every request must be answered 200 (wrk's non-2xx count is checked).
+# NORTHSTAR_BENCH_PERF=<file> records a perf profile of the collector during measurement 1.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -47,6 +51,8 @@ wrk_run() {
   c1="$(cpu "$INGEST")"
   if grep -q "Non-2xx" <<<"$out"; then echo "$out" >&2; echo "$name: non-2xx answers" >&2; exit 1; fi
   RPS="$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")"
+  # wrk prints e.g. 17.61ms or 1.02s: the median in ms.
+  LAT50="$(awk '$1 == "50%" { v = $2; if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else { sub(/s$/, "", v); v *= 1000 } print v }' <<<"$out")"
   awk -v name="$name" -v c0="$c0" -v c1="$c1" -v t="$TICK" -v per="$per" -v d="$D" '
     /requests in/ { n = $1 }
     $1 == "50%" { p50 = $2 } $1 == "99%" { p99 = $2 } $1 == "99.900%" { p999 = $2 }
@@ -56,13 +62,25 @@ wrk_run() {
     }' <<<"$out"
 }
 
+if [ -n "${NORTHSTAR_BENCH_PERF:-}" ]; then  # perf report -i FILE
+  perf record -F 499 -g -p "$INGEST" -o "$NORTHSTAR_BENCH_PERF" -- sleep "$D" >/dev/null 2>&1 &
+fi
 wrk_run "batch of 100, saturating" /v1/batch "$DIR/batch.json" 0 8 100
 SAT="$RPS"
-# 70 % of the saturating rate over 8 paced connections: each waits 8000/(0.7 × SAT) ms.
-DELAY="$(awk -v r="$SAT" 'BEGIN { d = 8000 / (0.7 * r); printf "%d", (d < 1 ? 1 : d) }')"
+# 70 % of the saturating rate over 8 paced connections: each request takes its latency plus
+# wrk's delay, so each connection waits 8000/(0.7 × SAT) ms minus the saturated median latency.
+DELAY="$(awk -v r="$SAT" -v l="$LAT50" 'BEGIN { d = 8000 / (0.7 * r) - l; printf "%d", (d < 1 ? 1 : d) }')"
 wrk_run "batch of 100, 70 % of saturation (delay ${DELAY} ms)" /v1/batch "$DIR/batch.json" "$DELAY" 8 100
+DELAY25="$(awk -v r="$SAT" -v l="$LAT50" 'BEGIN { d = 8000 / (0.25 * r) - l; printf "%d", (d < 1 ? 1 : d) }')"
+wrk_run "batch of 100, 25 % of saturation (delay ${DELAY25} ms)" /v1/batch "$DIR/batch.json" "$DELAY25" 8 100
 wrk_run "single event, saturating" /v1/track "$DIR/single.json" 0 16 1
 
+# The broker's share of the latency: the same batches from a bare producer at the same rate.
+for share in 0.7 0.25; do
+  PACED="$(awk -v r="$SAT" -v s="$share" 'BEGIN { printf "%.1f", s * r }')"
+  "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \
+    --topic events.raw --from-batch "$DIR/batch.json" --paced "$PACED" --seconds "$D" 2>/dev/null
+done
 N=$(awk -v r="$SAT" -v d="$D" 'BEGIN { printf "%d", r * 100 * d }')
 "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \
   --topic events.raw --events "$N" --from-batch "$DIR/batch.json" 2>/dev/null

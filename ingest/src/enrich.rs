@@ -122,15 +122,17 @@ fn device_type(category: &str) -> Option<&'static str> {
     }
 }
 
-/// Applies the user-agent rules of the module contract to `ctx`.
-pub fn enrich_user_agent(ctx: &mut Map<String, Value>) {
-    let Some(Value::String(ua)) = ctx.get("userAgent") else {
-        return;
-    };
-    let ua = ua.clone();
-    let Some(parsed) = woothee::parser::Parser::new().parse(&ua) else {
-        return;
-    };
+/// What a user agent adds to a context: `northstar.user_agent`, and `os`/`device` for when
+/// the client sent none.
+#[derive(Debug, Clone)]
+struct Parsed {
+    fields: Map<String, Value>,
+    os: Option<Value>,
+    device: Option<Value>,
+}
+
+fn parse_user_agent(ua: &str) -> Option<Parsed> {
+    let parsed = woothee::parser::Parser::new().parse(ua)?;
     let known = |s: &str| (!s.is_empty() && s != "UNKNOWN").then(|| Value::String(s.to_string()));
     let mut fields = Map::new();
     for (key, value) in [
@@ -145,28 +147,59 @@ pub fn enrich_user_agent(ctx: &mut Map<String, Value>) {
             fields.insert(key.into(), v);
         }
     }
-    if !ctx.contains_key("os") {
-        let mut os = Map::new();
-        if let Some(v) = known(parsed.os) {
-            os.insert("name".into(), v);
-        }
-        if let Some(v) = known(&parsed.os_version) {
-            os.insert("version".into(), v);
-        }
-        if !os.is_empty() {
-            ctx.insert("os".into(), Value::Object(os));
-        }
+    let mut os = Map::new();
+    if let Some(v) = known(parsed.os) {
+        os.insert("name".into(), v);
     }
-    if !ctx.contains_key("device") {
-        if let Some(t) = device_type(parsed.category) {
-            ctx.insert("device".into(), serde_json::json!({ "type": t }));
+    if let Some(v) = known(&parsed.os_version) {
+        os.insert("version".into(), v);
+    }
+    Some(Parsed {
+        fields,
+        os: (!os.is_empty()).then_some(Value::Object(os)),
+        device: device_type(parsed.category).map(|t| serde_json::json!({ "type": t })),
+    })
+}
+
+/// Most user agents remembered per thread (clients send the same one again and again).
+const UA_CACHE: usize = 512;
+
+thread_local! {
+    static PARSED: std::cell::RefCell<std::collections::HashMap<String, Option<Parsed>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Applies the user-agent rules of the module contract to `ctx`.
+pub fn enrich_user_agent(ctx: &mut Map<String, Value>) {
+    let Some(Value::String(ua)) = ctx.get("userAgent") else {
+        return;
+    };
+    let parsed = PARSED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(p) = cache.get(ua.as_str()) {
+            return p.clone();
         }
+        let p = parse_user_agent(ua);
+        if cache.len() >= UA_CACHE {
+            cache.clear();
+        }
+        cache.insert(ua.clone(), p.clone());
+        p
+    });
+    let Some(parsed) = parsed else {
+        return;
+    };
+    if let Some(os) = parsed.os {
+        ctx.entry("os").or_insert(os);
+    }
+    if let Some(device) = parsed.device {
+        ctx.entry("device").or_insert(device);
     }
     let mark = ctx
         .entry("northstar")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Value::Object(m) = mark {
-        m.insert("user_agent".into(), Value::Object(fields));
+        m.insert("user_agent".into(), Value::Object(parsed.fields));
     }
 }
 

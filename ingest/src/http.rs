@@ -265,7 +265,7 @@ async fn process(
         None => segment::parse_batch(&bytes, limits),
         Some(k) => segment::parse_single(&bytes, k, limits),
     };
-    let request: Request = match parsed {
+    let mut request: Request = match parsed {
         Ok(r) => r,
         Err(e) => return reject(e),
     };
@@ -281,9 +281,9 @@ async fn process(
         ip_policy: state.config.ip_policy_of(source),
     };
     let mut events = Vec::with_capacity(request.messages.len());
-    for (i, msg) in request.messages.iter().enumerate() {
+    let sent_at = request.sent_at.as_deref();
+    for (i, msg) in request.messages.iter_mut().enumerate() {
         let clock = &state.config.clock;
-        let sent_at = request.sent_at.as_deref();
         match segment::to_event(msg, i, sent_at, source, received_at, clock, &info) {
             Ok(e) => events.push(e),
             Err(e) => return reject(e),

@@ -7,6 +7,11 @@ use clap::Parser;
 use northstar_ingest::IngestConfig;
 use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime};
 
+/// mimalloc: under load, glibc's malloc and free were a third of the collector's CPU (see
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Segment-compatible HTTP collector producing events to Kafka.
 ///
 /// Configuration: a TOML file (--config) overridden by NORTHSTAR_* environment variables,

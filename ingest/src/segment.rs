@@ -416,14 +416,14 @@ pub fn clock_flag(timestamp: i64, received_at: i64, bounds: &ClockBounds) -> Opt
 /// `northstar.clock_flag` and `northstar.skew_seconds`. A context that is not an object is
 /// kept as sent (the stream processor rejects it with a reason).
 fn context_text(
-    msg: &Map<String, Value>,
+    msg: &mut Map<String, Value>,
     flag: Option<ClockFlag>,
     skew_micros: i64,
     request: &RequestInfo,
 ) -> String {
-    let mut ctx = match msg.get("context") {
+    let mut ctx = match msg.remove("context") {
         None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m.clone(),
+        Some(Value::Object(m)) => m,
         Some(other) => return other.to_string(),
     };
     ctx.remove("northstar");
@@ -446,7 +446,7 @@ fn context_text(
 /// Event time follows Segment's clock-skew correction: with `sentAt` present,
 /// `timestamp + (receivedAt − sentAt)`; the timestamp as sent is kept in `originalTimestamp`.
 pub fn to_event(
-    msg: &Map<String, Value>,
+    msg: &mut Map<String, Value>,
     index: usize,
     request_sent_at: Option<&str>,
     source_id: &str,
@@ -539,7 +539,7 @@ mod tests {
     /// Message `msg` as the first of a request without `sentAt`, received at `NOW`.
     fn event_of(msg: &Map<String, Value>) -> Result<Event, RequestError> {
         to_event(
-            msg,
+            &mut msg.clone(),
             0,
             None,
             "s",
@@ -555,9 +555,9 @@ mod tests {
             br#"{"batch":[{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1",
             "timestamp":"2025-11-24T16:00:00Z","properties":{"plan":"pro"}}],
             "sentAt":"2025-11-24T16:00:10Z","context":{"library":{"name":"x"}}}"#;
-        let req = parse_batch(body, &Limits::default()).expect("parse");
+        let mut req = parse_batch(body, &Limits::default()).expect("parse");
         let e = to_event(
-            &req.messages[0],
+            &mut req.messages[0],
             0,
             req.sent_at.as_deref(),
             "web",
@@ -585,9 +585,9 @@ mod tests {
         let at = |ts: &str, ctx: &str| {
             let body =
                 format!(r#"{{"batch":[{{"type":"track","userId":"u","timestamp":"{ts}"{ctx}}}]}}"#);
-            let req = parse_batch(body.as_bytes(), &Limits::default()).expect("parse");
+            let mut req = parse_batch(body.as_bytes(), &Limits::default()).expect("parse");
             let e = to_event(
-                &req.messages[0],
+                &mut req.messages[0],
                 0,
                 None,
                 "s",
@@ -771,8 +771,8 @@ mod tests {
             b"{\"batch\":[1,2]}",
             b"{\"batch\":[{\"type\":null}]}",
         ] {
-            if let Ok(req) = parse_batch(body, &l) {
-                for (i, m) in req.messages.iter().enumerate() {
+            if let Ok(mut req) = parse_batch(body, &l) {
+                for (i, m) in req.messages.iter_mut().enumerate() {
                     let _ = to_event(
                         m,
                         i,

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
         Some(&kind) => segment::parse_single(&body, kind, &limits),
         None => segment::parse_batch(&body, &limits),
     };
-    let request = match parsed {
+    let mut request = match parsed {
         Ok(r) => r,
         Err(e) => {
             assert!(!e.reason().is_empty() && !e.to_string().is_empty());
@@ -58,7 +58,8 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let codec = EventCodec::new();
-    for (i, msg) in request.messages.iter().enumerate() {
+    let sent_at = request.sent_at.clone();
+    for (i, msg) in request.messages.iter_mut().enumerate() {
         let now = 1_764_000_000_000_000;
         let info = RequestInfo {
             ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
@@ -67,7 +68,7 @@ fuzz_target!(|data: &[u8]| {
         match segment::to_event(
             msg,
             i,
-            request.sent_at.as_deref(),
+            sent_at.as_deref(),
             "fuzz",
             now,
             &ClockBounds::default(),

@@ -10,7 +10,11 @@
 //! `--from-batch FILE` instead produces the events of a Segment batch body (as the collector
 //! turns them into records: `northstar_ingest::segment`), cycling through them, with the
 //! collector's producer settings (`acks=all`, no idempotence, `linger.ms=5`): the raw client
-//! ceiling of `bench/ingest_wrk.sh`. It then prints its own CPU time per record.
+//! ceiling of `bench/ingest_wrk.sh`. It then prints its own CPU time per record. With
+//! `--paced R` it instead sends one batch of the file's events every 1/R s for `--seconds S`
+//! (open loop: a batch does not wait for the previous one) and prints the percentiles of the
+//! time from a batch's first send to its last acknowledgement — the broker's share of the
+//! collector's latency at that rate.
 
 use std::time::{Duration, Instant};
 
@@ -29,6 +33,8 @@ struct Args {
     events: usize,
     names: Option<u64>,
     from_batch: Option<String>,
+    paced: Option<f64>,
+    seconds: u64,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -39,6 +45,8 @@ fn args() -> anyhow::Result<Args> {
         events: 1_000_000,
         names: None,
         from_batch: None,
+        paced: None,
+        seconds: 15,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +58,8 @@ fn args() -> anyhow::Result<Args> {
             "--events" => a.events = v.parse().context("--events")?,
             "--names" => a.names = Some(v.parse().context("--names")?),
             "--from-batch" => a.from_batch = Some(v),
+            "--paced" => a.paced = Some(v.parse().context("--paced")?),
+            "--seconds" => a.seconds = v.parse().context("--seconds")?,
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -80,6 +90,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
+    if let (Some(rate), Some(events)) = (a.paced, &batch) {
+        return paced(&cfg, &a.topic, id, events, rate, a.seconds).await;
+    }
     let producer: ThreadedProducer<DefaultProducerContext> = cfg.create()?;
     let codec = EventCodec::new();
     // Event time starts a day ago so that clamping never applies.
@@ -135,19 +148,20 @@ fn batch_events(file: &str) -> anyhow::Result<Vec<northstar_schemas::Event>> {
     use northstar_ingest::enrich::RequestInfo;
     use northstar_ingest::segment;
     let body = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
-    let request = segment::parse_batch(&body, &Limits::default())?;
+    let mut request = segment::parse_batch(&body, &Limits::default())?;
     let now = chrono::Utc::now().timestamp_micros();
     let info = RequestInfo {
         ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         ..RequestInfo::default()
     };
-    let sent_at = request.sent_at.as_deref();
+    let sent_at = request.sent_at.clone();
     request
         .messages
-        .iter()
+        .iter_mut()
         .enumerate()
         .map(|(i, m)| {
-            segment::to_event(m, i, sent_at, "bench", now, &ClockBounds::default(), &info)
+            let at = sent_at.as_deref();
+            segment::to_event(m, i, at, "bench", now, &ClockBounds::default(), &info)
                 .map_err(anyhow::Error::from)
         })
         .collect()
@@ -160,4 +174,71 @@ fn cpu_seconds() -> f64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Open-loop batches: one batch of `events` every 1/`rate` s for `seconds`; prints the
+/// percentiles of each batch's time from first send to last acknowledgement.
+async fn paced(
+    cfg: &ClientConfig,
+    topic: &str,
+    schema_id: u32,
+    events: &[northstar_schemas::Event],
+    rate: f64,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = cfg.create()?;
+    let codec = EventCodec::new();
+    let records: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| {
+            let key = e.user_id.clone().unwrap_or_default();
+            Ok((key, wire::frame(schema_id, &codec.encode(e)?)))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let records = std::sync::Arc::new(records);
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let end = Instant::now() + Duration::from_secs(seconds);
+    let mut batches = Vec::new();
+    while Instant::now() < end {
+        tick.tick().await;
+        let (producer, records, topic) = (producer.clone(), records.clone(), topic.to_string());
+        batches.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let acks: Vec<_> = records
+                .iter()
+                .map(|(k, p)| {
+                    producer.send(
+                        FutureRecord::to(&topic).key(k).payload(p),
+                        Timeout::After(Duration::from_secs(30)),
+                    )
+                })
+                .collect();
+            let ok = futures::future::join_all(acks)
+                .await
+                .iter()
+                .all(Result::is_ok);
+            (started.elapsed(), ok)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for b in batches {
+        let (latency, ok) = b.await?;
+        anyhow::ensure!(ok, "a record was not acknowledged");
+        latencies.push(latency);
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
+        latencies[i].as_secs_f64() * 1e3
+    };
+    println!(
+        "raw client, {} batches of {} paced at {rate:.0}/s: batch acknowledgement p50 {:.2} ms, p99 {:.2} ms",
+        latencies.len(),
+        records.len(),
+        pct(0.5),
+        pct(0.99)
+    );
+    Ok(())
 }
