@@ -547,6 +547,17 @@ impl Stack {
         self.procs.push(p);
     }
 
+    /// Starts ingest and waits until it is ready (the broker answers it).
+    pub async fn start_ingest_ready(&mut self) {
+        self.start_ingest();
+        let ready = format!("{}/readyz", self.ingest_url());
+        assert!(
+            wait_for_http(&ready, Duration::from_secs(60)).await,
+            "ingest not ready:\n{}",
+            self.logs()
+        );
+    }
+
     pub fn start_processor(&mut self) {
         let cmd = self.service(
             "processor",

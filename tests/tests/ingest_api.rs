@@ -53,13 +53,8 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
         ),
         ("NORTHSTAR_IP".into(), "truncate".into()),
     ]);
-    stack.start_ingest();
+    stack.start_ingest_ready().await;
     let base = stack.ingest_url();
-    assert!(
-        northstar_e2e::wait_for_http(&format!("{base}/readyz"), Duration::from_secs(60)).await,
-        "{}",
-        stack.logs()
-    );
     let http = reqwest::Client::new();
     let auth = northstar_e2e::write_key_auth();
     let mut accepted: HashSet<String> = HashSet::new();

@@ -16,13 +16,8 @@ async fn broker_down_means_503_and_recovery_keeps_every_acknowledged_event() {
     stack
         .env
         .push(("NORTHSTAR_DELIVERY_TIMEOUT_MS".into(), "3000".into()));
-    stack.start_ingest();
+    stack.start_ingest_ready().await;
     let ready = format!("{}/readyz", stack.ingest_url());
-    assert!(
-        northstar_e2e::wait_for_http(&ready, Duration::from_secs(60)).await,
-        "{}",
-        stack.logs()
-    );
 
     let auth = northstar_e2e::write_key_auth();
     let client = reqwest::Client::builder()

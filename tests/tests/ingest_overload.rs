@@ -25,6 +25,21 @@ fn batch(tag: &str, n: usize) -> (Vec<String>, Value) {
     (ids, json!({ "batch": events }))
 }
 
+/// POSTs `body` to `url` with `authorization`.
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    authorization: &str,
+    body: &Value,
+) -> reqwest::Response {
+    http.post(url)
+        .header("authorization", authorization)
+        .json(body)
+        .send()
+        .await
+        .expect("send")
+}
+
 fn basic(key: &str) -> String {
     use base64::Engine;
     format!(
@@ -44,16 +59,6 @@ fn message_ids_in_raw(stack: &Stack) -> HashSet<String> {
         .collect()
 }
 
-async fn ingest_up(stack: &mut Stack) {
-    stack.start_ingest();
-    let ready = format!("{}/readyz", stack.ingest_url());
-    assert!(
-        northstar_e2e::wait_for_http(&ready, Duration::from_secs(60)).await,
-        "{}",
-        stack.logs()
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_over_its_rate_limit_gets_429_while_others_are_served() {
     let mut stack = Stack::start_core().await;
@@ -71,20 +76,14 @@ async fn a_key_over_its_rate_limit_gets_429_while_others_are_served() {
             "100".into(),
         ),
     ]);
-    ingest_up(&mut stack).await;
+    stack.start_ingest_ready().await;
     let http = reqwest::Client::new();
     let url = format!("{}/v1/batch", stack.ingest_url());
     let (limited, normal) = (basic("limitedkey"), northstar_e2e::write_key_auth());
     let (mut ok, mut limited_429, mut normal_ok) = (0, 0, 0);
     for i in 0..20 {
         let (_, body) = batch(&format!("lim-{i}"), 20);
-        let resp = http
-            .post(&url)
-            .header("authorization", &limited)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let resp = post(&http, &url, &limited, &body).await;
         match resp.status() {
             StatusCode::OK => ok += 1,
             StatusCode::TOO_MANY_REQUESTS => {
@@ -102,13 +101,7 @@ async fn a_key_over_its_rate_limit_gets_429_while_others_are_served() {
         }
         // The other key, in between, is never limited.
         let (_, body) = batch(&format!("norm-{i}"), 20);
-        let resp = http
-            .post(&url)
-            .header("authorization", &normal)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
+        let resp = post(&http, &url, &normal, &body).await;
         assert_eq!(resp.status(), 200, "the unlimited key is served");
         normal_ok += 1;
     }
@@ -118,26 +111,14 @@ async fn a_key_over_its_rate_limit_gets_429_while_others_are_served() {
     assert_eq!(normal_ok, 20);
     // A batch larger than the burst can never pass: told so.
     let (_, body) = batch("too-big", 150);
-    let resp = http
-        .post(&url)
-        .header("authorization", &limited)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = post(&http, &url, &limited, &body).await;
     assert_eq!(resp.status(), 429);
     let text = resp.text().await.expect("text");
     assert!(text.contains("burst of 100"), "{text}");
     // After a pause the key is served again.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let (_, body) = batch("after-pause", 20);
-    let resp = http
-        .post(&url)
-        .header("authorization", &limited)
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = post(&http, &url, &limited, &body).await;
     assert_eq!(resp.status(), 200);
     let metrics = reqwest::get(format!("{}/metrics", stack.ingest_url()))
         .await
@@ -158,7 +139,7 @@ async fn in_flight_events_stay_bounded_when_the_broker_stalls() {
         ),
         ("NORTHSTAR_DELIVERY_TIMEOUT_MS".into(), "20000".into()),
     ]);
-    ingest_up(&mut stack).await;
+    stack.start_ingest_ready().await;
     let url = format!("{}/v1/batch", stack.ingest_url());
     // Stall the broker: requests now wait for acknowledgements that do not come.
     stack.proc("tansu").expect("tansu").signal("STOP");
@@ -240,7 +221,7 @@ async fn broker_sigkill_mid_load_loses_no_acknowledged_event_and_ingest_recovers
     stack
         .env
         .push(("NORTHSTAR_DELIVERY_TIMEOUT_MS".into(), "3000".into()));
-    ingest_up(&mut stack).await;
+    stack.start_ingest_ready().await;
     let url = format!("{}/v1/batch", stack.ingest_url());
     let acknowledged = Arc::new(Mutex::new(HashSet::new()));
     // (when the request was sent, its status)
