@@ -3,6 +3,7 @@
 //! Contract: an event is answered 200 only once the broker acknowledged it (see [`http`]);
 //! `/readyz` is 200 only while the broker answers metadata requests.
 
+pub mod body;
 pub mod config;
 pub mod enrich;
 pub mod http;

@@ -16,15 +16,6 @@ use northstar_schemas::synthetic;
 use northstar_sink::lake::parquet::{build_batch, write_file, Row};
 use northstar_sink::lake::partition_path;
 
-/// CPU seconds (user + system) of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -57,12 +48,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let mut files: Vec<Vec<Row>> = groups.into_values().flatten().collect();
-    let c0 = cpu_seconds();
+    let c0 = northstar_runtime::process_cpu_seconds();
     let mut batches = Vec::with_capacity(files.len());
     for rows in &mut files {
         batches.push(build_batch(rows)?.0);
     }
-    let c1 = cpu_seconds();
+    let c1 = northstar_runtime::process_cpu_seconds();
     let mut bytes = 0usize;
     let mut encoded = Vec::with_capacity(batches.len());
     for batch in &batches {
@@ -70,7 +61,7 @@ fn main() -> anyhow::Result<()> {
         bytes += file.len();
         encoded.push(file);
     }
-    let c2 = cpu_seconds();
+    let c2 = northstar_runtime::process_cpu_seconds();
     if let Some(dir) = &out {
         std::fs::create_dir_all(dir)?;
         for (i, file) in encoded.iter().enumerate() {

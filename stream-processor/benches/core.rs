@@ -54,16 +54,6 @@ fn wide_catalog() -> String {
     s
 }
 
-/// CPU seconds (user + system) of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn generate(n: usize) -> Vec<Event> {
     (0..n as u64)
         .map(|i| synthetic::event(i, 1_795_600_000_000))
@@ -99,7 +89,7 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
     let agg_codec = AggregateCodec::new();
     let mut state = PartitionState::new(catalog.clone(), lateness_ms, 86_400);
     let (mut out_bytes, mut updates) = (0usize, 0usize);
-    let cpu0 = cpu_seconds();
+    let cpu0 = northstar_runtime::process_cpu_seconds();
     let wall = Instant::now();
     for (i, rec) in records.iter().enumerate() {
         let (_, datum) = wire::split(rec).expect("wire");
@@ -119,7 +109,7 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
             }
         }
     }
-    let cpu = cpu_seconds() - cpu0;
+    let cpu = northstar_runtime::process_cpu_seconds() - cpu0;
     let n = records.len() as f64;
     println!(
         "{label}: {} events, {:.2} CPU-s ({:.2} s wall), {:.2} µs/event, {:.0} events per CPU-second; {} aggregate updates, {} output bytes",

@@ -160,13 +160,7 @@ async fn in_flight_events_stay_bounded_when_the_broker_stalls() {
     // 100 events are in flight: the next request is refused at once, not queued.
     let (_, body) = batch("refused", 10);
     let started = Instant::now();
-    let resp = http
-        .post(&url)
-        .header("authorization", northstar_e2e::write_key_auth())
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = post(&http, &url, &northstar_e2e::write_key_auth(), &body).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key("retry-after"));
     let body: Value = resp.json().await.expect("json");
@@ -198,13 +192,7 @@ async fn in_flight_events_stay_bounded_when_the_broker_stalls() {
         }
     }
     let (ids, body) = batch("after", 10);
-    let resp = http
-        .post(&url)
-        .header("authorization", northstar_e2e::write_key_auth())
-        .json(&body)
-        .send()
-        .await
-        .expect("send");
+    let resp = post(&http, &url, &northstar_e2e::write_key_auth(), &body).await;
     assert_eq!(resp.status(), 200, "permits are given back");
     acknowledged.extend(ids);
     let raw = message_ids_in_raw(&stack);

@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     if batch.is_some() {
-        let cpu = cpu_seconds();
+        let cpu = northstar_runtime::process_cpu_seconds();
         println!(
             "raw client (rdkafka, acks=all): {} records in {cpu:.2} CPU-s ({:.1} s wall): {:.0} records per CPU-second, {:.0} per second",
             a.events,
@@ -165,15 +165,6 @@ fn batch_events(file: &str) -> anyhow::Result<Vec<northstar_schemas::Event>> {
                 .map_err(anyhow::Error::from)
         })
         .collect()
-}
-
-/// CPU seconds (user + system) of this process so far.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
 }
 
 /// Open-loop batches: one batch of `events` every 1/`rate` s for `seconds`; prints the

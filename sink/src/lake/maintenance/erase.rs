@@ -135,6 +135,14 @@ fn dead_letter_rows(batch: &RecordBatch, s: &Subject<'_>) -> BooleanArray {
         .collect()
 }
 
+/// The columns [`event_rows`] and [`dead_letter_rows`] read.
+fn match_columns(table: Table) -> &'static [&'static str] {
+    match table {
+        Table::Events => &["user_id", "anonymous_id"],
+        Table::DeadLetters => &["key", "payload", "payload_text"],
+    }
+}
+
 fn sha256(field: &str, id: &str) -> Value {
     let digest = Sha256::digest(id.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
@@ -194,11 +202,22 @@ pub(super) async fn run(lake: &Lake, o: &EraseOptions) -> anyhow::Result<Value> 
         );
         for (i, f) in all.iter().enumerate() {
             scanned += 1;
-            let batch = lake.read(&f.key).await?;
-            let mask = match table {
-                Table::Events => event_rows(&batch, &subject),
-                Table::DeadLetters => dead_letter_rows(&batch, &subject),
+            // Only the columns the match looks at are decoded; a file holding the subject is
+            // then decoded whole to be rewritten.
+            let bytes = lake.fetch(&f.key).await?;
+            let scan = |batch: &RecordBatch| match table {
+                Table::Events => event_rows(batch, &subject),
+                Table::DeadLetters => dead_letter_rows(batch, &subject),
             };
+            let ids = super::decode(bytes.clone(), &f.key, Some(match_columns(table))).await?;
+            if scan(&ids).true_count() == 0 {
+                progress.step(i + 1, || {
+                    format!("{} files changed, {rows_removed} rows removed", files.len())
+                });
+                continue;
+            }
+            let batch = super::decode(bytes, &f.key, None).await?;
+            let mask = scan(&batch);
             let hits = mask.true_count();
             if hits > 0 {
                 let is_final = lake.is_final(f);

@@ -200,16 +200,13 @@ impl Lake {
 
     /// All rows of the file at `key`, as one batch.
     pub async fn read(&self, key: &str) -> anyhow::Result<RecordBatch> {
-        let bytes = Bytes::from(self.root.get(key).await?);
-        let key_owned = key.to_string();
-        tokio::task::spawn_blocking(move || -> anyhow::Result<RecordBatch> {
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .with_context(|| format!("{key_owned} is not a Parquet file"))?;
-            let schema = reader.schema().clone();
-            let batches = reader.build()?.collect::<Result<Vec<_>, _>>()?;
-            Ok(arrow::compute::concat_batches(&schema, &batches)?)
-        })
-        .await?
+        let bytes = self.fetch(key).await?;
+        decode(bytes, key, None).await
+    }
+
+    /// The bytes of the lake file `key`.
+    pub async fn fetch(&self, key: &str) -> anyhow::Result<Bytes> {
+        Ok(Bytes::from(self.root.get(key).await?))
     }
 
     /// Writes `batch` as the lake file `key` (atomically replacing any file there).
@@ -246,6 +243,33 @@ impl Lake {
             std::process::abort();
         }
     }
+}
+
+/// The rows of a Parquet file's `bytes` (`key` names it in errors), as one batch: every column,
+/// or only those of `columns` the file has (decoding only what a scan looks at).
+pub(crate) async fn decode(
+    bytes: Bytes,
+    key: &str,
+    columns: Option<&'static [&'static str]>,
+) -> anyhow::Result<RecordBatch> {
+    let key = key.to_string();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<RecordBatch> {
+        let mut builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .with_context(|| format!("{key} is not a Parquet file"))?;
+        if let Some(columns) = columns {
+            let mask = parquet::arrow::ProjectionMask::columns(
+                builder.parquet_schema(),
+                columns.iter().copied(),
+            );
+            builder = builder.with_projection(mask);
+        }
+        let reader = builder.build()?;
+        // The schema of what is read (the projection's), not the file's.
+        let schema = arrow::array::RecordBatchReader::schema(&reader);
+        let batches = reader.collect::<Result<Vec<_>, _>>()?;
+        Ok(arrow::compute::concat_batches(&schema, &batches)?)
+    })
+    .await?
 }
 
 /// Progress on standard error: at most every few seconds, and at the end.
