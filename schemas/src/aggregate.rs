@@ -2,7 +2,10 @@
 //!
 //! Contract: one record is the value of one KPI, for one window and one segment, as computed
 //! from one input partition up to `source_offset`. Consumers keep the record with the highest
-//! `source_offset` per [`KpiAggregate::upsert_key`] and sum over partitions.
+//! `source_offset` per [`KpiAggregate::upsert_key`] and sum over partitions. The Kafka key
+//! ([`KpiAggregate::record_key`]) names the window by its slot in a ring of `slots` windows, so
+//! log compaction keeps, per series and partition, only the newest `slots` windows: the
+//! compacted topic stays bounded by the catalog whatever the deployment's age.
 
 use std::collections::BTreeMap;
 
@@ -38,15 +41,22 @@ pub struct KpiAggregate {
     pub source_partition: i32,
     /// The last input offset this value reflects.
     pub source_offset: i64,
+    /// How long after a window's end late events still update it in this partition (ms).
+    pub allowed_lateness_ms: i64,
 }
 
 impl KpiAggregate {
-    /// The Kafka record key: identical for every update of the same value.
+    /// The identity of a value: the same for every update of it (what consumers keep the
+    /// newest of).
     pub fn upsert_key(&self) -> String {
-        let mut key = format!(
+        let key = format!(
             "{}|{}|{}|{}",
             self.kpi, self.window, self.window_start, self.source_partition
         );
+        self.with_segment(key)
+    }
+
+    fn with_segment(&self, mut key: String) -> String {
         for (k, v) in &self.segment {
             key.push('|');
             key.push_str(k);
@@ -55,9 +65,23 @@ impl KpiAggregate {
         }
         key
     }
+
+    /// The Kafka record key: the same for every update of one value, and the same for the
+    /// windows `slots` window lengths apart (compaction then keeps only the newer), with
+    /// `slots` from [`crate::catalog::WindowSpec::retained_windows`].
+    pub fn record_key(&self, slots: i64) -> String {
+        let len = (self.window_end - self.window_start).max(1);
+        let slot = self.window_start.div_euclid(len).rem_euclid(slots.max(1));
+        let key = format!(
+            "{}|{}|s{slot}|{}",
+            self.kpi, self.window, self.source_partition
+        );
+        self.with_segment(key)
+    }
 }
 
-/// Encodes and decodes [`KpiAggregate`] as Avro datums of the v1 schema.
+/// Encodes and decodes [`KpiAggregate`] as Avro datums of the current schema (v2); decodes
+/// datums of any earlier version.
 #[derive(Debug, Clone)]
 pub struct AggregateCodec {
     schema: Schema,
@@ -72,7 +96,7 @@ impl Default for AggregateCodec {
 impl AggregateCodec {
     pub fn new() -> Self {
         #[allow(clippy::expect_used)]
-        let schema = Schema::parse_str(crate::KPI_AGGREGATE_SCHEMA_V1)
+        let schema = Schema::parse_str(crate::KPI_AGGREGATE_SCHEMA)
             .expect("the bundled aggregate schema parses");
         Self { schema }
     }
@@ -81,7 +105,7 @@ impl AggregateCodec {
         &self.schema
     }
 
-    /// The Avro binary datum of `a` (v1 schema), written by hand: the same bytes as
+    /// The Avro binary datum of `a` (v2 schema), written by hand: the same bytes as
     /// apache-avro's generic writer (checked by the tests), without building a generic value
     /// and resolving the schema per record.
     pub fn encode(&self, a: &KpiAggregate) -> Result<Vec<u8>, CodecError> {
@@ -108,6 +132,7 @@ impl AggregateCodec {
         put_str(&mut out, &a.source_topic);
         put_long(&mut out, i64::from(a.source_partition));
         put_long(&mut out, a.source_offset);
+        put_long(&mut out, a.allowed_lateness_ms);
         Ok(out)
     }
 
@@ -134,6 +159,7 @@ impl AggregateCodec {
             source_topic: String::new(),
             source_partition: 0,
             source_offset: 0,
+            allowed_lateness_ms: 0,
         };
         for (name, v) in fields {
             match (name.as_str(), v) {
@@ -157,6 +183,7 @@ impl AggregateCodec {
                 ("sourceTopic", Value::String(s)) => out.source_topic = s,
                 ("sourcePartition", Value::Int(p)) => out.source_partition = p,
                 ("sourceOffset", Value::Long(o)) => out.source_offset = o,
+                ("allowedLateness", Value::Long(l)) => out.allowed_lateness_ms = l,
                 (field, v) => {
                     return Err(CodecError::Avro(format!(
                         "unexpected value {v:?} for field {field}"
@@ -196,6 +223,7 @@ mod tests {
             ("sourceTopic".into(), Value::String(a.source_topic.clone())),
             ("sourcePartition".into(), Value::Int(a.source_partition)),
             ("sourceOffset".into(), Value::Long(a.source_offset)),
+            ("allowedLateness".into(), Value::Long(a.allowed_lateness_ms)),
         ]);
         let mut out = Vec::new();
         apache_avro::writer::datum::GenericDatumWriter::builder(codec.schema())
@@ -224,6 +252,7 @@ mod tests {
             source_topic: "events.raw".into(),
             source_partition: i32::MAX,
             source_offset: i64::MAX,
+            allowed_lateness_ms: 600_000,
         };
         let one = KpiAggregate {
             segment: BTreeMap::from([("os".to_string(), "iOS".to_string())]),
@@ -276,10 +305,59 @@ mod tests {
             source_topic: "events.raw".into(),
             source_partition: 1,
             source_offset: 99,
+            allowed_lateness_ms: 120_000,
         };
         let codec = AggregateCodec::new();
         let datum = codec.encode(&a).expect("encode");
         assert_eq!(codec.decode(codec.schema(), &datum).expect("decode"), a);
         assert_eq!(a.upsert_key(), "events|1m|60000|1|event=Signed Up");
+        // Window 1 of a ring of 193: the window 193 minutes later shares the key.
+        assert_eq!(a.record_key(193), "events|1m|s1|1|event=Signed Up");
+        let later = KpiAggregate {
+            window_start: a.window_start + 193 * 60_000,
+            window_end: a.window_end + 193 * 60_000,
+            ..a.clone()
+        };
+        assert_eq!(later.record_key(193), a.record_key(193));
+        let next = KpiAggregate {
+            window_start: a.window_start + 60_000,
+            window_end: a.window_end + 60_000,
+            ..a.clone()
+        };
+        assert_ne!(next.record_key(193), a.record_key(193));
+    }
+
+    /// A record written with the v1 schema (by a processor of the previous version) decodes
+    /// with the v2 reader, its lateness unknown (0).
+    #[test]
+    fn version_1_records_decode() {
+        let v1 = Schema::parse_str(crate::KPI_AGGREGATE_SCHEMA_V1).expect("v1");
+        let value = Value::Record(vec![
+            ("kpi".into(), Value::String("signups".into())),
+            ("window".into(), Value::String("1h".into())),
+            ("windowStart".into(), Value::TimestampMillis(0)),
+            ("windowEnd".into(), Value::TimestampMillis(3_600_000)),
+            ("segment".into(), Value::Map(HashMap::new())),
+            ("kind".into(), Value::String("count".into())),
+            ("value".into(), Value::Double(3.0)),
+            ("numerator".into(), Value::Double(0.0)),
+            ("denominator".into(), Value::Double(0.0)),
+            ("final".into(), Value::Boolean(true)),
+            ("watermark".into(), Value::TimestampMillis(5)),
+            ("sourceTopic".into(), Value::String("events.raw".into())),
+            ("sourcePartition".into(), Value::Int(2)),
+            ("sourceOffset".into(), Value::Long(7)),
+        ]);
+        let mut datum = Vec::new();
+        apache_avro::writer::datum::GenericDatumWriter::builder(&v1)
+            .build()
+            .expect("writer")
+            .write_value(&mut datum, value)
+            .expect("v1 encode");
+        let a = AggregateCodec::new().decode(&v1, &datum).expect("decode");
+        assert_eq!(
+            (a.value, a.source_offset, a.allowed_lateness_ms),
+            (3.0, 7, 0)
+        );
     }
 }

@@ -3,9 +3,12 @@
 //! Contract: every record on every Northstar topic is Confluent wire format (magic byte 0, a
 //! big-endian schema id, then the Avro datum); [`Event`] is the one Rust type for the event
 //! envelope and [`KpiAggregate`] the one for windowed KPI values; every record a service derives
-//! from another carries the source position headers of [`headers`].
+//! from another carries the source position headers of [`headers`]. The KPI [`catalog`] is the
+//! one model of what is computed, exposed and alerted on, shared by the processor, the metrics
+//! sink and the dashboard generator.
 
 pub mod aggregate;
+pub mod catalog;
 pub mod client;
 pub mod decoder;
 mod envelope_binary;
@@ -25,8 +28,11 @@ pub use wire::WireError;
 
 /// The Avro schema text of the event envelope, version 1.
 pub const EVENT_SCHEMA_V1: &str = include_str!("../avro/event-v1.avsc");
-/// The Avro schema text of a KPI aggregate, version 1.
+/// The Avro schema text of a KPI aggregate, version 1 (before `allowedLateness`).
 pub const KPI_AGGREGATE_SCHEMA_V1: &str = include_str!("../avro/kpi-aggregate-v1.avsc");
+/// The Avro schema text of a KPI aggregate, version 2: what the processor writes and the
+/// metrics sink reads (v1 records decode with `allowedLateness` 0).
+pub const KPI_AGGREGATE_SCHEMA: &str = include_str!("../avro/kpi-aggregate-v2.avsc");
 
 /// The registry subject of a topic's record values (Confluent's TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {

@@ -8,8 +8,9 @@ use northstar_runtime::kafka::{create_topics, TopicSpec};
 use northstar_runtime::{
     load_config, shutdown, telemetry, tokio_runtime, KafkaConfig, TopicsConfig,
 };
+use northstar_schemas::catalog::Catalog;
 use northstar_schemas::registry::{self, RegistryConfig};
-use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA_V1};
+use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA};
 
 /// The Northstar event contract: schema registry and topic/schema setup.
 #[derive(Parser)]
@@ -39,6 +40,10 @@ enum Command {
         /// Partitions of the event topics.
         #[arg(long, default_value_t = 3)]
         partitions: i32,
+        /// The KPI catalog: `kpi.aggregates` then keeps records for its longest retention
+        /// (plus a window, the lateness and a day); without one, 126 days.
+        #[arg(long, env = "NORTHSTAR_CATALOG")]
+        catalog: Option<PathBuf>,
     },
     /// Register the contract's schemas (event envelope, KPI aggregate) under their topics' subjects.
     Register {
@@ -50,6 +55,27 @@ enum Command {
         )]
         registry_url: String,
     },
+}
+
+/// `kpi.aggregates`: compacted (its record keys are a ring of retained windows per series, so
+/// compaction bounds it by the catalog) and deleted past the longest retention, so keys the
+/// catalog no longer produces (a removed KPI, a quiet segment) go too.
+fn aggregates_topic_config(catalog: Option<&Catalog>) -> Vec<(String, String)> {
+    const DAY_MS: i64 = 86_400_000;
+    let retention_ms = catalog.map_or(126 * DAY_MS, |c| {
+        let longest = c
+            .kpis
+            .iter()
+            .flat_map(|k| &k.windows)
+            .map(|w| w.retention_ms + w.millis)
+            .max()
+            .unwrap_or(0);
+        longest + c.lateness_ms() + DAY_MS
+    });
+    vec![
+        ("cleanup.policy".into(), "compact,delete".into()),
+        ("retention.ms".into(), retention_ms.to_string()),
+    ]
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,6 +91,7 @@ fn main() -> anyhow::Result<()> {
         Command::CreateTopics {
             brokers,
             partitions,
+            catalog,
         } => {
             telemetry::init(&Default::default());
             let kafka = KafkaConfig {
@@ -80,10 +107,14 @@ fn main() -> anyhow::Result<()> {
                     config: vec![],
                 })
                 .collect();
+            let catalog = match &catalog {
+                Some(path) => Some(Catalog::load(Some(path))?),
+                None => None,
+            };
             specs.push(TopicSpec {
                 name: topics.aggregates.clone(),
                 partitions,
-                config: vec![("cleanup.policy".into(), "compact".into())],
+                config: aggregates_topic_config(catalog.as_ref()),
             });
             specs.push(TopicSpec {
                 name: topics.schemas.clone(),
@@ -101,7 +132,7 @@ fn main() -> anyhow::Result<()> {
                 for (topic, schema) in [
                     (&topics.raw, EVENT_SCHEMA_V1),
                     (&topics.clean, EVENT_SCHEMA_V1),
-                    (&topics.aggregates, KPI_AGGREGATE_SCHEMA_V1),
+                    (&topics.aggregates, KPI_AGGREGATE_SCHEMA),
                 ] {
                     let subject = value_subject(topic);
                     let id = client.register_with_retry(&subject, schema, 20).await?;

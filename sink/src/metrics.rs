@@ -5,8 +5,9 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_gauge, register_histogram, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Gauge, Histogram, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 macro_rules! metric {
@@ -61,4 +62,41 @@ pub fn register_lake(tables: &[&str]) {
 metric!(AGG_RECORDS: IntCounter = register_int_counter!("northstar_metrics_sink_records_total", "Aggregate records read"));
 metric!(AGG_STALE: IntCounter = register_int_counter!("northstar_metrics_sink_stale_skipped_total", "Aggregate records skipped because a newer value from the same source position was applied"));
 metric!(AGG_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_metrics_sink_rejected_total", "Aggregate records that could not be decoded, by reason", &["reason"]));
-metric!(AGG_SERIES: IntGauge = register_int_gauge!("northstar_metrics_sink_windows", "Windows held for exposition"));
+metric!(AGG_IGNORED: IntCounterVec = register_int_counter_vec!("northstar_metrics_sink_ignored_total", "Aggregate records of KPIs, windows or dimensions the catalog does not hold, by reason", &["reason"]));
+metric!(AGG_CHANGED_FINAL: IntCounter = register_int_counter!("northstar_metrics_sink_changed_final_total", "Aggregate records that changed a window already final here (its history point may be wrong in Prometheus); should stay 0"));
+metric!(AGG_WINDOWS: IntGauge = register_int_gauge!("northstar_metrics_sink_windows", "Window records held (window, segment, input partition)"));
+metric!(AGG_SERIES: IntGauge = register_int_gauge!("northstar_metrics_sink_series", "Known KPI series (KPI, window, segment)"));
+metric!(AGG_HISTORY_POINTS: IntGauge = register_int_gauge!("northstar_metrics_sink_history_points", "Points of northstar_kpi_final_window_value in the last exposition"));
+metric!(CAUGHT_UP: IntGauge = register_int_gauge!("northstar_metrics_sink_caught_up", "1 once the aggregates topic was read up to its end as seen at start (KPI series are exposed only then)"));
+metric!(CATCH_UP_SECONDS: Gauge = register_gauge!("northstar_metrics_sink_catch_up_seconds", "How long reading the aggregates topic up to its end as seen at start took (set when caught up)"));
+metric!(CATCH_UP_REMAINING: IntGauge = register_int_gauge!("northstar_metrics_sink_catch_up_remaining_records", "Records left to read before the sink is caught up"));
+metric!(RENDER_SECONDS: Histogram = register_histogram!("northstar_metrics_sink_render_duration_seconds", "Time to render /metrics"));
+
+/// Registers every metrics-sink series at zero.
+pub fn register_metrics_sink() {
+    for c in [&*AGG_RECORDS, &*AGG_STALE, &*AGG_CHANGED_FINAL] {
+        c.inc_by(0);
+    }
+    for reason in ["not_wire_format", "unknown_schema", "undecodable"] {
+        AGG_REJECTED.with_label_values(&[reason]).inc_by(0);
+    }
+    for reason in [
+        "kpi_not_in_catalog",
+        "window_not_in_catalog",
+        "window_not_aligned",
+        "segments_differ",
+    ] {
+        AGG_IGNORED.with_label_values(&[reason]).inc_by(0);
+    }
+    for g in [
+        &*AGG_WINDOWS,
+        &*AGG_SERIES,
+        &*AGG_HISTORY_POINTS,
+        &*CAUGHT_UP,
+        &*CATCH_UP_REMAINING,
+    ] {
+        g.set(0);
+    }
+    LazyLock::force(&CATCH_UP_SECONDS);
+    LazyLock::force(&RENDER_SECONDS);
+}

@@ -102,8 +102,7 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
         out_bytes += wire::frame(1, &codec.encode(&e).expect("encode")).len();
         if i % 10_000 == 9_999 || i + 1 == records.len() {
             for u in state.drain_updates() {
-                let agg =
-                    u.into_aggregate(&catalog, state.watermark_ms(), "events.raw", 0, i as i64);
+                let agg = u.into_aggregate(&catalog, state.progress(), "events.raw", 0, i as i64);
                 out_bytes += wire::frame(2, &agg_codec.encode(&agg).expect("encode")).len();
                 updates += 1;
             }

@@ -68,9 +68,10 @@ pub struct Checkpoints {
     catalog_fingerprint: u64,
 }
 
-/// A stable fingerprint of the catalog (a changed catalog invalidates window state).
+/// A stable fingerprint of what the catalog computes ([`Catalog::computation_text`]): a
+/// changed computation invalidates window state; a changed description, owner or alert does not.
 pub fn catalog_fingerprint(catalog: &Catalog) -> u64 {
-    crate::dedup::fingerprint_parts(&[&format!("{catalog:?}")])
+    crate::dedup::fingerprint_parts(&[&catalog.computation_text()])
 }
 
 impl Checkpoints {
@@ -229,6 +230,16 @@ mod tests {
             r.map(|r| (r.next_offset, r.windows_restored)),
             Some((30, true))
         );
+    }
+
+    #[test]
+    fn people_fields_do_not_change_the_fingerprint() {
+        let base = "north_star: e\nkpis:\n  - {name: e, aggregate: count, windows: [1h], segments: [event]}\n";
+        let edited = "north_star: e\nkpis:\n  - {name: e, aggregate: count, windows: [1h], segments: [event], description: Every event, owner: sre, runbook: look, alerts: [{below: 3, window: 1h}]}\n";
+        let changed = "north_star: e\nkpis:\n  - {name: e, aggregate: count, windows: [1h, 1d], segments: [event]}\n";
+        let fp = |y: &str| catalog_fingerprint(&Catalog::parse(y).expect("catalog"));
+        assert_eq!(fp(base), fp(edited));
+        assert_ne!(fp(base), fp(changed));
     }
 
     #[tokio::test]

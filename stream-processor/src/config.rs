@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use northstar_runtime::{KafkaConfig, TelemetryConfig, TopicsConfig};
+use northstar_schemas::catalog::Catalog;
 use serde::{Deserialize, Serialize};
 
 /// Stream processor configuration.
@@ -17,8 +18,10 @@ pub struct ProcessorConfig {
     pub registry_url: String,
     /// How often open windows are emitted and processed offsets committed, in milliseconds.
     pub emit_interval_ms: u64,
-    /// How long after a window's end late events still update it, in seconds.
-    pub allowed_lateness_secs: u64,
+    /// How long after a window's end late events still update it, in seconds, when the
+    /// catalog does not say (`defaults.allowed_lateness` in the catalog wins; setting both to
+    /// different values is refused).
+    pub allowed_lateness_secs: Option<u64>,
     /// The KPI catalog (YAML, see docs/kpi-catalog.md). Without one, the processor computes the
     /// built-in `events` KPI (count per event name per minute) (`NORTHSTAR_CATALOG`).
     pub catalog: Option<std::path::PathBuf>,
@@ -57,7 +60,7 @@ impl Default for ProcessorConfig {
             group_id: "northstar-stream-processor".into(),
             registry_url: "http://127.0.0.1:8081".into(),
             emit_interval_ms: 1000,
-            allowed_lateness_secs: 600,
+            allowed_lateness_secs: None,
             catalog: None,
             max_future_skew_secs: 300,
             dedup_window_secs: 86_400,
@@ -85,5 +88,27 @@ impl ProcessorConfig {
             return Err("emit_interval_ms must be > 0".into());
         }
         Ok(())
+    }
+
+    /// Refuses a catalog whose allowed lateness contradicts `allowed_lateness_secs`.
+    pub fn check_catalog(&self, catalog: &Catalog) -> Result<(), String> {
+        match (catalog.allowed_lateness_ms, self.allowed_lateness_secs) {
+            (Some(c), Some(s)) if c != (s as i64).saturating_mul(1000) => Err(format!(
+                "allowed_lateness_secs ({s}) contradicts the catalog's defaults.allowed_lateness ({} s): set it in one place",
+                c / 1000
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The allowed lateness in force (ms): the catalog's, else `allowed_lateness_secs`, else
+    /// the contract's default (10 minutes).
+    pub fn lateness_ms(&self, catalog: &Catalog) -> i64 {
+        catalog
+            .allowed_lateness_ms
+            .or(self
+                .allowed_lateness_secs
+                .map(|s| (s as i64).saturating_mul(1000)))
+            .unwrap_or(northstar_schemas::catalog::DEFAULT_LATENESS_MS)
     }
 }

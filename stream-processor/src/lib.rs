@@ -15,7 +15,7 @@ pub mod validate;
 
 use anyhow::Context;
 use northstar_runtime::{admin, Shutdown};
-use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA_V1};
+use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA};
 
 pub use config::ProcessorConfig;
 
@@ -25,16 +25,17 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let catalog = match &config.catalog {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the KPI catalog {}", path.display()))?;
-            catalog::Catalog::parse(&text)
-                .with_context(|| format!("invalid KPI catalog {}", path.display()))?
-        }
-        None => catalog::Catalog::default_events(),
-    };
-    tracing::info!(kpis = catalog.kpis.len(), north_star = %catalog.north_star, "kpi catalog loaded");
+    let catalog = catalog::Catalog::load(config.catalog.as_deref())?;
+    config
+        .check_catalog(&catalog)
+        .map_err(anyhow::Error::msg)
+        .context("invalid configuration")?;
+    tracing::info!(
+        kpis = catalog.kpis.len(),
+        north_star = %catalog.north_star,
+        allowed_lateness_ms = config.lateness_ms(&catalog),
+        "kpi catalog loaded"
+    );
     let registry = RegistryClient::new(&config.registry_url);
     let clean_id = registry
         .register_with_retry(&value_subject(&config.topics.clean), EVENT_SCHEMA_V1, 60)
@@ -43,7 +44,7 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
     let agg_id = registry
         .register_with_retry(
             &value_subject(&config.topics.aggregates),
-            KPI_AGGREGATE_SCHEMA_V1,
+            KPI_AGGREGATE_SCHEMA,
             60,
         )
         .await

@@ -143,6 +143,8 @@ pub struct Pipeline {
     seek_pending: HashSet<i32>,
     last_checkpoint: Instant,
     catalog: Arc<Catalog>,
+    /// The allowed lateness in force (the catalog's, else the configuration's).
+    lateness_ms: i64,
     max_future_skew_micros: i64,
     clean_topic: Arc<str>,
     dlq_topic: Arc<str>,
@@ -192,6 +194,7 @@ impl Pipeline {
             checkpointed: HashMap::default(),
             seek_pending: HashSet::default(),
             last_checkpoint: Instant::now(),
+            lateness_ms: config.lateness_ms(&catalog),
             catalog,
             max_future_skew_micros: (config.max_future_skew_secs as i64).saturating_mul(1_000_000),
             clean_topic: config.topics.clean.as_str().into(),
@@ -266,7 +269,7 @@ impl Pipeline {
         partition: i32,
         first_offset: i64,
     ) -> Result<(), PipelineError> {
-        let lateness_ms = (self.config.allowed_lateness_secs as i64).saturating_mul(1000);
+        let lateness_ms = self.lateness_ms;
         let window = self.config.dedup_window_secs;
         let restored = self
             .checkpoints
@@ -550,10 +553,12 @@ impl Pipeline {
             metrics::OPEN_WINDOWS
                 .with_label_values(&[&p])
                 .set(state.open_windows() as i64);
+            let progress = state.progress();
             for u in updates {
+                let slots = self.slots(u.kpi, u.window_ms);
                 let agg = u.into_aggregate(
                     &self.catalog,
-                    watermark,
+                    progress,
                     &self.config.topics.raw,
                     partition,
                     next - 1,
@@ -563,7 +568,7 @@ impl Pipeline {
                     .encode(&agg)
                     .map_err(|e| PipelineError::Encode(e.to_string()))?;
                 let payload = wire::frame(self.agg_schema_id, &datum);
-                let key = agg.upsert_key();
+                let key = agg.record_key(slots);
                 let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
                 self.enqueue(Dest::Aggregates, Some(key.as_bytes()), Some(&payload), hdrs)
                     .await?;
@@ -614,6 +619,15 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// The ring size of the record keys of KPI `kpi`'s windows of length `window_ms`.
+    fn slots(&self, kpi: usize, window_ms: i64) -> i64 {
+        self.catalog.kpis[kpi]
+            .windows
+            .iter()
+            .find(|w| w.millis == window_ms)
+            .map_or(1, |w| w.retained_windows(self.lateness_ms))
+    }
+
     /// Writes a checkpoint for every partition that moved since its last one.
     async fn checkpoint(&mut self) -> Result<(), PipelineError> {
         let started = Instant::now();

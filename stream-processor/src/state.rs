@@ -6,8 +6,10 @@
 //! seen; a window is final once the watermark passes its end plus the allowed lateness, and an
 //! event for a final window is counted as late-dropped for that KPI, never silently. Segment
 //! values past a dimension's cap (per partition, first come first admitted) fold into
-//! `__other__` and are counted. Deduplication is bounded by a time window ([`Dedup`]); it lives
-//! in memory in this version (checkpointed state comes next).
+//! `__other__` and are counted. Every segmented KPI also has an exact all-segments total
+//! (segment values [`ALL`]): counts and sums add up their segments' windows when emitted, a
+//! distinct-users total keeps its own set (a user in several segments counts once), a ratio's
+//! total divides its sides' totals. Deduplication is bounded by a time window ([`Dedup`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +22,8 @@ use std::borrow::Cow;
 use smallvec::SmallVec;
 
 use crate::catalog::{
-    fixed_to_f64, scalar_fixed_point, Aggregation, Catalog, EventView, MAX_SEGMENTS, OTHER,
+    fixed_to_f64, scalar_fixed_point, Aggregation, Catalog, EventView, Matches, ALL, MAX_SEGMENTS,
+    OTHER,
 };
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup, IdentityHasher};
 use std::hash::BuildHasherDefault;
@@ -38,6 +41,16 @@ const NO_VALUE: u32 = u32::MAX;
 
 /// The id of [`OTHER`] in every partition's interner.
 const OTHER_ID: u32 = 0;
+
+/// The id of [`ALL`] (never interned: a client's value cannot be spelled like it).
+const ALL_ID: u32 = u32::MAX - 1;
+
+/// The segment ids of a KPI's all-segments total with `dims` dimensions.
+fn total_segment(dims: usize) -> SegmentIds {
+    let mut ids = [NO_VALUE; MAX_SEGMENTS];
+    ids[..dims].fill(ALL_ID);
+    ids
+}
 
 /// (kpi index, window index, window start ms, segment value ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -85,6 +98,9 @@ impl Interner {
     }
 
     fn value(&self, id: u32) -> &str {
+        if id == ALL_ID {
+            return ALL;
+        }
         self.values.get(id as usize).map_or("", String::as_str)
     }
 }
@@ -99,11 +115,39 @@ pub enum Acc {
 }
 
 impl Acc {
+    fn empty(aggregation: &Aggregation) -> Acc {
+        match aggregation {
+            Aggregation::Sum(_) => Acc::Sum(0),
+            Aggregation::DistinctUsers => Acc::Distinct(HashSet::default()),
+            _ => Acc::Count(0),
+        }
+    }
+
     fn value(&self) -> f64 {
         match self {
             Acc::Count(n) => *n as f64,
             Acc::Sum(s) => fixed_to_f64(*s),
             Acc::Distinct(set) => set.len() as f64,
+        }
+    }
+
+    /// Adds another count or sum (totals of a group); sets are never merged here.
+    fn merge(&mut self, other: &Acc) {
+        match (self, other) {
+            (Acc::Count(a), Acc::Count(b)) => *a += b,
+            (Acc::Sum(a), Acc::Sum(b)) => *a += b,
+            _ => {}
+        }
+    }
+
+    fn add(&mut self, contribution: Contribution) {
+        match (self, contribution) {
+            (Acc::Count(n), _) => *n += 1,
+            (Acc::Sum(s), Contribution::Amount(a)) => *s += a,
+            (Acc::Distinct(set), Contribution::Member(m)) => {
+                set.insert(m);
+            }
+            _ => {}
         }
     }
 }
@@ -148,11 +192,11 @@ pub struct Update {
 
 impl Update {
     /// The aggregate record of this update, computed from input `source_partition` of
-    /// `source_topic` up to `source_offset`, with the partition's watermark.
+    /// `source_topic` up to `source_offset`, with the partition's watermark and lateness.
     pub fn into_aggregate(
         self,
         catalog: &Catalog,
-        watermark_ms: i64,
+        progress: Progress,
         source_topic: &str,
         source_partition: i32,
         source_offset: i64,
@@ -174,12 +218,21 @@ impl Update {
             numerator: self.numerator,
             denominator: self.denominator,
             is_final: self.is_final,
-            watermark: watermark_ms.max(0),
+            watermark: progress.watermark_ms.max(0),
             source_topic: source_topic.to_string(),
             source_partition,
             source_offset,
+            allowed_lateness_ms: progress.lateness_ms,
         }
     }
+}
+
+/// How far a partition's event time has progressed: its watermark and the allowed lateness
+/// (windows ending at or before `watermark_ms - lateness_ms` are final).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub watermark_ms: i64,
+    pub lateness_ms: i64,
 }
 
 /// What processing one event did to the windows.
@@ -305,8 +358,41 @@ impl PartitionState {
             if snap.segment_values.first().map(String::as_str) == Some(OTHER) {
                 state.interner = Interner::from_values(snap.segment_values);
             }
+            state.rebuild_distinct_totals();
         }
         state
+    }
+
+    /// Gives every open window group of a segmented distinct-users KPI its total set, as the
+    /// union of its segments' sets, where a checkpoint written before totals existed has none
+    /// (exact: every counted user is in exactly one segment window of the group).
+    fn rebuild_distinct_totals(&mut self) {
+        let mut missing: BTreeMap<WindowKey, HashSet<u64, BuildHasherDefault<IdentityHasher>>> =
+            BTreeMap::new();
+        for (key, w) in &self.windows {
+            let kpi = &self.catalog.kpis[key.kpi];
+            let total = total_segment(kpi.segments.len());
+            if kpi.segments.is_empty() || key.segment == total {
+                continue;
+            }
+            let total_key = WindowKey {
+                segment: total,
+                ..*key
+            };
+            if self.windows.contains_key(&total_key) {
+                continue;
+            }
+            if let Acc::Distinct(set) = &w.acc {
+                missing
+                    .entry(total_key)
+                    .or_default()
+                    .extend(set.iter().copied());
+            }
+        }
+        for (key, set) in missing {
+            let acc = Acc::Distinct(set);
+            self.windows.insert(key, Window { acc, dirty: false });
+        }
     }
 
     /// Records (source, messageId) received at `received_at_micros`; true if it was seen
@@ -339,6 +425,14 @@ impl PartitionState {
     /// The partition's event-time watermark (ms), `i64::MIN` before the first event.
     pub fn watermark_ms(&self) -> i64 {
         self.watermark_ms
+    }
+
+    /// The watermark with the allowed lateness.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            watermark_ms: self.watermark_ms,
+            lateness_ms: self.lateness_ms,
+        }
     }
 
     /// Windows not yet final.
@@ -463,21 +557,25 @@ impl PartitionState {
                     segment,
                 };
                 let window = self.windows.entry(key).or_insert_with(|| Window {
-                    acc: match kpi.aggregation {
-                        Aggregation::Sum(_) => Acc::Sum(0),
-                        Aggregation::DistinctUsers => Acc::Distinct(HashSet::default()),
-                        _ => Acc::Count(0),
-                    },
+                    acc: Acc::empty(&kpi.aggregation),
                     dirty: false,
                 });
                 window.dirty = true;
-                match (&mut window.acc, contribution) {
-                    (Acc::Count(n), _) => *n += 1,
-                    (Acc::Sum(s), Contribution::Amount(a)) => *s += a,
-                    (Acc::Distinct(set), Contribution::Member(m)) => {
-                        set.insert(m);
+                window.acc.add(contribution);
+                // Counts and sums total their segments when emitted; a set cannot.
+                if let Contribution::Member(m) = contribution {
+                    if !kpi.segments.is_empty() {
+                        let key = WindowKey {
+                            segment: total_segment(kpi.segments.len()),
+                            ..key
+                        };
+                        let total = self.windows.entry(key).or_insert_with(|| Window {
+                            acc: Acc::Distinct(HashSet::default()),
+                            dirty: false,
+                        });
+                        total.dirty = true;
+                        total.acc.add(Contribution::Member(m));
                     }
-                    _ => {}
                 }
             }
             if dropped {
@@ -486,106 +584,6 @@ impl PartitionState {
             }
         }
         self.watermark_ms = self.watermark_ms.max(ts_ms);
-        out
-    }
-
-    /// The windows changed since the last call (partial) and the windows that became final
-    /// (then forgotten), with the ratios they feed, sorted deterministically.
-    pub fn drain_updates(&mut self) -> Vec<Update> {
-        let catalog = self.catalog.clone();
-        let mut out = Vec::new();
-        let mut closed = Vec::new();
-        // (kpi, window ms, start, segment) of plain windows that changed or closed.
-        let mut touched: BTreeMap<(usize, i64, i64, SegmentIds), bool> = BTreeMap::new();
-        let mut keys: Vec<&WindowKey> = self.windows.keys().collect();
-        keys.sort();
-        for key in keys {
-            let kpi = &catalog.kpis[key.kpi];
-            let spec = &kpi.windows[key.window];
-            let is_final = self.is_final(key.start, spec.millis);
-            let Some(w) = self.windows.get(key) else {
-                continue;
-            };
-            if w.dirty || is_final {
-                out.push(Update {
-                    kpi: key.kpi,
-                    window_ms: spec.millis,
-                    window_label: spec.label.clone(),
-                    start_ms: key.start,
-                    segment: self
-                        .segment_strings(&key.segment, catalog.kpis[key.kpi].segments.len()),
-                    value: w.acc.value(),
-                    numerator: 0.0,
-                    denominator: 0.0,
-                    is_final,
-                });
-                touched.insert((key.kpi, spec.millis, key.start, key.segment), is_final);
-            }
-            if is_final {
-                closed.push(*key);
-            }
-        }
-        for (ri, r) in catalog.kpis.iter().enumerate() {
-            let Aggregation::Ratio {
-                numerator,
-                denominator,
-            } = r.aggregation
-            else {
-                continue;
-            };
-            let mut emitted = HashSet::new();
-            for ((k, ms, start, segment), is_final) in &touched {
-                if *k != numerator && *k != denominator {
-                    continue;
-                }
-                let Some(spec) = r.windows.iter().find(|w| w.millis == *ms) else {
-                    continue;
-                };
-                if !emitted.insert((*ms, *start, *segment)) {
-                    continue;
-                }
-                let side = |kpi: usize| {
-                    let wi = catalog.kpis[kpi]
-                        .windows
-                        .iter()
-                        .position(|w| w.millis == *ms)?;
-                    let key = WindowKey {
-                        kpi,
-                        window: wi,
-                        start: *start,
-                        segment: *segment,
-                    };
-                    self.windows.get(&key).map(|w| w.acc.value())
-                };
-                let num = side(numerator).unwrap_or(0.0);
-                let den = side(denominator).unwrap_or(0.0);
-                out.push(Update {
-                    kpi: ri,
-                    window_ms: *ms,
-                    window_label: spec.label.clone(),
-                    start_ms: *start,
-                    segment: self.segment_strings(segment, r.segments.len()),
-                    value: if den == 0.0 { f64::NAN } else { num / den },
-                    numerator: num,
-                    denominator: den,
-                    is_final: *is_final,
-                });
-            }
-        }
-        for key in closed {
-            self.windows.remove(&key);
-        }
-        for w in self.windows.values_mut() {
-            w.dirty = false;
-        }
-        out.sort_by(|a, b| {
-            (a.kpi, a.window_ms, a.start_ms, &a.segment).cmp(&(
-                b.kpi,
-                b.window_ms,
-                b.start_ms,
-                &b.segment,
-            ))
-        });
         out
     }
 }
@@ -597,5 +595,6 @@ enum Contribution {
     Member(u64),
 }
 
+mod emit;
 #[cfg(test)]
 mod tests;

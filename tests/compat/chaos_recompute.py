@@ -6,7 +6,9 @@ Usage: python chaos_recompute.py <lake dir> <dropped.json> <out.json>
 dropped.json maps a message id to the window lengths (ms) in which the processor must have
 dropped it as too late ({"id": [60000, 3600000], ...}). The KPIs mirror CATALOG in
 tests/tests/chaos.rs, written here by hand as SQL. out.json lists one object per
-(kpi, window length, window start, segment) with exact decimal values as strings.
+(kpi, window length, window start, segment) with exact decimal values as strings, the
+all-segments total of each window included (every dimension '__all__', from a grouping set over
+the window alone: a user in several segments counts once in a distinct total).
 """
 import json
 import sys
@@ -52,11 +54,12 @@ def main(lake: str, dropped_path: str, out_path: str) -> None:
     for name, (windows, segments, where, agg) in KPIS.items():
         seg = ", ".join(segments)
         for w in windows:
-            q = f"""SELECT (ts_ms // {w}) * {w} AS start, {seg}, CAST({agg} AS VARCHAR)
-                    FROM ev
-                    WHERE {where}
-                      AND message_id NOT IN (SELECT message_id FROM dropped WHERE window_ms = {w})
-                    GROUP BY ALL"""
+            cols = ", ".join(f"coalesce({s}, '__all__')" for s in segments)
+            q = f"""SELECT start, {cols}, CAST({agg} AS VARCHAR)
+                    FROM (SELECT (ts_ms // {w}) * {w} AS start, * FROM ev
+                          WHERE {where}
+                            AND message_id NOT IN (SELECT message_id FROM dropped WHERE window_ms = {w}))
+                    GROUP BY GROUPING SETS ((start, {seg}), (start))"""
             for row in con.execute(q).fetchall():
                 start, segment, value = row[0], list(row[1:-1]), row[-1]
                 out.append({"kpi": name, "window_ms": w, "start_ms": start,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 pub mod kafka;
 pub mod lake;
+pub mod prom;
 pub mod s3;
 
 /// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999), so
@@ -357,6 +358,45 @@ pub fn write_key_auth() -> String {
     )
 }
 
+/// The windows the metrics sink holds for `kpi` and `window` (its `/api/v1/windows`), `None`
+/// while it catches up or does not answer.
+pub async fn held_windows(
+    metrics_port: u16,
+    kpi: &str,
+    window: &str,
+) -> Option<Vec<serde_json::Value>> {
+    let url = format!("http://127.0.0.1:{metrics_port}/api/v1/windows?kpi={kpi}&window={window}");
+    let r = reqwest::get(&url).await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json().await.ok()
+}
+
+/// A KPI's values summed over every window the metrics sink holds, by the value of the
+/// dimension label `label` (the all-segments total left out).
+pub async fn held_sums(
+    metrics_port: u16,
+    kpi: &str,
+    window: &str,
+    label: &str,
+) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for w in held_windows(metrics_port, kpi, window)
+        .await
+        .unwrap_or_default()
+    {
+        for v in w["values"].as_array().into_iter().flatten() {
+            let key = v["segment"][label].as_str().unwrap_or_default();
+            if key == "__all__" {
+                continue;
+            }
+            *out.entry(key.to_string()).or_insert(0.0) += v["value"].as_f64().unwrap_or(0.0);
+        }
+    }
+    out
+}
+
 /// Ports of a stack's services.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -381,11 +421,19 @@ pub struct Stack {
     pub service_env: Vec<(String, String, String)>,
     /// The lake sink's root (`NORTHSTAR_ROOT`); `file://<dir>/lake` when `None`.
     pub lake_root: Option<String>,
+    /// How often the broker compacts and deletes by retention (Tansu's default: 10 minutes).
+    pub broker_maintenance: Option<Duration>,
 }
 
 impl Stack {
     /// Starts the broker, creates the topics (3 partitions) and starts the registry.
     pub async fn start_core() -> Stack {
+        Self::start_core_with(None).await
+    }
+
+    /// [`Stack::start_core`] with the broker compacting (and deleting by retention) every
+    /// `maintenance` instead of every 10 minutes.
+    pub async fn start_core_with(maintenance: Option<Duration>) -> Stack {
         #[allow(clippy::expect_used)]
         let dir = tempfile::Builder::new()
             .prefix("northstar-e2e-")
@@ -406,6 +454,7 @@ impl Stack {
             env: Vec::new(),
             service_env: Vec::new(),
             lake_root: None,
+            broker_maintenance: maintenance,
         };
         stack.start_broker();
         let status = Command::new(bin("northstar-schemas"))
@@ -445,7 +494,7 @@ impl Stack {
                 &listener,
             ])
             // Relative: Tansu 0.6.0 mangles absolute sqlite paths.
-            .args(["--storage-engine", "sqlite://tansu.db"]);
+            .args(["--storage-engine", &self.broker_storage()]);
         let p = Proc::spawn("tansu", cmd, self.dir.path());
         self.procs.push(p);
         let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.broker));
@@ -468,6 +517,16 @@ impl Stack {
             status.is_ok_and(|s| s.success()),
             "cannot add the header index to the broker's database"
         );
+    }
+
+    fn broker_storage(&self) -> String {
+        match self.broker_maintenance {
+            None => "sqlite://tansu.db".into(),
+            Some(d) => format!(
+                "sqlite://tansu.db?maintenance_interval={}s",
+                d.as_secs().max(1)
+            ),
+        }
     }
 
     pub fn brokers(&self) -> String {
@@ -547,6 +606,23 @@ impl Stack {
         self.procs.push(p);
     }
 
+    /// Sends `events` to the collector's `/v1/batch` in batches of `per_batch`, asserting a 200
+    /// for each.
+    pub async fn send_batches(&self, events: &[serde_json::Value], per_batch: usize) {
+        let client = reqwest::Client::new();
+        let auth = write_key_auth();
+        for chunk in events.chunks(per_batch.max(1)) {
+            let r = client
+                .post(format!("{}/v1/batch", self.ingest_url()))
+                .header("authorization", &auth)
+                .json(&serde_json::json!({ "batch": chunk }))
+                .send()
+                .await
+                .expect("send a batch to the collector");
+            assert_eq!(r.status(), 200, "the collector refused a batch");
+        }
+    }
+
     /// Starts ingest and waits until it is ready (the broker answers it).
     pub async fn start_ingest_ready(&mut self) {
         self.start_ingest();
@@ -600,6 +676,15 @@ impl Stack {
         );
         let p = Proc::spawn("metrics", cmd, self.dir.path());
         self.procs.push(p);
+    }
+
+    /// Starts another metrics-sink replica named `name` on a free port; returns the port.
+    pub fn start_extra_metrics_sink(&mut self, name: &str) -> u16 {
+        let port = free_port();
+        let cmd = self.service(name, "northstar-sink", &["metrics"], port);
+        let p = Proc::spawn(name, cmd, self.dir.path());
+        self.procs.push(p);
+        port
     }
 
     /// Starts ingest, processor and both sinks, and waits for their health endpoints.
@@ -685,7 +770,11 @@ impl Drop for Stack {
             let _ = std::fs::create_dir_all(&keep);
             if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
                 for e in entries.flatten() {
-                    if e.path().extension().is_some_and(|x| x == "log") {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    // Logs, and the broker's database (to inspect what the topics hold).
+                    if e.path().extension().is_some_and(|x| x == "log")
+                        || name.starts_with("tansu.db")
+                    {
                         let _ = std::fs::copy(e.path(), keep.join(e.file_name()));
                     }
                 }

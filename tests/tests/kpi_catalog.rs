@@ -1,6 +1,7 @@
-//! The KPI catalog end to end: counts, distinct users, sums and ratios per segment, computed by
-//! the processor from a YAML catalog, exposed by the metrics sink, equal to the same KPIs
-//! computed here from the events sent (duplicates excluded).
+//! The KPI catalog end to end: counts, distinct users, sums and ratios per segment and their
+//! exact all-segments totals, computed by the processor from a YAML catalog, exposed by the
+//! metrics sink as the open window's values, equal to the same KPIs computed here from the
+//! events sent (duplicates excluded).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -22,29 +23,39 @@ kpis:
   - {name: users, aggregate: distinct_users}
 "#;
 
-/// (kpi, window_start, segment label values) → value
+/// (kpi, hour start, segment label values) → value
 type Expected = BTreeMap<(String, String, String), f64>;
 
+/// The open windows' values (`northstar_kpi_open_value`) of the exposition, keyed like
+/// [`Expected`] with the open window's start from `northstar_kpi_open_window_start_seconds`.
 fn parse_exposition(text: &str) -> Expected {
+    let samples = northstar_e2e::prom::samples(text);
+    let open_start: BTreeMap<(String, String), f64> = samples
+        .iter()
+        .filter(|s| s.name == "northstar_kpi_open_window_start_seconds")
+        .map(|s| ((s.label("kpi"), s.label("window")), s.value))
+        .collect();
     let mut out = Expected::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("northstar_kpi_window_value{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let mut map = BTreeMap::new();
-        for pair in labels.split("\",") {
-            if let Some((k, v)) = pair.split_once("=\"") {
-                map.insert(k.to_string(), v.trim_end_matches('"').to_string());
-            }
-        }
-        let kpi = map.remove("kpi").unwrap_or_default();
-        map.remove("window");
-        let start = map.remove("window_start").unwrap_or_default();
-        let segment = map.values().cloned().collect::<Vec<_>>().join(",");
-        out.insert((kpi, start, segment), value.parse().unwrap_or(f64::NAN));
+    for s in samples
+        .iter()
+        .filter(|s| s.name == "northstar_kpi_open_value")
+    {
+        let (kpi, window) = (s.label("kpi"), s.label("window"));
+        let start = open_start
+            .get(&(kpi.clone(), window))
+            .copied()
+            .unwrap_or(f64::NAN);
+        let start = DateTime::from_timestamp(start as i64, 0)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default();
+        let segment = s
+            .labels
+            .iter()
+            .filter(|(k, _)| k != "kpi" && k != "window")
+            .map(|(_, v)| v.clone())
+            .collect::<Vec<_>>()
+            .join(",");
+        out.insert((kpi, start, segment), s.value);
     }
     out
 }
@@ -125,6 +136,24 @@ async fn catalog_kpis_match_an_independent_computation() {
             expected.insert(("conversion".into(), hour.clone(), os.clone()), ups / sign);
         }
     }
+    // Exact all-segments totals: counts add up, the ratio divides the totals.
+    let mut totals: BTreeMap<(String, String), f64> = BTreeMap::new();
+    for ((kpi, hour, _), n) in &expected_counts {
+        *totals.entry((kpi.clone(), hour.clone())).or_default() += n;
+    }
+    for ((kpi, hour), n) in &totals {
+        expected.insert((kpi.clone(), hour.clone(), "__all__".into()), *n);
+        if kpi == "upgrades" {
+            let sign = totals
+                .get(&("signups".into(), hour.clone()))
+                .copied()
+                .unwrap_or(0.0);
+            expected.insert(
+                ("conversion".into(), hour.clone(), "__all__".into()),
+                n / sign,
+            );
+        }
+    }
     for (hour, cents) in &revenue {
         expected.insert(
             ("revenue".into(), hour.clone(), String::new()),
@@ -138,18 +167,7 @@ async fn catalog_kpis_match_an_independent_computation() {
         );
     }
 
-    let auth = northstar_e2e::write_key_auth();
-    let client = reqwest::Client::new();
-    for chunk in events.chunks(100) {
-        let r = client
-            .post(format!("{}/v1/batch", stack.ingest_url()))
-            .header("authorization", &auth)
-            .json(&json!({"batch": chunk}))
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(r.status(), 200);
-    }
+    stack.send_batches(&events, 100).await;
 
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut got = Expected::new();

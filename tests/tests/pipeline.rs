@@ -51,32 +51,6 @@ fn auth() -> String {
 }
 
 /// Sums `metric{...} value` lines of a Prometheus exposition, grouped by one label.
-fn sum_by_label(text: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix(metric) else {
-            continue;
-        };
-        if !rest.starts_with('{') {
-            continue;
-        }
-        let Some((labels, value)) = rest.rsplit_once(' ') else {
-            continue;
-        };
-        let Ok(v) = value.parse::<f64>() else {
-            continue;
-        };
-        let key = labels
-            .split(&format!("{label}=\""))
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_default()
-            .to_string();
-        *out.entry(key).or_insert(0.0) += v;
-    }
-    out
-}
-
 async fn get_text(url: &str) -> String {
     match reqwest::get(url).await {
         Ok(r) => r.text().await.unwrap_or_default(),
@@ -261,10 +235,11 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         let rows = lake::string_column(&stack.events_dir(), "message_id")
             .map(|v| v.len())
             .unwrap_or_default();
-        let text = get_text(&stack.metrics_url()).await;
-        let window_sum: f64 = sum_by_label(&text, "northstar_kpi_window_value", "kpi")
-            .values()
-            .sum();
+        let window_sum: f64 =
+            northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event")
+                .await
+                .values()
+                .sum();
         let dead = kafka::read_topic(&stack.brokers(), "events.dlq")
             .map(|v| v.len())
             .unwrap_or_default();
@@ -347,7 +322,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
 
     // The lake sink's own accounting matches what the readers saw.
     let ltext = get_text(&format!("http://127.0.0.1:{}/metrics", stack.ports.lake)).await;
-    let by_table = |m: &str| sum_by_label(&ltext, m, "table");
+    let by_table = |m: &str| northstar_e2e::prom::sum_by(&ltext, m, "table");
     assert_eq!(
         by_table("northstar_lake_sink_rows_written_total"),
         BTreeMap::from([
@@ -497,7 +472,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     assert_eq!(dlq_backend, raw_payloads, "original bytes kept intact");
 
     // Metrics: the windowed counts sum to the unique valid events, per event name too.
-    let per_name = sum_by_label(&metrics_text, "northstar_kpi_window_value", "event");
+    let per_name = northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await;
     let expected: BTreeMap<String, f64> = expected_per_name
         .iter()
         .map(|(k, v)| (k.clone(), *v as f64))
@@ -505,6 +480,23 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     assert_eq!(
         per_name, expected,
         "window counts per event name\n{metrics_text}"
+    );
+    // The sink caught up and serves the model: no per-window label, the catalog's info series.
+    let caught_up =
+        northstar_e2e::prom::named(&metrics_text, "northstar_metrics_sink_caught_up").next();
+    assert_eq!(caught_up.map(|s| s.value), Some(1.0), "{metrics_text}");
+    for needle in [
+        "northstar_kpi_open_value{kpi=\"events\",window=\"1m\",event=\"__all__\"}",
+        "northstar_kpi_info{kpi=\"events\"",
+    ] {
+        assert!(
+            metrics_text.contains(needle),
+            "{needle} missing:\n{metrics_text}"
+        );
+    }
+    assert!(
+        !metrics_text.contains("window_start="),
+        "no per-window series"
     );
 
     // The clean topic: unique valid events, keys kept, source positions attached.
@@ -516,7 +508,11 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
 
     // The processor's own accounting: in = out + duplicates + invalid.
     let ptext = get_text(&stack.processor_metrics_url()).await;
-    let total = |m: &str| sum_by_label(&ptext, m, "partition").values().sum::<f64>() as usize;
+    let total = |m: &str| {
+        northstar_e2e::prom::sum_by(&ptext, m, "partition")
+            .values()
+            .sum::<f64>() as usize
+    };
     let (ins, outs, dups, invalid) = (
         total("northstar_processor_events_in_total"),
         total("northstar_processor_events_out_total"),

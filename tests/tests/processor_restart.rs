@@ -12,25 +12,6 @@ use serde_json::json;
 const UNIQUE: usize = 6_000;
 const NAMES: [&str; 5] = ["Signed Up", "Activated", "Invited", "Upgraded", "Churned"];
 
-fn window_sums(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("northstar_kpi_window_value{") else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let event = labels
-            .split("event=\"")
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .unwrap_or_default();
-        *out.entry(event.to_string()).or_insert(0.0) += value.parse::<f64>().unwrap_or(f64::NAN);
-    }
-    out
-}
-
 /// What happens to the processors while the batches are sent: (batch index, action).
 type Script = &'static [(usize, &'static str)];
 
@@ -89,13 +70,7 @@ async fn run_and_check(script: Script) {
     let deadline = Instant::now() + Duration::from_secs(150);
     let mut got = BTreeMap::new();
     while Instant::now() < deadline {
-        let text = reqwest::get(stack.metrics_url())
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .unwrap_or_default();
-        got = window_sums(&text);
+        got = northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await;
         if got == expected {
             break;
         }
@@ -103,13 +78,7 @@ async fn run_and_check(script: Script) {
     }
     // Let any straggling update arrive, then check again: no over-count either.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let text = reqwest::get(stack.metrics_url())
-        .await
-        .expect("scrape")
-        .text()
-        .await
-        .unwrap_or_default();
-    let settled = window_sums(&text);
+    let settled = northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await;
     assert_eq!(
         settled,
         expected,

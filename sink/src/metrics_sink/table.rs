@@ -1,45 +1,94 @@
-//! The table of KPI values the metrics sink exposes, without IO.
+//! The table of KPI windows the metrics sink exposes, without IO.
 //!
-//! Contract: per upsert key the record with the highest source offset wins (a replayed or
-//! reordered older record is skipped and counted); values of the same (KPI, window, segment,
-//! window start) from different source partitions are summed; only the newest `retain_windows`
-//! windows per KPI and window length are kept. Rendering follows the Prometheus text format.
+//! Contract: only KPIs, windows and segment dimensions of the catalog are held (a record of
+//! anything else is ignored and counted, so a KPI removed from the catalog disappears); each
+//! (KPI, window length) is a [`Family`]. Event-time progress comes from the records: per input
+//! partition its watermark and allowed lateness. The combined watermark is the minimum over
+//! partitions that advanced within the idle timeout (when all are idle, the maximum); the event
+//! time known complete is the same over `watermark - lateness`. Windows up to it become final
+//! ([`Family::advance`]) and expire by their retention ([`Family::expire`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use northstar_schemas::catalog::{Catalog, Kpi};
 use northstar_schemas::KpiAggregate;
 
-/// (kpi, window, segment) — one exposed series family member.
-type SeriesKey = (String, String, BTreeMap<String, String>);
+use super::family::{Family, Rec, Segment, Upsert};
 
-/// Whether an aggregate was applied.
+/// What applying a record did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     Applied,
+    /// An older or equal source position than what is held.
     Stale,
+    /// Applied, but it changed a window already final.
+    ChangedFinal,
+    /// Not held, with the reason (a metric label).
+    Ignored(&'static str),
+}
+
+/// One input partition's event-time progress.
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub topic: String,
+    pub partition: i32,
+    pub watermark_ms: i64,
+    pub lateness_ms: i64,
+    advanced_at: Instant,
+}
+
+/// Event time over all input partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTime {
+    /// The combined watermark (ms).
+    pub watermark_ms: i64,
+    /// Windows ending at or before it are complete: no late event can change them (ms).
+    pub complete_until_ms: i64,
 }
 
 /// The table.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Table {
-    /// upsert key → latest record.
-    latest: HashMap<String, KpiAggregate>,
-    /// source partition → (watermark ms, when it last advanced).
-    watermarks: BTreeMap<(String, i32), (i64, Instant)>,
-    retain_windows: usize,
-    /// A partition whose watermark has not advanced for this long is idle and does not hold
-    /// back the combined watermark.
+    catalog: Arc<Catalog>,
+    kpi_index: HashMap<String, usize>,
+    /// Per KPI, per window (catalog order).
+    families: Vec<Vec<Family>>,
+    parts: Vec<Part>,
+    part_index: HashMap<(String, i32), u16>,
     idle_timeout: Duration,
 }
 
 impl Table {
-    pub fn new(retain_windows: usize) -> Self {
+    pub fn new(catalog: Arc<Catalog>) -> Self {
+        let families = catalog
+            .kpis
+            .iter()
+            .map(|k| {
+                let ratio = matches!(
+                    k.aggregation,
+                    northstar_schemas::catalog::Aggregation::Ratio { .. }
+                );
+                k.windows
+                    .iter()
+                    .map(|w| Family::new(w.clone(), ratio))
+                    .collect()
+            })
+            .collect();
+        let kpi_index = catalog
+            .kpis
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.name.clone(), i))
+            .collect();
         Self {
-            retain_windows: retain_windows.max(1),
+            catalog,
+            kpi_index,
+            families,
+            parts: Vec::new(),
+            part_index: HashMap::new(),
             idle_timeout: Duration::from_secs(60),
-            ..Default::default()
         }
     }
 
@@ -49,244 +98,164 @@ impl Table {
         self
     }
 
-    /// Applies one aggregate record.
-    pub fn apply(&mut self, agg: KpiAggregate) -> Applied {
-        self.apply_at(agg, Instant::now())
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
-    /// [`Table::apply`] at time `now` (for watermark idleness).
+    /// The family of KPI `kpi`, window `window` (catalog indexes).
+    pub fn family(&self, kpi: usize, window: usize) -> Option<&Family> {
+        self.families.get(kpi)?.get(window)
+    }
+
+    /// The input partitions seen, with their progress.
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Applies one aggregate record at time `now` (for watermark idleness).
     pub fn apply_at(&mut self, agg: KpiAggregate, now: Instant) -> Applied {
-        let key = agg.upsert_key();
-        if let Some(old) = self.latest.get(&key) {
-            if old.source_offset > agg.source_offset
-                || (old.source_offset == agg.source_offset && old.is_final)
-            {
-                return Applied::Stale;
+        let Some(&k) = self.kpi_index.get(&agg.kpi) else {
+            return Applied::Ignored("kpi_not_in_catalog");
+        };
+        let kpi = &self.catalog.kpis[k];
+        let Some((w, spec)) = kpi.window(&agg.window) else {
+            return Applied::Ignored("window_not_in_catalog");
+        };
+        if spec.start(agg.window_start) != agg.window_start
+            || agg.window_end - agg.window_start != spec.millis
+        {
+            return Applied::Ignored("window_not_aligned");
+        }
+        let Some(segment) = segment_of(kpi, &agg) else {
+            return Applied::Ignored("segments_differ");
+        };
+        let part = self.progress(&agg, now);
+        let rec = Rec {
+            value: agg.value,
+            numerator: agg.numerator,
+            denominator: agg.denominator,
+            is_final: agg.is_final,
+            source_offset: agg.source_offset,
+        };
+        match self.families[k][w].upsert(agg.window_start, segment, part, rec) {
+            Upsert::Applied => Applied::Applied,
+            Upsert::Stale => Applied::Stale,
+            Upsert::ChangedFinal => Applied::ChangedFinal,
+        }
+    }
+
+    /// Records the partition's watermark and lateness; returns its index.
+    fn progress(&mut self, agg: &KpiAggregate, now: Instant) -> u16 {
+        let key = (agg.source_topic.clone(), agg.source_partition);
+        let index = match self.part_index.get(&key) {
+            Some(i) => *i,
+            None => {
+                let i = u16::try_from(self.parts.len()).unwrap_or(u16::MAX);
+                self.parts.push(Part {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    watermark_ms: i64::MIN,
+                    lateness_ms: agg.allowed_lateness_ms,
+                    advanced_at: now,
+                });
+                self.part_index.insert(key, i);
+                i
             }
-        }
-        let wm = self
-            .watermarks
-            .entry((agg.source_topic.clone(), agg.source_partition))
-            .or_insert((i64::MIN, now));
-        if agg.watermark > wm.0 {
-            *wm = (agg.watermark, now);
-        }
-        self.latest.insert(key, agg);
-        Applied::Applied
-    }
-
-    /// Drops all but the newest `retain_windows` window starts per (kpi, window).
-    pub fn prune(&mut self) {
-        let mut starts: HashMap<(String, String), Vec<i64>> = HashMap::new();
-        for a in self.latest.values() {
-            starts
-                .entry((a.kpi.clone(), a.window.clone()))
-                .or_default()
-                .push(a.window_start);
-        }
-        let mut cutoff: HashMap<(String, String), i64> = HashMap::new();
-        for (k, mut v) in starts {
-            v.sort_unstable();
-            v.dedup();
-            if v.len() > self.retain_windows {
-                cutoff.insert(k, v[v.len() - self.retain_windows]);
+        };
+        if let Some(p) = self.parts.get_mut(usize::from(index)) {
+            if agg.watermark > p.watermark_ms {
+                p.watermark_ms = agg.watermark;
+                p.advanced_at = now;
             }
+            p.lateness_ms = agg.allowed_lateness_ms;
         }
-        self.latest.retain(|_, a| {
-            cutoff
-                .get(&(a.kpi.clone(), a.window.clone()))
-                .is_none_or(|c| a.window_start >= *c)
-        });
+        index
     }
 
-    /// Number of (window, segment, partition) values held.
-    pub fn len(&self) -> usize {
-        self.latest.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.latest.is_empty()
-    }
-
-    /// Values summed over source partitions: (series, window start) → (value, all final).
-    /// Ratios are Σ numerators / Σ denominators (NaN while the denominators sum to 0).
-    pub fn windows(&self) -> BTreeMap<(SeriesKey, i64), (f64, bool)> {
-        // (value sum, numerator sum, denominator sum, is ratio, all final)
-        type Sums = (f64, f64, f64, bool, bool);
-        let mut sums: BTreeMap<(SeriesKey, i64), Sums> = BTreeMap::new();
-        for a in self.latest.values() {
-            let e = sums
-                .entry((
-                    (a.kpi.clone(), a.window.clone(), a.segment.clone()),
-                    a.window_start,
-                ))
-                .or_insert((0.0, 0.0, 0.0, false, true));
-            e.0 += a.value;
-            e.1 += a.numerator;
-            e.2 += a.denominator;
-            e.3 |= a.kind == "ratio";
-            e.4 &= a.is_final;
-        }
-        sums.into_iter()
-            .map(|(k, (v, num, den, ratio, fin))| {
-                let value = if !ratio {
-                    v
-                } else if den == 0.0 {
-                    f64::NAN
-                } else {
-                    num / den
-                };
-                (k, (value, fin))
-            })
-            .collect()
-    }
-
-    /// The combined event-time watermark (ms): the minimum over partitions that advanced within
-    /// the idle timeout; when all are idle, the maximum (nothing is pending anywhere).
-    pub fn combined_watermark(&self, now: Instant) -> Option<i64> {
-        let active = self
-            .watermarks
-            .values()
-            .filter(|(_, at)| now.saturating_duration_since(*at) < self.idle_timeout)
-            .map(|(wm, _)| *wm)
-            .min();
-        active.or_else(|| self.watermarks.values().map(|(wm, _)| *wm).max())
-    }
-
-    /// The Prometheus text exposition of the KPI values.
-    pub fn render(&self) -> String {
-        self.render_at(Instant::now())
-    }
-
-    /// [`Table::render`] at time `now`.
-    pub fn render_at(&self, now: Instant) -> String {
-        let windows = self.windows();
-        let mut out = String::new();
-        out.push_str("# HELP northstar_kpi_value KPI value of the newest window, summed over input partitions.\n");
-        out.push_str("# TYPE northstar_kpi_value gauge\n");
-        let mut newest: BTreeMap<&SeriesKey, (i64, f64)> = BTreeMap::new();
-        for ((series, start), (value, _)) in &windows {
-            let e = newest.entry(series).or_insert((*start, *value));
-            if *start >= e.0 {
-                *e = (*start, *value);
-            }
-        }
-        for (series, (_, value)) in &newest {
-            let _ = writeln!(
-                out,
-                "northstar_kpi_value{} {}",
-                labels(series, None),
-                fmt_value(*value)
-            );
-        }
-        out.push_str("# HELP northstar_kpi_window_value KPI value per retained window (window_start in RFC 3339), summed over input partitions.\n");
-        out.push_str("# TYPE northstar_kpi_window_value gauge\n");
-        for ((series, start), (value, _)) in &windows {
-            let _ = writeln!(
-                out,
-                "northstar_kpi_window_value{} {}",
-                labels(series, Some(*start)),
-                fmt_value(*value)
-            );
-        }
-        out.push_str("# HELP northstar_kpi_window_final 1 when the window is final (the watermark passed its end plus the allowed lateness).\n");
-        out.push_str("# TYPE northstar_kpi_window_final gauge\n");
-        for ((series, start), (_, is_final)) in &windows {
-            let _ = writeln!(
-                out,
-                "northstar_kpi_window_final{} {}",
-                labels(series, Some(*start)),
-                u8::from(*is_final)
-            );
-        }
-        out.push_str("# HELP northstar_kpi_watermark_seconds Event-time watermark of each input partition (unix seconds).\n");
-        out.push_str("# TYPE northstar_kpi_watermark_seconds gauge\n");
-        for ((topic, partition), (wm, _)) in &self.watermarks {
-            let _ = writeln!(
-                out,
-                "northstar_kpi_watermark_seconds{{topic=\"{}\",partition=\"{partition}\"}} {}",
-                escape(topic),
-                fmt_value(*wm as f64 / 1000.0)
-            );
-        }
-        if let Some(wm) = self.combined_watermark(now) {
-            out.push_str("# HELP northstar_kpi_watermark_combined_seconds Event-time watermark over all input partitions, idle ones excluded (unix seconds): windows ending before it, plus the allowed lateness, are complete.\n");
-            out.push_str("# TYPE northstar_kpi_watermark_combined_seconds gauge\n");
-            let _ = writeln!(
-                out,
-                "northstar_kpi_watermark_combined_seconds {}",
-                fmt_value(wm as f64 / 1000.0)
-            );
-        }
-        out
-    }
-}
-
-fn fmt_value(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
-
-/// Escapes a label value (backslash, double quote, newline).
-pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// A valid label name for a segment dimension (`properties.plan` → `properties_plan`).
-pub fn label_name(dim: &str) -> String {
-    let mut s: String = dim
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '_'
-            }
+    /// Event time over the partitions: the minimum over partitions that advanced within the
+    /// idle timeout; when all are idle, the maximum (nothing is pending anywhere).
+    pub fn event_time(&self, now: Instant) -> Option<EventTime> {
+        let combine = |f: &dyn Fn(&Part) -> i64| {
+            let active = self
+                .parts
+                .iter()
+                .filter(|p| now.saturating_duration_since(p.advanced_at) < self.idle_timeout)
+                .map(f)
+                .min();
+            active.or_else(|| self.parts.iter().map(f).max())
+        };
+        Some(EventTime {
+            watermark_ms: combine(&|p| p.watermark_ms)?,
+            complete_until_ms: combine(&|p| p.watermark_ms.saturating_sub(p.lateness_ms))?,
         })
-        .collect();
-    if s.is_empty() || s.starts_with(|c: char| c.is_ascii_digit()) || s.starts_with("__") {
-        s.insert_str(0, "dim_");
     }
-    if matches!(s.as_str(), "kpi" | "window" | "window_start") {
-        s.insert_str(0, "dim_");
+
+    /// Marks complete windows final, expires what is past retention and finality marks older
+    /// than `exposure`.
+    pub fn advance(&mut self, now: Instant, exposure: Duration) {
+        let Some(t) = self.event_time(now) else {
+            return;
+        };
+        for f in self.families.iter_mut().flatten() {
+            f.advance(t.complete_until_ms, now);
+            f.expire(t.complete_until_ms, exposure, now);
+        }
     }
-    s
+
+    /// Records held, over all families.
+    pub fn records(&self) -> usize {
+        self.families.iter().flatten().map(Family::records).sum()
+    }
+
+    /// Known (KPI, window, segment) series.
+    pub fn series(&self) -> usize {
+        self.families
+            .iter()
+            .flatten()
+            .map(Family::series_count)
+            .sum()
+    }
 }
 
-fn labels((kpi, window, segment): &SeriesKey, start: Option<i64>) -> String {
-    let mut s = format!("{{kpi=\"{}\",window=\"{}\"", escape(kpi), escape(window));
-    for (k, v) in segment {
-        let _ = write!(s, ",{}=\"{}\"", label_name(k), escape(v));
+/// The record's segment values in the KPI's dimension order, if it has exactly the KPI's
+/// dimensions.
+fn segment_of(kpi: &Kpi, agg: &KpiAggregate) -> Option<Segment> {
+    if agg.segment.len() != kpi.segments.len() {
+        return None;
     }
-    if let Some(ms) = start {
-        let ts = chrono::DateTime::from_timestamp_millis(ms)
-            .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_else(|| ms.to_string());
-        let _ = write!(s, ",window_start=\"{ts}\"");
-    }
-    s.push('}');
-    s
+    kpi.segments
+        .iter()
+        .map(|d| agg.segment.get(&d.name).cloned())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn agg(event: &str, start: i64, partition: i32, offset: i64, value: f64) -> KpiAggregate {
+    const CATALOG: &str = r#"
+north_star: signups
+defaults: {windows: [1m], allowed_lateness: 1m}
+kpis:
+  - {name: signups, aggregate: count, segments: [context.os.name]}
+  - {name: conversion, aggregate: {ratio: {numerator: upgrades, denominator: signups}}, segments: [context.os.name]}
+  - {name: upgrades, aggregate: count, segments: [context.os.name]}
+"#;
+
+    pub(crate) fn agg(
+        kpi: &str,
+        os: &str,
+        start: i64,
+        partition: i32,
+        offset: i64,
+        value: f64,
+    ) -> KpiAggregate {
         KpiAggregate {
-            kpi: "events".into(),
+            kpi: kpi.into(),
             window: "1m".into(),
             window_start: start,
             window_end: start + 60_000,
-            segment: [("event".to_string(), event.to_string())].into(),
+            segment: [("context.os.name".to_string(), os.to_string())].into(),
             kind: "count".into(),
             value,
             numerator: 0.0,
@@ -296,112 +265,101 @@ mod tests {
             source_topic: "events.raw".into(),
             source_partition: partition,
             source_offset: offset,
+            allowed_lateness_ms: 60_000,
         }
     }
 
-    #[test]
-    fn newest_offset_wins_and_partitions_sum() {
-        let mut t = Table::new(10);
-        assert_eq!(t.apply(agg("a", 0, 0, 5, 3.0)), Applied::Applied);
-        assert_eq!(
-            t.apply(agg("a", 0, 0, 4, 2.0)),
-            Applied::Stale,
-            "older position"
-        );
-        assert_eq!(t.apply(agg("a", 0, 1, 9, 4.0)), Applied::Applied);
-        assert_eq!(t.apply(agg("a", 60_000, 0, 7, 1.0)), Applied::Applied);
-        let w = t.windows();
-        let series = (
-            "events".to_string(),
-            "1m".to_string(),
-            BTreeMap::from([("event".to_string(), "a".to_string())]),
-        );
-        assert_eq!(w[&(series.clone(), 0)].0, 7.0);
-        assert_eq!(w[&(series, 60_000)].0, 1.0);
-        let text = t.render();
-        assert!(
-            text.contains("northstar_kpi_value{kpi=\"events\",window=\"1m\",event=\"a\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("window_start=\"1970-01-01T00:00:00Z\"} 7\n"),
-            "{text}"
-        );
+    fn table() -> Table {
+        Table::new(Arc::new(Catalog::parse(CATALOG).expect("catalog")))
     }
 
     #[test]
-    fn ratios_divide_sums_over_partitions() {
-        let mut t = Table::new(10);
-        for (partition, num, den) in [(0, 1.0, 4.0), (1, 2.0, 2.0)] {
-            let mut a = agg("x", 0, partition, 1, num / den);
-            a.kpi = "conversion".into();
-            a.kind = "ratio".into();
-            a.numerator = num;
-            a.denominator = den;
-            t.apply(a);
-        }
-        let v: Vec<f64> = t.windows().values().map(|(v, _)| *v).collect();
+    fn what_the_catalog_does_not_hold_is_ignored() {
+        let now = Instant::now();
+        let mut t = table();
         assert_eq!(
-            v,
-            vec![0.5],
-            "(1+2)/(4+2), not the sum of per-partition ratios"
+            t.apply_at(agg("gone", "iOS", 0, 0, 1, 1.0), now),
+            Applied::Ignored("kpi_not_in_catalog")
         );
-        let mut empty = Table::new(10);
-        let mut a = agg("x", 0, 0, 1, f64::NAN);
-        a.kind = "ratio".into();
-        empty.apply(a);
-        assert!(empty.render().contains("} NaN\n"));
+        let mut a = agg("signups", "iOS", 0, 0, 1, 1.0);
+        a.window = "1h".into();
+        assert_eq!(
+            t.apply_at(a, now),
+            Applied::Ignored("window_not_in_catalog")
+        );
+        let mut a = agg("signups", "iOS", 0, 0, 1, 1.0);
+        a.segment.insert("properties.plan".into(), "pro".into());
+        assert_eq!(t.apply_at(a, now), Applied::Ignored("segments_differ"));
+        let mut a = agg("signups", "iOS", 0, 0, 1, 1.0);
+        a.window_start = 30_000;
+        a.window_end = 90_000;
+        assert_eq!(t.apply_at(a, now), Applied::Ignored("window_not_aligned"));
+        assert_eq!(
+            t.apply_at(agg("signups", "iOS", 0, 0, 1, 1.0), now),
+            Applied::Applied
+        );
+        assert_eq!(t.records(), 1);
     }
 
     #[test]
-    fn combined_watermark_ignores_idle_partitions() {
+    fn event_time_is_the_slowest_active_partition_minus_lateness() {
         let t0 = Instant::now();
-        let mut t = Table::new(10).with_idle_timeout(Duration::from_secs(60));
-        let mut a = agg("a", 0, 0, 1, 1.0);
+        let mut t = table().with_idle_timeout(Duration::from_secs(60));
+        let mut a = agg("signups", "iOS", 0, 0, 1, 1.0);
         a.watermark = 100_000;
         t.apply_at(a, t0);
-        let mut b = agg("a", 0, 1, 1, 1.0);
+        let mut b = agg("signups", "iOS", 0, 1, 1, 1.0);
         b.watermark = 500_000;
         t.apply_at(b.clone(), t0);
         assert_eq!(
-            t.combined_watermark(t0),
-            Some(100_000),
-            "the slowest active partition"
+            t.event_time(t0),
+            Some(EventTime {
+                watermark_ms: 100_000,
+                complete_until_ms: 40_000
+            })
         );
-        // Partition 1 keeps advancing; partition 0 goes quiet for longer than the timeout.
+        // Partition 1 keeps advancing; partition 0 goes quiet past the idle timeout.
         b.watermark = 900_000;
         b.source_offset = 2;
         t.apply_at(b, t0 + Duration::from_secs(90));
         assert_eq!(
-            t.combined_watermark(t0 + Duration::from_secs(90)),
+            t.event_time(t0 + Duration::from_secs(90))
+                .map(|e| e.watermark_ms),
             Some(900_000)
         );
         assert_eq!(
-            t.combined_watermark(t0 + Duration::from_secs(500)),
-            Some(900_000),
+            t.event_time(t0 + Duration::from_secs(500))
+                .map(|e| e.complete_until_ms),
+            Some(840_000),
             "all idle: the maximum"
         );
-        assert!(t
-            .render_at(t0)
-            .contains("northstar_kpi_watermark_combined_seconds 100\n"));
     }
 
     #[test]
-    fn prune_keeps_newest_windows() {
-        let mut t = Table::new(2);
-        for i in 0..5 {
-            t.apply(agg("a", i * 60_000, 0, i, 1.0));
-        }
-        t.prune();
-        assert_eq!(t.len(), 2);
-        assert!(t.windows().keys().all(|(_, s)| *s >= 180_000));
-    }
-
-    #[test]
-    fn labels_are_escaped_and_valid() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-        assert_eq!(label_name("context.os.name"), "context_os_name");
-        assert_eq!(label_name("9x"), "dim_9x");
-        assert_eq!(label_name("window"), "dim_window");
+    fn finality_follows_the_slowest_partition() {
+        let t0 = Instant::now();
+        let mut t = table();
+        let mut a = agg("signups", "iOS", 0, 0, 1, 2.0);
+        a.is_final = true;
+        a.watermark = 130_000;
+        t.apply_at(a, t0);
+        let mut b = agg("signups", "iOS", 60_000, 1, 1, 1.0);
+        b.watermark = 70_000;
+        t.apply_at(b, t0);
+        t.advance(t0, Duration::from_secs(60));
+        // Partition 1 is at 70 s: complete until 10 s, so window 0 is not final yet.
+        assert_eq!(t.family(0, 0).and_then(Family::final_through), None);
+        let mut b = agg("signups", "Android", 60_000, 1, 2, 1.0);
+        b.watermark = 125_000;
+        t.apply_at(b, t0);
+        t.advance(t0, Duration::from_secs(60));
+        assert_eq!(t.family(0, 0).and_then(Family::final_through), Some(0));
+        let f = t.family(0, 0).expect("family");
+        assert_eq!(f.value(0, &vec!["iOS".into()]), Some(2.0));
+        assert_eq!(
+            f.value(0, &vec!["Android".into()]),
+            Some(0.0),
+            "known, quiet: 0"
+        );
     }
 }

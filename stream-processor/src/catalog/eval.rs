@@ -2,15 +2,17 @@
 //!
 //! Contract: pure; each JSON path is looked up at most once per event ([`EventView`]), and
 //! only if a KPI reads it. Missing or mistyped fields never fail: a predicate on them is
-//! false, a segment value is `__none__`, a sum skips them.
+//! false, a segment value is `__none__`, a sum skips them. A client's segment value never reads
+//! as one of the markers `__other__`, `__none__`, `__all__` ([`escape_value`]).
 
 use std::borrow::Cow;
 
 use northstar_schemas::Event;
 use serde_json::Value;
 
+use northstar_schemas::catalog::{escape_value, FieldPath, Filter, JsonPart, Op, Predicate, NONE};
+
 use super::json_path;
-use super::model::{FieldPath, Filter, JsonPart, Op, Predicate, NONE};
 
 /// An event with the values of the field paths read so far (each JSON path is looked up once
 /// per event, by scanning the JSON text without building the parts it does not need; values
@@ -102,7 +104,8 @@ impl<'a> EventView<'a> {
     /// Numbers read as serde_json prints them (`1.50` → `1.5`).
     pub fn segment_value(&mut self, field: &'a FieldPath) -> Cow<'a, str> {
         match self.scalar(field) {
-            Some(Scalar::Str(s)) => s,
+            Some(Scalar::Str(Cow::Borrowed(s))) => escape_value(s),
+            Some(Scalar::Str(Cow::Owned(s))) => Cow::Owned(escape_value(&s).into_owned()),
             Some(Scalar::Bool(b)) => Cow::Borrowed(if b { "true" } else { "false" }),
             // Plain non-negative integers print as written; other numbers are rare here.
             Some(Scalar::Num(n)) if n.parse::<u64>().is_ok() => Cow::Borrowed(n),
@@ -123,46 +126,44 @@ fn as_f64(v: &Value) -> Option<f64> {
     }
 }
 
-impl Filter {
+/// Applying a catalog filter to an event.
+pub trait Matches {
     /// Whether the event counts.
-    pub fn matches<'a>(&'a self, view: &mut EventView<'a>) -> bool {
+    fn matches<'a>(&'a self, view: &mut EventView<'a>) -> bool;
+}
+
+impl Matches for Filter {
+    fn matches<'a>(&'a self, view: &mut EventView<'a>) -> bool {
         if !self.types.is_empty() && !self.types.contains(&view.event.kind) {
             return false;
         }
         if !self.events.is_empty() && !self.events.iter().any(|e| e == view.event.event_name()) {
             return false;
         }
-        self.predicates.iter().all(|p| p.holds(view))
+        self.predicates.iter().all(|p| holds(p, view))
     }
 }
 
-impl Predicate {
-    fn holds<'a>(&'a self, view: &mut EventView<'a>) -> bool {
-        let actual = view.get(&self.field);
-        match self.op {
-            Op::Exists => actual.is_some(),
-            Op::Eq => {
-                actual.as_ref() == Some(&self.value) || loosely_equal(actual.as_ref(), &self.value)
-            }
-            Op::Ne => {
-                !(actual.as_ref() == Some(&self.value)
-                    || loosely_equal(actual.as_ref(), &self.value))
-            }
-            Op::In => self.value.as_array().is_some_and(|vs| {
-                vs.iter()
-                    .any(|v| actual.as_ref() == Some(v) || loosely_equal(actual.as_ref(), v))
-            }),
-            Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
-                let (Some(a), Some(b)) = (actual.as_ref().and_then(as_f64), as_f64(&self.value))
-                else {
-                    return false;
-                };
-                match self.op {
-                    Op::Gt => a > b,
-                    Op::Gte => a >= b,
-                    Op::Lt => a < b,
-                    _ => a <= b,
-                }
+/// Whether one predicate holds for the event.
+fn holds<'a>(p: &'a Predicate, view: &mut EventView<'a>) -> bool {
+    let actual = view.get(&p.field);
+    match p.op {
+        Op::Exists => actual.is_some(),
+        Op::Eq => actual.as_ref() == Some(&p.value) || loosely_equal(actual.as_ref(), &p.value),
+        Op::Ne => !(actual.as_ref() == Some(&p.value) || loosely_equal(actual.as_ref(), &p.value)),
+        Op::In => p.value.as_array().is_some_and(|vs| {
+            vs.iter()
+                .any(|v| actual.as_ref() == Some(v) || loosely_equal(actual.as_ref(), v))
+        }),
+        Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
+            let (Some(a), Some(b)) = (actual.as_ref().and_then(as_f64), as_f64(&p.value)) else {
+                return false;
+            };
+            match p.op {
+                Op::Gt => a > b,
+                Op::Gte => a >= b,
+                Op::Lt => a < b,
+                _ => a <= b,
             }
         }
     }

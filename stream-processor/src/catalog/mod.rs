@@ -1,14 +1,13 @@
-//! The KPI catalog: the North Star Metric and its input KPIs, declared once in YAML
-//! (docs/kpi-catalog.md). [`model`] parses and validates; [`eval`] applies it to events.
+//! The KPI catalog as the processor applies it: the model is the shared contract
+//! ([`northstar_schemas::catalog`], docs/kpi-catalog.md); [`eval`] applies it to events.
 
 pub mod eval;
 mod json_path;
-pub mod model;
 #[cfg(test)]
 mod tests;
 
-pub use eval::{fixed_point, fixed_to_f64, scalar_fixed_point, EventView, Scalar};
-pub use model::{
+pub use eval::{fixed_point, fixed_to_f64, scalar_fixed_point, EventView, Matches, Scalar};
+pub use northstar_schemas::catalog::{
     Aggregation, Catalog, CatalogError, Dimension, FieldPath, Filter, Kpi, Op, Predicate,
-    WindowSpec, MAX_SEGMENTS, NONE, OTHER,
+    WindowSpec, ALL, MAX_SEGMENTS, NONE, OTHER,
 };

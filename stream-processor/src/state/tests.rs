@@ -20,7 +20,13 @@ kpis:
   - {name: conversion, aggregate: {ratio: {numerator: upgrades, denominator: signups}}, segments: [context.os.name]}
   - {name: revenue, filter: {event: Upgraded}, aggregate: {sum: properties.revenue}, windows: [1m, 1h]}
   - {name: users, aggregate: distinct_users}
+  - {name: active, aggregate: distinct_users, segments: [context.os.name]}
 "#;
+
+const SIGNUPS: usize = 1;
+const CONVERSION: usize = 3;
+const REVENUE: usize = 4;
+const ACTIVE: usize = 6;
 
 fn catalog() -> Arc<Catalog> {
     Arc::new(Catalog::parse(CATALOG).expect("catalog"))
@@ -114,7 +120,11 @@ fn segment_values_past_the_cap_fold_into_other() {
         .folded
         .is_empty());
     let c = s.count(&ev("Signed Up", "c", "Windows", 0.0), T0);
-    assert_eq!(c.folded, vec![1], "third OS folds for signups (cap 2)");
+    assert_eq!(
+        c.folded,
+        vec![1, ACTIVE],
+        "third OS folds for signups and active (cap 2)"
+    );
     s.count(&ev("Signed Up", "d", "Linux", 0.0), T0);
     s.count(&ev("Signed Up", "e", "iOS", 0.0), T0);
     let u = s.drain_updates();
@@ -229,4 +239,144 @@ fn snapshot_restore_continues_identically() {
         dropped(&c),
         "late-dropped totals survive a restore"
     );
+}
+
+/// The total of a group, as emitted.
+fn total(u: &[Update], kpi: usize, start: i64) -> Option<&Update> {
+    find(u, kpi, start, &[ALL])
+}
+
+#[test]
+fn segmented_kpis_have_exact_totals() {
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    // a signs up on two devices; c's OS is past the cap of 2 and folds.
+    for (name, user, os) in [
+        ("Signed Up", "a", "iOS"),
+        ("Signed Up", "a", "Android"),
+        ("Signed Up", "b", "iOS"),
+        ("Signed Up", "c", "Windows"),
+        ("Upgraded", "a", "iOS"),
+    ] {
+        s.count(&ev(name, user, os, 2.5), T0 + 1);
+    }
+    let u = s.drain_updates();
+    assert_eq!(
+        total(&u, SIGNUPS, T0).map(|x| x.value),
+        Some(4.0),
+        "folded included"
+    );
+    assert_eq!(find(&u, SIGNUPS, T0, &[OTHER]).map(|x| x.value), Some(1.0));
+    // Distinct users: a is on iOS and Android (and in __other__? no: c is) — counted once.
+    assert_eq!(find(&u, ACTIVE, T0, &["iOS"]).map(|x| x.value), Some(2.0));
+    assert_eq!(
+        find(&u, ACTIVE, T0, &["Android"]).map(|x| x.value),
+        Some(1.0)
+    );
+    let segments_sum: f64 = u
+        .iter()
+        .filter(|x| x.kpi == ACTIVE && x.start_ms == T0 && x.segment != [ALL])
+        .map(|x| x.value)
+        .sum();
+    assert_eq!(segments_sum, 4.0, "summing segments over-counts a");
+    assert_eq!(total(&u, ACTIVE, T0).map(|x| x.value), Some(3.0), "a, b, c");
+    let r = total(&u, CONVERSION, T0).expect("ratio total");
+    assert_eq!((r.numerator, r.denominator, r.value), (1.0, 4.0, 0.25));
+    // A KPI without segments has no separate total.
+    assert!(u.iter().all(|x| !(x.kpi == REVENUE && x.segment == [ALL])));
+}
+
+#[test]
+fn totals_go_out_when_a_member_changes_and_close_with_the_group() {
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    s.count(&ev("Signed Up", "a", "iOS", 0.0), T0 + 1);
+    s.count(&ev("Signed Up", "b", "Android", 0.0), T0 + MIN + 1);
+    s.drain_updates();
+    // Only the T0 group changes: its total goes out with the full value, T0+1m's does not.
+    s.count(&ev("Signed Up", "c", "Android", 0.0), T0 + 2);
+    let u = s.drain_updates();
+    assert_eq!(total(&u, SIGNUPS, T0).map(|x| x.value), Some(2.0));
+    assert!(total(&u, SIGNUPS, T0 + MIN).is_none());
+    // The ratio's total follows its denominator's change (its numerator has no window at all).
+    assert_eq!(total(&u, CONVERSION, T0).map(|x| x.denominator), Some(2.0));
+    // Closing: every window of the group and its total are final together.
+    s.count(&ev("Other", "x", "iOS", 0.0), T0 + MIN + LATE);
+    let u = s.drain_updates();
+    let closing: Vec<&Update> = u
+        .iter()
+        .filter(|x| x.kpi == SIGNUPS && x.start_ms == T0)
+        .collect();
+    assert_eq!(closing.len(), 3, "iOS, Android and the total: {closing:?}");
+    assert!(closing.iter().all(|x| x.is_final));
+}
+
+#[test]
+fn a_checkpoint_without_totals_gets_them_rebuilt() {
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    for (user, os) in [("a", "iOS"), ("a", "Android"), ("b", "Android")] {
+        s.count(&ev("Viewed", user, os, 0.0), T0 + 1);
+    }
+    s.drain_updates();
+    let mut snap = s.snapshot();
+    // As written before totals existed: no window with the total's segment.
+    snap.windows.retain(|(k, _)| k.segment[0] != ALL_ID);
+    let mut r = PartitionState::restore(catalog(), LATE, 86_400, snap, true);
+    r.count(&ev("Viewed", "c", "iOS", 0.0), T0 + 2);
+    let u = r.drain_updates();
+    assert_eq!(total(&u, ACTIVE, T0).map(|x| x.value), Some(3.0), "a, b, c");
+}
+
+mod properties {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// (event name, user, os, revenue in cents, minute of event time).
+    type Input = (usize, u8, usize, u16, i64);
+
+    fn event_of((name, user, os, cents, _): &Input) -> Event {
+        let name = ["Signed Up", "Upgraded", "Viewed"][*name];
+        let os = ["iOS", "Android", "Windows", "Linux", "__all__"][*os];
+        ev(name, &format!("u{user}"), os, f64::from(*cents) / 100.0)
+    }
+
+    proptest! {
+        /// Whatever the segments, the caps and the emission points, every emitted total is the
+        /// KPI computed over all of the window's events at once.
+        #[test]
+        fn totals_equal_an_independent_computation(
+            inputs in proptest::collection::vec((0..3usize, 0..12u8, 0..5usize, 0..500u16, 0..3i64), 1..120),
+            emit_every in 1..40usize,
+        ) {
+            let mut s = PartitionState::new(catalog(), LATE, 86_400);
+            let mut last: BTreeMap<(usize, i64), f64> = BTreeMap::new();
+            for (i, input) in inputs.iter().enumerate() {
+                s.count(&event_of(input), T0 + input.4 * MIN + 1);
+                if i % emit_every == 0 || i + 1 == inputs.len() {
+                    for u in s.drain_updates() {
+                        if u.segment.iter().all(|v| v == ALL) && u.window_ms == MIN {
+                            last.insert((u.kpi, u.start_ms), if u.kpi == CONVERSION { u.numerator * 1e6 + u.denominator } else { u.value });
+                        }
+                    }
+                }
+            }
+            for minute in 0..3i64 {
+                let window: Vec<&Input> = inputs.iter().filter(|x| x.4 == minute).collect();
+                let count = |n: usize| window.iter().filter(|x| x.0 == n).count() as f64;
+                let users: BTreeSet<u8> = window.iter().map(|x| x.1).collect();
+                let start = T0 + minute * MIN;
+                let expect = [
+                    (0, window.len() as f64),
+                    (SIGNUPS, count(0)),
+                    (2, count(1)),
+                    (CONVERSION, count(1) * 1e6 + count(0)),
+                    (ACTIVE, users.len() as f64),
+                ];
+                for (kpi, value) in expect {
+                    prop_assert_eq!(last.get(&(kpi, start)).copied().unwrap_or(0.0), value, "kpi {} minute {}", kpi, minute);
+                }
+            }
+        }
+    }
 }

@@ -1,0 +1,1 @@
+// the KPI board (written with point 8)

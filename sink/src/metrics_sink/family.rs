@@ -1,0 +1,401 @@
+//! One (KPI, window length) family of windows in the metrics sink, without IO.
+//!
+//! Contract:
+//! - per (window start, segment, input partition) the record with the highest source offset
+//!   wins; a window's value is the sum over partitions (ratios: Σ numerators ÷ Σ denominators,
+//!   undefined while the denominators sum to 0);
+//! - a known series (a segment with a record in a retained window) is 0 in a window where it has
+//!   no record, so a segment that goes quiet draws and alerts as 0, not as a gap (ratios: undefined);
+//! - windows become final in order: `final_through` is the newest start such that every window
+//!   up to it ended at or before the event time known complete and holds only final records;
+//!   it never moves back, and a record that changes a window at or before it is reported;
+//! - windows and series expire by event time, once a window ended more than its retention
+//!   before the event time known complete.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use northstar_schemas::catalog::WindowSpec;
+use smallvec::SmallVec;
+
+/// A segment: the values in the KPI's dimension order (empty for a KPI without segments).
+pub type Segment = Vec<String>;
+
+/// One input partition's latest record for one window and segment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rec {
+    pub value: f64,
+    pub numerator: f64,
+    pub denominator: f64,
+    pub is_final: bool,
+    pub source_offset: i64,
+}
+
+/// The records of one window and segment, by input partition index.
+#[derive(Debug, Default, Clone)]
+struct Cell {
+    parts: SmallVec<[(u16, Rec); 4]>,
+}
+
+/// What applying a record did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    Applied,
+    /// An older or equal position than what is held.
+    Stale,
+    /// Applied, but it changed a window already final here (and maybe already exposed).
+    ChangedFinal,
+}
+
+/// The windows of one KPI and window length.
+#[derive(Debug)]
+pub struct Family {
+    pub spec: WindowSpec,
+    pub ratio: bool,
+    windows: BTreeMap<i64, HashMap<Segment, Cell>>,
+    /// Known series → newest start with a record.
+    series: BTreeMap<Segment, i64>,
+    final_through: Option<i64>,
+    /// Starts that became final and when (wall clock), oldest first, for the history exposure.
+    finalized: VecDeque<(i64, Instant)>,
+}
+
+impl Family {
+    pub fn new(spec: WindowSpec, ratio: bool) -> Self {
+        Self {
+            spec,
+            ratio,
+            windows: BTreeMap::new(),
+            series: BTreeMap::new(),
+            final_through: None,
+            finalized: VecDeque::new(),
+        }
+    }
+
+    /// Applies one partition's record for (`start`, `segment`).
+    pub fn upsert(&mut self, start: i64, segment: Segment, part: u16, rec: Rec) -> Upsert {
+        let newest = self.series.entry(segment.clone()).or_insert(start);
+        *newest = (*newest).max(start);
+        let cell = self
+            .windows
+            .entry(start)
+            .or_default()
+            .entry(segment)
+            .or_default();
+        match cell.parts.iter_mut().find(|(p, _)| *p == part) {
+            Some((_, old)) => {
+                if old.source_offset > rec.source_offset
+                    || (old.source_offset == rec.source_offset && old.is_final)
+                {
+                    return Upsert::Stale;
+                }
+                let changed = old.value.to_bits() != rec.value.to_bits()
+                    || old.numerator != rec.numerator
+                    || old.denominator != rec.denominator;
+                *old = rec;
+                if changed && self.final_through.is_some_and(|f| start <= f) {
+                    return Upsert::ChangedFinal;
+                }
+            }
+            None => {
+                cell.parts.push((part, rec));
+                if self.final_through.is_some_and(|f| start <= f) {
+                    return Upsert::ChangedFinal;
+                }
+            }
+        }
+        Upsert::Applied
+    }
+
+    /// The newest final start, if any window is final.
+    pub fn final_through(&self) -> Option<i64> {
+        self.final_through
+    }
+
+    /// The start of the window holding event time `ts_ms`.
+    pub fn start_of(&self, ts_ms: i64) -> i64 {
+        self.spec.start(ts_ms)
+    }
+
+    /// Marks final, in order, every window that ended at or before `complete_until` and holds
+    /// only final records.
+    pub fn advance(&mut self, complete_until: i64, now: Instant) {
+        let len = self.spec.millis;
+        let Some(first) = self.windows.keys().next().copied() else {
+            return;
+        };
+        let mut next = self.final_through.map_or(first, |f| f + len);
+        // Far behind (a jump of event time): skip what retention would drop anyway.
+        let horizon = self.start_of(complete_until - self.spec.retention_ms - len);
+        if next < horizon {
+            next = horizon;
+        }
+        while next + len <= complete_until && self.all_final(next) {
+            self.final_through = Some(next);
+            self.finalized.push_back((next, now));
+            next += len;
+        }
+    }
+
+    fn all_final(&self, start: i64) -> bool {
+        self.windows.get(&start).is_none_or(|cells| {
+            cells
+                .values()
+                .all(|c| c.parts.iter().all(|(_, r)| r.is_final))
+        })
+    }
+
+    /// Drops windows and series past their retention, and finality marks older than
+    /// `exposure` (they have been exposed long enough).
+    pub fn expire(&mut self, complete_until: i64, exposure: Duration, now: Instant) {
+        let len = self.spec.millis;
+        let cutoff = complete_until - self.spec.retention_ms - len;
+        self.windows = self.windows.split_off(&(cutoff + 1));
+        self.series.retain(|_, newest| *newest > cutoff);
+        while self
+            .finalized
+            .front()
+            .is_some_and(|(start, at)| *start <= cutoff || now.duration_since(*at) > exposure)
+        {
+            self.finalized.pop_front();
+        }
+    }
+
+    /// The value of `segment` in the window at `start`: summed over partitions, 0 for a known
+    /// series without a record, `None` when undefined (a ratio without denominator, or an
+    /// unknown series).
+    pub fn value(&self, start: i64, segment: &Segment) -> Option<f64> {
+        let cell = self.windows.get(&start).and_then(|w| w.get(segment));
+        let Some(cell) = cell else {
+            return (!self.ratio && self.series.contains_key(segment)).then_some(0.0);
+        };
+        if self.ratio {
+            let num: f64 = cell.parts.iter().map(|(_, r)| r.numerator).sum();
+            let den: f64 = cell.parts.iter().map(|(_, r)| r.denominator).sum();
+            return (den != 0.0).then(|| num / den);
+        }
+        Some(cell.parts.iter().map(|(_, r)| r.value).sum())
+    }
+
+    /// The known series, sorted.
+    pub fn series(&self) -> impl Iterator<Item = &Segment> {
+        self.series.keys()
+    }
+
+    /// Known series.
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    /// (window, segment, partition) records held.
+    pub fn records(&self) -> usize {
+        self.windows
+            .values()
+            .flat_map(|w| w.values())
+            .map(|c| c.parts.len())
+            .sum()
+    }
+
+    /// Starts that became final within `exposure` before `now`, at or after `min_start`,
+    /// ascending: the history points to expose.
+    pub fn recently_final(&self, now: Instant, exposure: Duration, min_start: i64) -> Vec<i64> {
+        self.finalized
+            .iter()
+            .filter(|(start, at)| *start >= min_start && now.duration_since(*at) <= exposure)
+            .map(|(start, _)| *start)
+            .collect()
+    }
+
+    /// Every retained final start, ascending (the trend of final windows).
+    pub fn final_starts(&self) -> Vec<i64> {
+        let (Some(first), Some(last)) = (self.windows.keys().next(), self.final_through) else {
+            return Vec::new();
+        };
+        let first = (*first).min(last);
+        (0..)
+            .map(|i| first + i * self.spec.millis)
+            .take_while(|s| *s <= last)
+            .collect()
+    }
+
+    /// Every held window start, ascending, with whether it is final.
+    pub fn held_starts(&self) -> Vec<(i64, bool)> {
+        self.windows
+            .keys()
+            .map(|s| (*s, self.final_through.is_some_and(|f| *s <= f)))
+            .collect()
+    }
+
+    /// The segments with a record in the window at `start`.
+    pub fn segments_at(&self, start: i64) -> Vec<&Segment> {
+        let mut v: Vec<&Segment> = self
+            .windows
+            .get(&start)
+            .map(|w| w.keys().collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn family(ratio: bool) -> Family {
+        let mut spec = WindowSpec::parse("1m").expect("1m");
+        spec.retention_ms = 10 * MIN;
+        Family::new(spec, ratio)
+    }
+
+    fn rec(value: f64, is_final: bool, offset: i64) -> Rec {
+        Rec {
+            value,
+            numerator: 0.0,
+            denominator: 0.0,
+            is_final,
+            source_offset: offset,
+        }
+    }
+
+    fn seg(v: &str) -> Segment {
+        vec![v.to_string()]
+    }
+
+    #[test]
+    fn newest_offset_wins_and_partitions_sum() {
+        let mut f = family(false);
+        assert_eq!(
+            f.upsert(0, seg("a"), 0, rec(3.0, false, 5)),
+            Upsert::Applied
+        );
+        assert_eq!(f.upsert(0, seg("a"), 0, rec(2.0, false, 4)), Upsert::Stale);
+        assert_eq!(
+            f.upsert(0, seg("a"), 1, rec(4.0, false, 9)),
+            Upsert::Applied
+        );
+        assert_eq!(f.value(0, &seg("a")), Some(7.0));
+        assert_eq!(
+            f.upsert(0, seg("a"), 1, rec(4.0, true, 9)),
+            Upsert::Applied,
+            "final at the same position"
+        );
+        assert_eq!(
+            f.upsert(0, seg("a"), 1, rec(5.0, false, 9)),
+            Upsert::Stale,
+            "nothing after final at the same position"
+        );
+    }
+
+    #[test]
+    fn known_series_are_zero_where_they_have_no_record() {
+        let mut f = family(false);
+        f.upsert(0, seg("a"), 0, rec(3.0, true, 1));
+        f.upsert(MIN, seg("b"), 0, rec(1.0, true, 2));
+        assert_eq!(f.value(MIN, &seg("a")), Some(0.0));
+        assert_eq!(f.value(0, &seg("b")), Some(0.0));
+        assert_eq!(f.value(0, &seg("never")), None);
+        let mut r = family(true);
+        r.upsert(
+            0,
+            seg("a"),
+            0,
+            Rec {
+                numerator: 1.0,
+                denominator: 0.0,
+                ..rec(f64::NAN, true, 1)
+            },
+        );
+        assert_eq!(r.value(0, &seg("a")), None, "no denominator: undefined");
+        assert_eq!(r.value(MIN, &seg("a")), None, "a ratio has no zero");
+        r.upsert(
+            0,
+            seg("a"),
+            1,
+            Rec {
+                numerator: 1.0,
+                denominator: 4.0,
+                ..rec(0.25, true, 1)
+            },
+        );
+        assert_eq!(
+            r.value(0, &seg("a")),
+            Some(0.5),
+            "(1+1)/(0+4): sums, not a sum of ratios"
+        );
+    }
+
+    #[test]
+    fn windows_become_final_in_order_and_only_when_complete() {
+        let t0 = Instant::now();
+        let mut f = family(false);
+        f.upsert(0, seg("a"), 0, rec(1.0, true, 1));
+        f.upsert(MIN, seg("a"), 0, rec(1.0, false, 2));
+        f.upsert(3 * MIN, seg("a"), 0, rec(1.0, true, 3));
+        f.advance(5 * MIN, t0);
+        assert_eq!(
+            f.final_through(),
+            Some(0),
+            "the 1m window still has a partial record"
+        );
+        f.upsert(MIN, seg("a"), 0, rec(2.0, true, 4));
+        f.advance(2 * MIN + 30_000, t0);
+        assert_eq!(f.final_through(), Some(MIN), "2m has not ended yet");
+        f.advance(4 * MIN, t0);
+        assert_eq!(f.final_through(), Some(3 * MIN), "2m is empty and final");
+        assert_eq!(f.final_starts(), vec![0, MIN, 2 * MIN, 3 * MIN]);
+        assert_eq!(
+            f.recently_final(t0, Duration::from_secs(60), MIN),
+            vec![MIN, 2 * MIN, 3 * MIN]
+        );
+        assert_eq!(
+            f.upsert(MIN, seg("a"), 0, rec(9.0, true, 5)),
+            Upsert::ChangedFinal
+        );
+    }
+
+    #[test]
+    fn expiry_by_event_time_and_exposure_by_wall_clock() {
+        let t0 = Instant::now();
+        let mut f = family(false);
+        for i in 0..5 {
+            f.upsert(i * MIN, seg("old"), 0, rec(1.0, true, i));
+        }
+        f.upsert(20 * MIN, seg("new"), 0, rec(1.0, true, 9));
+        f.advance(21 * MIN, t0);
+        f.expire(
+            21 * MIN,
+            Duration::from_secs(60),
+            t0 + Duration::from_secs(30),
+        );
+        // Retention 10m after the end: windows ending before 11m are gone, and so is `old`.
+        assert_eq!(f.held_starts(), vec![(20 * MIN, true)]);
+        assert_eq!(f.series().cloned().collect::<Vec<_>>(), vec![seg("new")]);
+        assert_eq!(
+            f.recently_final(t0 + Duration::from_secs(30), Duration::from_secs(60), 0)
+                .len(),
+            10,
+            "11m..20m"
+        );
+        f.expire(
+            21 * MIN,
+            Duration::from_secs(60),
+            t0 + Duration::from_secs(90),
+        );
+        assert!(f
+            .recently_final(t0 + Duration::from_secs(90), Duration::from_secs(60), 0)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_jump_of_event_time_does_not_walk_every_window() {
+        let t0 = Instant::now();
+        let mut f = family(false);
+        f.upsert(0, seg("a"), 0, rec(1.0, true, 1));
+        f.advance(525_600 * MIN, t0);
+        // Only the retention's worth of windows is marked, not a year of minutes.
+        assert!(f.recently_final(t0, Duration::from_secs(1), 0).len() <= 12);
+    }
+}
