@@ -9,6 +9,8 @@ NORTHSTAR_TANSU="$(bash deploy/local/install-tansu.sh)"
 NORTHSTAR_PYTHON="$(bash tests/setup-python.sh)"
 # The Node.js SDK of the compatibility tests (npm), once.
 bash tests/setup-node.sh >/dev/null
+# Prometheus, promtool, Alertmanager, amtool and Chromium (Debian), once.
+bash tests/setup-prometheus.sh --with-browser
 export NORTHSTAR_TANSU NORTHSTAR_PYTHON
 # The e2e tests run the services' binaries as separate processes: build them first.
 cargo build --workspace --bins

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime};
+use northstar_sink::dashboards;
 use northstar_sink::lake::{self, maintenance, LakeConfig};
 use northstar_sink::metrics_sink::{self, MetricsSinkConfig};
 
@@ -38,11 +39,16 @@ enum Mode {
         #[command(subcommand)]
         command: AdminCommand,
     },
-    /// Consume KPI aggregates and serve them on /metrics.
+    /// Consume KPI aggregates and serve them on /metrics and the KPI board.
     Metrics {
         /// TOML configuration file.
         #[arg(long, env = "NORTHSTAR_CONFIG")]
         config: Option<PathBuf>,
+    },
+    /// Grafana dashboards, Prometheus rules and an Alertmanager example from the KPI catalog.
+    Dashboards {
+        #[command(subcommand)]
+        command: dashboards::cli::Command,
     },
 }
 
@@ -148,6 +154,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Mode::Dashboards { command } => dashboards::cli::run(command),
         Mode::Metrics { config } => {
             let config: MetricsSinkConfig =
                 load_config(config.as_deref()).context("invalid configuration")?;

@@ -51,7 +51,7 @@ fn parse_exposition(text: &str) -> Expected {
         let segment = s
             .labels
             .iter()
-            .filter(|(k, _)| k != "kpi" && k != "window")
+            .filter(|(k, _)| k != "kpi" && k != "window" && k != "segment")
             .map(|(_, v)| v.clone())
             .collect::<Vec<_>>()
             .join(",");

@@ -486,7 +486,7 @@ async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
         northstar_e2e::prom::named(&metrics_text, "northstar_metrics_sink_caught_up").next();
     assert_eq!(caught_up.map(|s| s.value), Some(1.0), "{metrics_text}");
     for needle in [
-        "northstar_kpi_open_value{kpi=\"events\",window=\"1m\",event=\"__all__\"}",
+        "northstar_kpi_open_value{kpi=\"events\",window=\"1m\",event=\"__all__\",segment=\"all\"}",
         "northstar_kpi_info{kpi=\"events\"",
     ] {
         assert!(

@@ -18,9 +18,10 @@ pub const ALL: &str = "__all__";
 
 /// Label names the exposition, the dashboards or Prometheus itself use; a dimension whose
 /// sanitised path is one of them is prefixed with `dim_`.
-pub const RESERVED_LABELS: [&str; 8] = [
+pub const RESERVED_LABELS: [&str; 9] = [
     "kpi",
     "window",
+    "segment",
     "instance",
     "job",
     "pod",
@@ -28,6 +29,15 @@ pub const RESERVED_LABELS: [&str; 8] = [
     "quantile",
     "alertname",
 ];
+
+/// The `segment` label of a series: its values joined by ` / ` (`iOS / pro`), `all` for the
+/// all-segments total and for a KPI without segments.
+pub fn segment_label(values: &[String]) -> String {
+    if values.iter().all(|v| v == ALL) {
+        return "all".into();
+    }
+    values.join(" / ")
+}
 
 /// A valid label name for a segment dimension (`context.os.name` → `context_os_name`).
 pub fn label_name(dim: &str) -> String {
@@ -77,6 +87,13 @@ mod tests {
         for r in RESERVED_LABELS {
             assert_eq!(label_name(r), format!("dim_{r}"));
         }
+    }
+
+    #[test]
+    fn segment_labels() {
+        assert_eq!(segment_label(&[]), "all");
+        assert_eq!(segment_label(&[ALL.into(), ALL.into()]), "all");
+        assert_eq!(segment_label(&["iOS".into(), "pro".into()]), "iOS / pro");
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod people;
 mod tests;
 pub mod windows;
 
-pub use labels::{escape_value, label_name, ALL, NONE, OTHER};
+pub use labels::{escape_value, label_name, segment_label, ALL, NONE, OTHER};
 pub use model::{
     Aggregation, Catalog, CatalogError, Dimension, FieldPath, Filter, JsonPart, Kpi, Op, Predicate,
     SeriesBound, DEFAULT_LATENESS_MS,

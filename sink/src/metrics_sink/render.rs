@@ -18,7 +18,7 @@
 use std::fmt::Write;
 use std::time::{Duration, Instant};
 
-use northstar_schemas::catalog::{Aggregation, Format as Display, Kpi};
+use northstar_schemas::catalog::{segment_label, Aggregation, Format as Display, Kpi};
 use prometheus::proto::{MetricFamily, MetricType};
 
 use super::family::Family;
@@ -168,12 +168,14 @@ fn window_labels(kpi: &Kpi, window: &str) -> String {
     )
 }
 
-/// The labels of one series: the window's and one per dimension.
+/// The labels of one series: the window's, one per dimension, and `segment` (the values
+/// joined, `all` for the total: one label every dashboard legend can use).
 fn series_labels(kpi: &Kpi, base: &str, segment: &[String]) -> String {
     let mut s = base.to_string();
     for (d, v) in kpi.segments.iter().zip(segment) {
         let _ = write!(s, ",{}=\"{}\"", d.label, escape(v));
     }
+    let _ = write!(s, ",segment=\"{}\"", escape(&segment_label(segment)));
     s
 }
 
@@ -557,12 +559,12 @@ mod tests {
         let text = render(&table(), Format::Text, true);
         for line in [
             // Open window (the watermark 130 s is in the 2m window): iOS 1, quiet series 0.
-            "northstar_kpi_open_value{kpi=\"signups\",window=\"1m\",context_os_name=\"iOS\"} 1\n",
-            "northstar_kpi_open_value{kpi=\"signups\",window=\"1m\",context_os_name=\"Android\"} 0\n",
+            "northstar_kpi_open_value{kpi=\"signups\",window=\"1m\",context_os_name=\"iOS\",segment=\"iOS\"} 1\n",
+            "northstar_kpi_open_value{kpi=\"signups\",window=\"1m\",context_os_name=\"Android\",segment=\"Android\"} 0\n",
             // Complete until 70 s: the 0m window is final.
-            "northstar_kpi_final_value{kpi=\"signups\",window=\"1m\",context_os_name=\"__all__\"} 5\n",
-            "northstar_kpi_final_window_value{kpi=\"signups\",window=\"1m\",context_os_name=\"iOS\"} 3 0\n",
-            "northstar_kpi_final_value{kpi=\"conversion\",window=\"1m\",context_os_name=\"iOS\"} 0.75\n",
+            "northstar_kpi_final_value{kpi=\"signups\",window=\"1m\",context_os_name=\"__all__\",segment=\"all\"} 5\n",
+            "northstar_kpi_final_window_value{kpi=\"signups\",window=\"1m\",context_os_name=\"iOS\",segment=\"iOS\"} 3 0\n",
+            "northstar_kpi_final_value{kpi=\"conversion\",window=\"1m\",context_os_name=\"iOS\",segment=\"iOS\"} 0.75\n",
             "northstar_kpi_open_window_start_seconds{kpi=\"signups\",window=\"1m\"} 120\n",
             "northstar_kpi_open_window_completeness_ratio{kpi=\"signups\",window=\"1m\"} 0\n",
             "northstar_kpi_final_window_start_seconds{kpi=\"signups\",window=\"1m\"} 0\n",
@@ -595,7 +597,7 @@ mod tests {
     #[test]
     fn openmetrics_timestamps_in_seconds_and_eof() {
         let text = render(&table(), Format::OpenMetrics, true);
-        assert!(text.contains("northstar_kpi_final_window_value{kpi=\"signups\",window=\"1m\",context_os_name=\"iOS\"} 3 0.000\n"), "{text}");
+        assert!(text.contains("northstar_kpi_final_window_value{kpi=\"signups\",window=\"1m\",context_os_name=\"iOS\",segment=\"iOS\"} 3 0.000\n"), "{text}");
         assert!(text.ends_with("# EOF\n"));
         let mut registry = Exposition::new(Format::OpenMetrics);
         let c = prometheus::IntCounter::new("x_events_total", "events").expect("counter");

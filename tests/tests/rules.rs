@@ -1,0 +1,117 @@
+//! The generated rules, Alertmanager example and dashboards, checked by the tools they are for:
+//! `promtool check rules` and `promtool test rules` with the fixtures of tests/rules/ (every kind
+//! of alert fires on an injected drop, spike or stall, and stays silent on normal data, on a
+//! partial window and on a zero denominator), `amtool check-config`, and Grafana's own dashboard
+//! model (grafana-foundation-sdk) parsing and re-serialising every dashboard unchanged.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run {cmd:?}: {e} (tests/setup-prometheus.sh installs it)")
+    });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+#[test]
+fn generated_rules_pass_promtool_and_their_fixtures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ok, out) = run(Command::new(northstar_e2e::bin("northstar-sink")).args([
+        "dashboards",
+        "generate",
+        "--catalog",
+        &repo()
+            .join("tests/rules/every-alert.yaml")
+            .display()
+            .to_string(),
+        "--out",
+        &dir.path().display().to_string(),
+        "--docs-url",
+        "https://docs.example/runbooks.md",
+        "--grafana-url",
+        "http://grafana.example",
+    ]));
+    assert!(ok, "{out}");
+    let rules = dir.path().join("prometheus/rules");
+    for fixture in files(&repo().join("tests/rules"), ".test.yml") {
+        std::fs::copy(&fixture, rules.join(fixture.file_name().expect("name")))
+            .expect("copy fixture");
+    }
+    let (ok, out) = run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .args(files(&rules, ".rules.yml")));
+    assert!(ok, "promtool check rules:\n{out}");
+    let fixtures = files(&rules, ".test.yml");
+    assert_eq!(fixtures.len(), 3, "{fixtures:?}");
+    let (ok, out) = run(Command::new("promtool")
+        .arg("test")
+        .arg("rules")
+        .args(&fixtures));
+    assert!(ok, "promtool test rules:\n{out}");
+    assert_eq!(out.matches("SUCCESS").count(), 3, "{out}");
+}
+
+#[test]
+fn committed_rules_and_alertmanager_example_are_valid() {
+    let deploy = repo().join("deploy");
+    let (ok, out) = run(Command::new("promtool")
+        .arg("check")
+        .arg("rules")
+        .args(files(&deploy.join("prometheus/rules"), ".rules.yml")));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("promtool")
+        .args(["check", "config"])
+        .arg(deploy.join("prometheus/prometheus.yml")));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("amtool")
+        .args(["check-config"])
+        .arg(deploy.join("alertmanager/alertmanager.yml")));
+    assert!(ok, "{out}");
+    assert!(out.contains("2 inhibit rules"), "{out}");
+}
+
+#[test]
+fn dashboards_round_trip_through_grafanas_model() {
+    let boards = files(&repo().join("deploy/grafana/dashboards"), ".json");
+    assert_eq!(boards.len(), 4, "{boards:?}");
+    let args: Vec<&std::ffi::OsStr> = boards.iter().map(|p| p.as_os_str()).collect();
+    let out = northstar_e2e::run_compat_script("grafana_dashboards.py", &args);
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches(": ok").count(), 4, "{text}");
+    // And the check can fail: a field the model does not know, a query of an unknown type.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&boards[0]).expect("read")).expect("json");
+    d["panels"][0]["colour"] = "red".into();
+    d["panels"][1]["datasource"]["type"] = "loki".into();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, serde_json::to_vec(&d).expect("json")).expect("write");
+    let (ok, out) = run(Command::new(northstar_e2e::python())
+        .arg(repo().join("tests/compat/grafana_dashboards.py"))
+        .arg(&bad));
+    assert!(!ok, "a broken dashboard passed:\n{out}");
+    assert!(
+        out.contains("colour: lost by the model") && out.contains("not a Prometheus query"),
+        "{out}"
+    );
+}
