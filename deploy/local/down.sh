@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Stops exactly the processes ./deploy/local/up.sh started (by pid): services first, broker
-# last, each with SIGTERM (so it drains, flushes and commits) and SIGKILL after 20 s.
+# Stops exactly the processes ./deploy/local/up.sh started (by pid): demo traffic and
+# monitoring first, then the services, the broker last, each with SIGTERM (so it drains,
+# flushes and commits) and SIGKILL after 20 s.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PIDS=data/pids
 [ -d "$PIDS" ] || { echo "nothing to stop"; exit 0; }
-for name in ingest processor lake-sink metrics-sink registry broker; do
+for name in demo-traffic alertmanager prometheus ingest processor lake-sink metrics-sink registry broker; do
   f="$PIDS/$name.pid"
   [ -f "$f" ] || continue
   pid="$(cat "$f")"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Brings the whole local stack up on loopback: Tansu (Kafka protocol, sqlite storage), the schema
-# registry, ingest, stream processor, lake sink and metrics sink; registers the schemas; sends
-# demo traffic through the HTTP API; prints where to look. Idempotent: running services are
-# left alone. State lives in ./data; ./deploy/local/down.sh stops what this started.
+# registry, ingest, stream processor, lake sink and metrics sink (with the KPI board), Prometheus
+# with the rules and Alertmanager with the routes generated from deploy/kpi-catalog.yaml; backfills
+# four weeks of product-shaped demo traffic once, keeps live traffic flowing, and prints where to
+# look. Idempotent: running services are left alone. State lives in ./data;
+# ./deploy/local/down.sh stops what this started.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
@@ -12,6 +14,12 @@ mkdir -p "$STATE/broker" "$STATE/logs" "$STATE/pids" "$STATE/lake"
 need() { command -v "$1" >/dev/null 2>&1 || { echo "up.sh needs $1" >&2; exit 1; }; }
 need cargo
 need curl
+need python3
+# Prometheus and Alertmanager from Debian's packages, when missing.
+bash tests/setup-prometheus.sh
+need prometheus
+need prometheus-alertmanager
+CATALOG="${NORTHSTAR_CATALOG:-deploy/kpi-catalog.yaml}"
 
 TANSU="$(bash deploy/local/install-tansu.sh)"
 echo "building (release)…"
@@ -68,27 +76,54 @@ start registry env NORTHSTAR_LISTEN=127.0.0.1:8081 "$BIN/northstar-schemas" serv
 wait_http http://127.0.0.1:8081/subjects
 "$BIN/northstar-schemas" register
 start ingest "$BIN/northstar-ingest" --config deploy/local/ingest.toml
-start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG=deploy/kpi-catalog.yaml "$BIN/northstar-stream-processor"
+start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG="$CATALOG" "$BIN/northstar-stream-processor"
 start lake-sink env NORTHSTAR_LISTEN=127.0.0.1:9466 NORTHSTAR_ROOT=file://./data/lake \
   NORTHSTAR_MAX_FILE_AGE_SECS=10 "$BIN/northstar-sink" lake
-start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 "$BIN/northstar-sink" metrics
+start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 NORTHSTAR_CATALOG="$CATALOG" \
+  NORTHSTAR_ALERTMANAGER_URL=http://127.0.0.1:9093 "$BIN/northstar-sink" metrics
+
+# Rules, routes and dashboards from the catalog the services run (regenerated on every run, so a
+# catalog edit reaches them; deploy/ holds the same files generated from the example catalog).
+MON="$STATE/monitoring"
+"$BIN/northstar-sink" dashboards generate --catalog "$CATALOG" --out "$MON" \
+  --docs-url "file://$ROOT/docs/runbooks.md" >/dev/null
+cp deploy/prometheus/prometheus.yml "$MON/prometheus/prometheus.yml"
+if running prometheus; then curl -sf -X POST http://127.0.0.1:9090/-/reload || true; fi
+start prometheus prometheus --config.file="$MON/prometheus/prometheus.yml" \
+  --storage.tsdb.path="$STATE/prometheus" --web.listen-address=127.0.0.1:9090 --web.enable-lifecycle
+start alertmanager prometheus-alertmanager --config.file="$MON/alertmanager/alertmanager.yml" \
+  --storage.path="$STATE/alertmanager" --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
 wait_http http://127.0.0.1:8080/readyz
 wait_http http://127.0.0.1:9465/healthz
 wait_http http://127.0.0.1:9466/healthz
 wait_http http://127.0.0.1:9464/healthz
+wait_http http://127.0.0.1:9090/-/ready
+wait_http http://127.0.0.1:9093/-/ready
 
-echo "sending demo traffic…"
-bash deploy/local/demo-traffic.sh http://127.0.0.1:8080 demo-write-key 20 50
+DEMO=(python3 deploy/local/demo_traffic.py --url http://127.0.0.1:8080 --write-key demo-write-key)
+if [ ! -f "$STATE/backfilled" ]; then
+  echo "backfilling four weeks of demo traffic (once)…"
+  "${DEMO[@]}" backfill --weeks 4 --per-hour 40
+  touch "$STATE/backfilled"
+fi
+start demo-traffic "${DEMO[@]}" live --per-hour 1800
 
 cat <<INFO
 
 Northstar is up.
-  Tracking API   http://127.0.0.1:8080/v1/batch   (write key: demo-write-key, HTTP Basic user)
-  KPI metrics    http://127.0.0.1:9464/metrics     (northstar_kpi_value, northstar_kpi_window_value)
-  Service metrics: ingest :8080/metrics, processor :9465/metrics, lake sink :9466/metrics
+  KPI board       http://127.0.0.1:9464/                  (North Star, KPIs, completeness, firing alerts)
+  Prometheus      http://127.0.0.1:9090/alerts            (generated rules: $MON/prometheus/rules/)
+  Alertmanager    http://127.0.0.1:9093/                  (routes: $MON/alertmanager/alertmanager.yml)
+  KPI metrics     http://127.0.0.1:9464/metrics           (northstar_kpi_open_value, _final_value, _final_window_value)
+  Tracking API    http://127.0.0.1:8080/v1/batch          (write key: demo-write-key, HTTP Basic user)
+  Service metrics ingest :8080/metrics, processor :9465/metrics, lake sink :9466/metrics
   Schema registry http://127.0.0.1:8081/subjects
-  Parquet lake   $ROOT/$STATE/lake/events/event_date=YYYY-MM-DD/event_hour=HH/event_name=NAME/  (files appear within ~10 s)
-  Logs           $ROOT/$STATE/logs/
-Try:  curl -s -u demo-write-key: http://127.0.0.1:8080/v1/track -d '{"event":"Signed Up","userId":"u1"}'
+  Parquet lake    $ROOT/$STATE/lake/events/event_date=YYYY-MM-DD/event_hour=HH/event_name=NAME/  (files appear within ~10 s)
+  Grafana         the dashboards are in deploy/grafana/ (deploy/compose/ provisions them; no Grafana runs here)
+  Logs            $ROOT/$STATE/logs/
+Live demo traffic runs in the background (about 1,800 events an hour). Try:
+  curl -s -u demo-write-key: http://127.0.0.1:8080/v1/track -d '{"event":"Signed Up","userId":"u1"}'
+  ${DEMO[*]} anomaly spike --count 400      # a sign-up flood: NorthstarKpiOpenWindowAboveBound fires
+  ${DEMO[*]} anomaly outage --minutes 70   # no sign-ups: NorthstarKpiBelowThreshold after the hour
 Stop: ./deploy/local/down.sh
 INFO

@@ -5,7 +5,10 @@
 //! `source_offset` per [`KpiAggregate::upsert_key`] and sum over partitions. The Kafka key
 //! ([`KpiAggregate::record_key`]) names the window by its slot in a ring of `slots` windows, so
 //! log compaction keeps, per series and partition, only the newest `slots` windows: the
-//! compacted topic stays bounded by the catalog whatever the deployment's age.
+//! compacted topic stays bounded by the catalog whatever the deployment's age. All records of
+//! one input partition go to one aggregates partition in emission order, so a record's
+//! `watermark` (the input partition's, at its previous emission) vouches for every update of that
+//! input partition before it: a reader knows when a window is complete.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +38,9 @@ pub struct KpiAggregate {
     pub denominator: f64,
     /// True once the window can no longer change.
     pub is_final: bool,
-    /// The partition's event-time watermark at emission, ms since the epoch.
+    /// The input partition's event-time watermark at its previous emission, ms since the
+    /// epoch: every update of this input partition for a window that ended before it precedes
+    /// this record in its aggregates partition.
     pub watermark: i64,
     pub source_topic: String,
     pub source_partition: i32,

@@ -3,7 +3,10 @@
 //! Contract: an input offset is committed only after every output produced from it — its
 //! clean or dead-letter record and the aggregate updates that include it — was acknowledged
 //! by the broker. Every output carries its source topic, partition and offset in headers.
-//! A delivery failure stops the processor without committing, so a restart replays.
+//! A delivery failure stops the processor without committing, so a restart replays. Every
+//! aggregate record of one input partition goes to the same aggregates partition (input
+//! partition mod their count), in emission order, so the watermark a record reports (the one of
+//! the previous emission) vouches for every earlier update of that input partition.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Arc;
@@ -46,6 +49,8 @@ pub enum PipelineError {
     Encode(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    #[error("topic {0} has no partitions (create the topics first)")]
+    NoTopic(String),
 }
 
 /// Where an output goes.
@@ -60,6 +65,8 @@ enum Dest {
 /// the outbox's byte arena (one buffer reused by every burst, no allocation per record).
 struct Outgoing {
     dest: Dest,
+    /// An explicit partition (aggregates), else the producer's partitioner by key.
+    partition: Option<i32>,
     key: Option<std::ops::Range<usize>>,
     payload: Option<std::ops::Range<usize>>,
     headers: rdkafka::message::OwnedHeaders,
@@ -76,6 +83,7 @@ impl Outbox {
     fn push(
         &mut self,
         dest: Dest,
+        partition: Option<i32>,
         key: Option<&[u8]>,
         payload: Option<&[u8]>,
         headers: rdkafka::message::OwnedHeaders,
@@ -89,6 +97,7 @@ impl Outbox {
         let payload = payload.map(&mut range);
         self.records.push(Outgoing {
             dest,
+            partition,
             key,
             payload,
             headers,
@@ -149,6 +158,8 @@ pub struct Pipeline {
     clean_topic: Arc<str>,
     dlq_topic: Arc<str>,
     aggregates_topic: Arc<str>,
+    /// Partitions of the aggregates topic.
+    aggregates_partitions: i32,
 }
 
 impl Pipeline {
@@ -178,6 +189,7 @@ impl Pipeline {
             .kafka
             .idempotent_producer("northstar-stream-processor", 300_000);
         let producer = AckProducer::new(&pcfg)?;
+        let aggregates_partitions = partition_count(&consumer, &config.topics.aggregates)?;
         Ok(Self {
             consumer: Arc::new(consumer),
             producer,
@@ -200,6 +212,7 @@ impl Pipeline {
             clean_topic: config.topics.clean.as_str().into(),
             dlq_topic: config.topics.dlq.as_str().into(),
             aggregates_topic: config.topics.aggregates.as_str().into(),
+            aggregates_partitions,
             config,
         })
     }
@@ -475,7 +488,19 @@ impl Pipeline {
         payload: Option<&[u8]>,
         headers: rdkafka::message::OwnedHeaders,
     ) -> Result<(), PipelineError> {
-        self.outbox.push(dest, key, payload, headers);
+        self.enqueue_to(dest, None, key, payload, headers).await
+    }
+
+    /// [`Pipeline::enqueue`] to an explicit partition.
+    async fn enqueue_to(
+        &mut self,
+        dest: Dest,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> Result<(), PipelineError> {
+        self.outbox.push(dest, partition, key, payload, headers);
         let burst = self.config.output_burst.max(1);
         if self.outbox.len() >= burst {
             if burst > 1 {
@@ -497,6 +522,9 @@ impl Pipeline {
                 Dest::Aggregates => &self.aggregates_topic,
             };
             let mut rec = BaseRecord::to(topic).headers(out.headers);
+            if let Some(p) = out.partition {
+                rec = rec.partition(p);
+            }
             if let Some(key) = out.key {
                 rec = rec.key(&outbox.bytes[key]);
             }
@@ -570,8 +598,15 @@ impl Pipeline {
                 let payload = wire::frame(self.agg_schema_id, &datum);
                 let key = agg.record_key(slots);
                 let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
-                self.enqueue(Dest::Aggregates, Some(key.as_bytes()), Some(&payload), hdrs)
-                    .await?;
+                let to = partition.rem_euclid(self.aggregates_partitions);
+                self.enqueue_to(
+                    Dest::Aggregates,
+                    Some(to),
+                    Some(key.as_bytes()),
+                    Some(&payload),
+                    hdrs,
+                )
+                .await?;
                 metrics::AGGREGATES_OUT
                     .with_label_values(&[p.as_str(), if agg.is_final { "true" } else { "false" }])
                     .inc();
@@ -664,6 +699,26 @@ impl Pipeline {
         metrics::LAST_CHECKPOINT.set(chrono_secs());
         Ok(())
     }
+}
+
+/// The number of partitions of `topic` (refuses a topic that does not exist).
+fn partition_count(
+    consumer: &StreamConsumer<RevokeTracker>,
+    topic: &str,
+) -> Result<i32, PipelineError> {
+    let md = tokio::task::block_in_place(|| {
+        consumer.fetch_metadata(Some(topic), Duration::from_secs(30))
+    })?;
+    let n = md
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .sum::<usize>();
+    if n == 0 {
+        return Err(PipelineError::NoTopic(topic.to_string()));
+    }
+    Ok(i32::try_from(n).unwrap_or(i32::MAX))
 }
 
 fn chrono_secs() -> i64 {

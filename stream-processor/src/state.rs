@@ -258,6 +258,12 @@ pub struct PartitionState {
     /// Admitted segment value ids per KPI per dimension.
     admitted: Vec<Vec<rustc_hash::FxHashSet<u32>>>,
     watermark_ms: i64,
+    /// The watermark at the last [`PartitionState::drain_updates`], and at the one before: what
+    /// an emission reports (see [`PartitionState::progress`]).
+    drained_watermark_ms: i64,
+    reported_watermark_ms: i64,
+    /// The watermark the last emitted records carried.
+    sent_watermark_ms: i64,
     lateness_ms: i64,
     /// Events dropped as too late, per KPI: durable, so totals stay exact through restores.
     late_dropped: Vec<u64>,
@@ -278,6 +284,9 @@ impl PartitionState {
             interner: Interner::new(),
             admitted,
             watermark_ms: i64::MIN,
+            drained_watermark_ms: i64::MIN,
+            reported_watermark_ms: i64::MIN,
+            sent_watermark_ms: i64::MIN,
             lateness_ms,
             late_dropped,
         }
@@ -333,6 +342,8 @@ impl PartitionState {
         state.dedup = snap.dedup;
         state.dedup.set_window(dedup_window_secs);
         state.watermark_ms = snap.watermark_ms;
+        // Snapshots are taken right after an emission: it drained at this watermark.
+        state.drained_watermark_ms = snap.watermark_ms;
         for (name, n) in snap.late_dropped {
             if let Some(i) = state.catalog.kpis.iter().position(|k| k.name == name) {
                 state.late_dropped[i] = n;
@@ -427,10 +438,14 @@ impl PartitionState {
         self.watermark_ms
     }
 
-    /// The watermark with the allowed lateness.
+    /// What the updates of the last emission report about event time: the watermark at the
+    /// emission *before* it, with the allowed lateness. Every update of this partition for a
+    /// window that ended before that was emitted by then, so a reader that has read the
+    /// partition's records in order up to this one has them all (an update's own emission can
+    /// still be on its way: its watermark says nothing about it).
     pub fn progress(&self) -> Progress {
         Progress {
-            watermark_ms: self.watermark_ms,
+            watermark_ms: self.reported_watermark_ms,
             lateness_ms: self.lateness_ms,
         }
     }

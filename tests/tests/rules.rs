@@ -90,6 +90,34 @@ fn committed_rules_and_alertmanager_example_are_valid() {
     assert!(out.contains("2 inhibit rules"), "{out}");
 }
 
+/// The shipped deployments parse as their tools read them: compose (docker-compose 1.29, which
+/// refuses what it does not know), both Prometheus configurations with the rules they load, the
+/// chart's values, and the local stack's scripts.
+#[test]
+fn deployments_are_well_formed() {
+    let deploy = repo().join("deploy");
+    let (ok, out) = run(Command::new("docker-compose")
+        .arg("-f")
+        .arg(deploy.join("compose/docker-compose.yml"))
+        .args(["config", "-q"]));
+    assert!(ok, "docker-compose config:\n{out}");
+    let (ok, out) = run(Command::new("promtool")
+        .args(["check", "config"])
+        .arg(deploy.join("compose/prometheus.yml")));
+    assert!(ok, "{out}");
+    let relaxed = "{extends: relaxed, rules: {line-length: disable}}";
+    let (ok, out) = run(Command::new("yamllint")
+        .args(["-s", "-d", relaxed])
+        .arg(repo().join("helm/northstar/values.yaml"))
+        .arg(deploy.join("compose/docker-compose.yml"))
+        .arg(deploy.join("kpi-catalog.yaml")));
+    assert!(ok, "yamllint:\n{out}");
+    let mut scripts = files(&deploy.join("local"), ".sh");
+    scripts.extend(files(&repo().join("tests"), ".sh"));
+    let (ok, out) = run(Command::new("shellcheck").args(&scripts));
+    assert!(ok, "shellcheck:\n{out}");
+}
+
 #[test]
 fn dashboards_round_trip_through_grafanas_model() {
     let boards = files(&repo().join("deploy/grafana/dashboards"), ".json");

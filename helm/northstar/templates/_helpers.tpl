@@ -33,3 +33,11 @@ http://{{ .Release.Name }}-registry:8081
 - name: NORTHSTAR_TOPICS__SCHEMAS
   value: {{ .Values.topics.schemas | quote }}
 {{- end -}}
+
+{{- define "northstar.catalogConfigMap" -}}
+{{- if .Values.kpiCatalog.configMap -}}
+{{ .Values.kpiCatalog.configMap }}
+{{- else if .Values.kpiCatalog.inline -}}
+{{ .Release.Name }}-kpi-catalog
+{{- end -}}
+{{- end -}}

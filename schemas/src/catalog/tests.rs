@@ -67,7 +67,19 @@ fn the_shipped_example_catalog_is_valid() {
         "/../deploy/kpi-catalog.yaml"
     ))
     .expect("deploy/kpi-catalog.yaml");
-    Catalog::parse(&text).expect("the example catalog validates");
+    let c = Catalog::parse(&text).expect("the example catalog validates");
+    // The bound docs/kpi-catalog.md states for it (3 input partitions, as the local stack).
+    let bound = c.series_bound(3);
+    assert_eq!((bound.segment_series, bound.total()), (13_545, 40_703));
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/kpi-catalog.md"
+    ))
+    .expect("docs/kpi-catalog.md");
+    assert!(
+        docs.contains("13,545") && docs.contains("40,703"),
+        "docs/kpi-catalog.md states another series bound"
+    );
 }
 
 fn err_of(yaml: &str) -> String {

@@ -84,9 +84,16 @@ impl WindowSpec {
         })
     }
 
-    /// The start of the window containing `ts_ms`.
+    /// The start of the window containing `ts_ms` (clamped to `i64::MIN` for event times so
+    /// early that their window would start before it).
     pub fn start(&self, ts_ms: i64) -> i64 {
-        (ts_ms - self.offset_ms).div_euclid(self.millis) * self.millis + self.offset_ms
+        let (ts, offset, len) = (
+            i128::from(ts_ms),
+            i128::from(self.offset_ms),
+            i128::from(self.millis),
+        );
+        let start = (ts - offset).div_euclid(len) * len + offset;
+        i64::try_from(start).unwrap_or(i64::MIN)
     }
 
     /// Whether shifting a window by a week gives another window (week-over-week comparisons
@@ -149,6 +156,8 @@ mod tests {
         assert_eq!(w.start(1_795_996_799_999), 1_795_996_800_000 - WEEK_MS);
         // Before the first Monday after the epoch.
         assert_eq!(w.start(0), FIRST_MONDAY_MS - WEEK_MS);
+        assert_eq!(w.start(i64::MIN), i64::MIN, "no overflow at the extremes");
+        assert!(w.start(i64::MAX) > i64::MAX - WEEK_MS, "no overflow at the extremes");
         let d = WindowSpec::parse("1d").expect("1d");
         assert_eq!(d.start(wed), 1_796_169_600_000);
         assert!(d.divides_week() && w.divides_week());

@@ -34,6 +34,12 @@ pub struct GenerateArgs {
     /// Watermark lag tolerated before a window is expected final, in seconds.
     #[arg(long, default_value_t = 300)]
     settle_grace_secs: i64,
+    /// The Alertmanager example's webhook for critical alerts.
+    #[arg(long, default_value = "http://127.0.0.1:9099/pager")]
+    pager_url: String,
+    /// The Alertmanager example's webhook for warnings.
+    #[arg(long, default_value = "http://127.0.0.1:9099/tickets")]
+    tickets_url: String,
 }
 
 impl GenerateArgs {
@@ -43,6 +49,8 @@ impl GenerateArgs {
             prometheus_url: self.prometheus_url.clone(),
             grafana_url: self.grafana_url.trim_end_matches('/').to_string(),
             settle_grace_ms: self.settle_grace_secs.saturating_mul(1000),
+            pager_url: self.pager_url.clone(),
+            tickets_url: self.tickets_url.clone(),
             ..Default::default()
         };
         if let Some(d) = &self.docs_url {

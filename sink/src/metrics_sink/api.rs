@@ -52,7 +52,9 @@ async fn board_js() -> impl IntoResponse {
 pub struct KpisView {
     pub caught_up: bool,
     pub north_star: String,
-    /// Combined watermark and event time known complete (unix ms).
+    /// The event time whose windows are open (the newest reached, at most the wall clock),
+    /// the combined watermark and the event time known complete (unix ms).
+    pub event_time_ms: Option<i64>,
     pub watermark_ms: Option<i64>,
     pub complete_until_ms: Option<i64>,
     pub generated_at_ms: i64,
@@ -143,7 +145,14 @@ fn slice(kpi: &Kpi, f: &Family, start: i64, watermark: i64, complete: i64) -> Sl
     }
 }
 
-fn kpi_view(t: &Table, k: usize, kpi: &Kpi, caught_up: bool, now: std::time::Instant) -> KpiView {
+fn kpi_view(
+    t: &Table,
+    k: usize,
+    kpi: &Kpi,
+    caught_up: bool,
+    clock: super::render::Clock,
+) -> KpiView {
+    let (now, unix_ms) = (clock.now, clock.unix_ms);
     let c = t.catalog();
     let time = t.event_time(now).filter(|_| caught_up);
     let windows = kpi
@@ -159,12 +168,12 @@ fn kpi_view(t: &Table, k: usize, kpi: &Kpi, caught_up: bool, now: std::time::Ins
                     Some(slice(
                         kpi,
                         f,
-                        f.start_of(e.watermark_ms),
-                        e.watermark_ms,
+                        f.start_of(e.open_ms(unix_ms)),
+                        e.open_ms(unix_ms),
                         e.complete_until_ms,
                     )),
                     f.final_through()
-                        .map(|s| slice(kpi, f, s, e.watermark_ms, e.complete_until_ms)),
+                        .map(|s| slice(kpi, f, s, e.open_ms(unix_ms), e.complete_until_ms)),
                     f.final_starts()
                         .into_iter()
                         .map(|s| (s, f.value(s, &total)))
@@ -205,11 +214,12 @@ async fn kpis(State(shared): State<Arc<Shared>>) -> Json<KpisView> {
         .kpis
         .iter()
         .enumerate()
-        .map(|(k, kpi)| kpi_view(&t, k, kpi, caught_up, clock.now))
+        .map(|(k, kpi)| kpi_view(&t, k, kpi, caught_up, clock))
         .collect();
     Json(KpisView {
         caught_up,
         north_star: t.catalog().north_star.clone(),
+        event_time_ms: time.map(|e| e.open_ms(clock.unix_ms)),
         watermark_ms: time.map(|e| e.watermark_ms),
         complete_until_ms: time.map(|e| e.complete_until_ms),
         generated_at_ms: clock.unix_ms,

@@ -126,11 +126,15 @@ impl Family {
         };
         let mut next = self.final_through.map_or(first, |f| f + len);
         // Far behind (a jump of event time): skip what retention would drop anyway.
-        let horizon = self.start_of(complete_until - self.spec.retention_ms - len);
+        let horizon = self.start_of(
+            complete_until
+                .saturating_sub(self.spec.retention_ms)
+                .saturating_sub(len),
+        );
         if next < horizon {
             next = horizon;
         }
-        while next + len <= complete_until && self.all_final(next) {
+        while next.saturating_add(len) <= complete_until && self.all_final(next) {
             self.final_through = Some(next);
             self.finalized.push_back((next, now));
             next += len;
@@ -149,7 +153,9 @@ impl Family {
     /// `exposure` (they have been exposed long enough).
     pub fn expire(&mut self, complete_until: i64, exposure: Duration, now: Instant) {
         let len = self.spec.millis;
-        let cutoff = complete_until - self.spec.retention_ms - len;
+        let cutoff = complete_until
+            .saturating_sub(self.spec.retention_ms)
+            .saturating_sub(len);
         self.windows = self.windows.split_off(&(cutoff + 1));
         self.series.retain(|_, newest| *newest > cutoff);
         while self

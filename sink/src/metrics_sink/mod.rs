@@ -256,6 +256,8 @@ async fn consume(
 ) -> anyhow::Result<()> {
     let topic = config.topics.aggregates.clone();
     let (consumer, targets) = assign_all(config)?;
+    // Before the first record: the first partition to report must not finalise alone.
+    expect_input_partitions(&consumer, &config.topics.raw, &shared);
     let mut catch_up = CatchUp {
         started: Instant::now(),
         behind: targets,
@@ -266,10 +268,15 @@ async fn consume(
     let registry = RegistryClient::new(&config.registry_url);
     let codec = AggregateCodec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks: u64 = 1;
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {
+                if ticks.is_multiple_of(60) {
+                    expect_input_partitions(&consumer, &config.topics.raw, &shared);
+                }
+                ticks += 1;
                 if catch_up.check_positions(&consumer, &topic) {
                     caught_up(&shared, &readiness, &catch_up);
                 }
@@ -293,6 +300,30 @@ async fn consume(
         }
     }
     Ok(())
+}
+
+/// Registers every partition of the input topic with the table (a partition that has not
+/// reported yet holds finality back), at start and every minute (a topic can grow).
+fn expect_input_partitions(consumer: &StreamConsumer, topic: &str, shared: &Shared) {
+    let partitions = tokio::task::block_in_place(|| {
+        consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .map(|md| {
+                md.topics()
+                    .iter()
+                    .filter(|t| t.name() == topic)
+                    .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                    .collect::<Vec<i32>>()
+            })
+    });
+    match partitions {
+        Ok(p) => shared
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expect_partitions(topic, &p, Instant::now()),
+        Err(e) => tracing::warn!(topic, error = %e, "cannot read the input topic's partitions"),
+    }
 }
 
 /// The aggregate of a record; an undecodable one stays in the topic, counted and logged.

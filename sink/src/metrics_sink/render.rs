@@ -2,8 +2,8 @@
 //! OpenMetrics 1.0 (what Prometheus asks for first) or the Prometheus text format 0.0.4.
 //!
 //! Contract, per KPI, window length and segment, without any per-window label:
-//! - `northstar_kpi_open_value`: the open window's value (the window holding the combined
-//!   watermark; partial), 0 for a known quiet series;
+//! - `northstar_kpi_open_value`: the open window's value (the window holding the newest event
+//!   time reached, at most the wall clock; partial), 0 for a known quiet series;
 //! - `northstar_kpi_final_value`: the last final window's value;
 //! - `northstar_kpi_final_window_value`: the history of final windows, one point per window
 //!   stamped with the window's start, for windows that became final within the exposure period
@@ -199,9 +199,10 @@ pub fn render_kpis(table: &Table, clock: Clock, opts: &Options, out: &mut Exposi
             (0..kpi.windows.len()).filter_map(move |w| Some((kpi, table.family(k, w)?)))
         })
         .collect();
-    out.family("northstar_kpi_open_value", "gauge", "Value of the open window (the one holding the combined watermark; partial), summed over input partitions; 0 for a known series without events in it.");
+    let open = t.open_ms(clock.unix_ms);
+    out.family("northstar_kpi_open_value", "gauge", "Value of the open window (the one holding the newest event time, at most the wall clock; partial), summed over input partitions; 0 for a known series without events in it.");
     for (kpi, f) in &families {
-        let start = f.start_of(t.watermark_ms);
+        let start = f.start_of(open);
         stats.series += render_values(kpi, f, start, "northstar_kpi_open_value", out);
     }
     out.family("northstar_kpi_final_value", "gauge", "Value of the last final window (complete: the watermark minus the allowed lateness passed its end).");
@@ -215,7 +216,7 @@ pub fn render_kpis(table: &Table, clock: Clock, opts: &Options, out: &mut Exposi
     for (kpi, f) in &families {
         stats.history_points += render_history(kpi, f, clock, opts, min_start, out);
     }
-    render_windows(&families, t.watermark_ms, t.complete_until_ms, out);
+    render_windows(&families, open, t.complete_until_ms, out);
     stats
 }
 
@@ -283,7 +284,7 @@ fn render_windows(
     out.family(
         "northstar_kpi_open_window_progress_ratio",
         "gauge",
-        "How far the combined watermark is through the open window (0..1).",
+        "How far the newest event time is through the open window (0..1).",
     );
     for (kpi, f) in families {
         let v = ratio(f, watermark, f.start_of(watermark));
@@ -353,7 +354,7 @@ fn render_event_time(table: &Table, clock: Clock, out: &mut Exposition) {
         "gauge",
         "Event-time watermark of each input partition (unix seconds).",
     );
-    for p in table.parts() {
+    for p in table.parts().iter().filter(|p| p.seen) {
         let labels = format!(
             "topic=\"{}\",partition=\"{}\"",
             escape(&p.topic),

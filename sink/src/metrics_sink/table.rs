@@ -3,9 +3,12 @@
 //! Contract: only KPIs, windows and segment dimensions of the catalog are held (a record of
 //! anything else is ignored and counted, so a KPI removed from the catalog disappears); each
 //! (KPI, window length) is a [`Family`]. Event-time progress comes from the records: per input
-//! partition its watermark and allowed lateness. The combined watermark is the minimum over
-//! partitions that advanced within the idle timeout (when all are idle, the maximum); the event
-//! time known complete is the same over `watermark - lateness`. Windows up to it become final
+//! partition its watermark and allowed lateness. Every partition of the input topic counts
+//! ([`Table::expect_partitions`]), also before its first record: until then its event time is
+//! unknown and holds everything back, so the first partition to report cannot finalise windows
+//! the others still have records for. The combined watermark is the minimum over partitions
+//! that advanced within the idle timeout (when all are idle, the maximum); the event time known
+//! complete is the same over `watermark - lateness`. Windows up to it become final
 //! ([`Family::advance`]) and expire by their retention ([`Family::expire`]).
 
 use std::collections::HashMap;
@@ -36,16 +39,29 @@ pub struct Part {
     pub partition: i32,
     pub watermark_ms: i64,
     pub lateness_ms: i64,
+    /// Whether a record of it has arrived (before, its event time is unknown).
+    pub seen: bool,
     advanced_at: Instant,
 }
 
 /// Event time over all input partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventTime {
-    /// The combined watermark (ms).
+    /// The combined watermark (ms): the slowest active partition's.
     pub watermark_ms: i64,
     /// Windows ending at or before it are complete: no late event can change them (ms).
     pub complete_until_ms: i64,
+    /// The newest event time any partition has reached (ms).
+    pub newest_ms: i64,
+}
+
+impl EventTime {
+    /// The event time whose window is the open one: the newest reached, never past the wall
+    /// clock `unix_ms` (a client's clock running ahead cannot open a future window), never
+    /// before the combined watermark.
+    pub fn open_ms(&self, unix_ms: i64) -> i64 {
+        self.newest_ms.min(unix_ms).max(self.watermark_ms)
+    }
 }
 
 /// The table.
@@ -144,29 +160,42 @@ impl Table {
         }
     }
 
+    /// Counts `partitions` of input `topic` from `now` on, before any record of theirs (their
+    /// event time unknown: they hold back finality until they report or the idle timeout).
+    pub fn expect_partitions(&mut self, topic: &str, partitions: &[i32], now: Instant) {
+        for &p in partitions {
+            self.part(topic, p, now);
+        }
+    }
+
+    /// The index of a partition, registered unseen if new.
+    fn part(&mut self, topic: &str, partition: i32, now: Instant) -> u16 {
+        let key = (topic.to_string(), partition);
+        if let Some(i) = self.part_index.get(&key) {
+            return *i;
+        }
+        let i = u16::try_from(self.parts.len()).unwrap_or(u16::MAX);
+        self.parts.push(Part {
+            topic: key.0.clone(),
+            partition,
+            watermark_ms: i64::MIN,
+            lateness_ms: 0,
+            seen: false,
+            advanced_at: now,
+        });
+        self.part_index.insert(key, i);
+        i
+    }
+
     /// Records the partition's watermark and lateness; returns its index.
     fn progress(&mut self, agg: &KpiAggregate, now: Instant) -> u16 {
-        let key = (agg.source_topic.clone(), agg.source_partition);
-        let index = match self.part_index.get(&key) {
-            Some(i) => *i,
-            None => {
-                let i = u16::try_from(self.parts.len()).unwrap_or(u16::MAX);
-                self.parts.push(Part {
-                    topic: key.0.clone(),
-                    partition: key.1,
-                    watermark_ms: i64::MIN,
-                    lateness_ms: agg.allowed_lateness_ms,
-                    advanced_at: now,
-                });
-                self.part_index.insert(key, i);
-                i
-            }
-        };
+        let index = self.part(&agg.source_topic, agg.source_partition, now);
         if let Some(p) = self.parts.get_mut(usize::from(index)) {
-            if agg.watermark > p.watermark_ms {
-                p.watermark_ms = agg.watermark;
+            if agg.watermark > p.watermark_ms || !p.seen {
+                p.watermark_ms = p.watermark_ms.max(agg.watermark);
                 p.advanced_at = now;
             }
+            p.seen = true;
             p.lateness_ms = agg.allowed_lateness_ms;
         }
         index
@@ -175,6 +204,9 @@ impl Table {
     /// Event time over the partitions: the minimum over partitions that advanced within the
     /// idle timeout; when all are idle, the maximum (nothing is pending anywhere).
     pub fn event_time(&self, now: Instant) -> Option<EventTime> {
+        if !self.parts.iter().any(|p| p.seen) {
+            return None;
+        }
         let combine = |f: &dyn Fn(&Part) -> i64| {
             let active = self
                 .parts
@@ -182,11 +214,17 @@ impl Table {
                 .filter(|p| now.saturating_duration_since(p.advanced_at) < self.idle_timeout)
                 .map(f)
                 .min();
-            active.or_else(|| self.parts.iter().map(f).max())
+            active.or_else(|| self.parts.iter().filter(|p| p.seen).map(f).max())
         };
         Some(EventTime {
             watermark_ms: combine(&|p| p.watermark_ms)?,
             complete_until_ms: combine(&|p| p.watermark_ms.saturating_sub(p.lateness_ms))?,
+            newest_ms: self
+                .parts
+                .iter()
+                .filter(|p| p.seen)
+                .map(|p| p.watermark_ms)
+                .max()?,
         })
     }
 
@@ -315,9 +353,14 @@ kpis:
             t.event_time(t0),
             Some(EventTime {
                 watermark_ms: 100_000,
-                complete_until_ms: 40_000
+                complete_until_ms: 40_000,
+                newest_ms: 500_000,
             })
         );
+        let e = t.event_time(t0).expect("event time");
+        assert_eq!(e.open_ms(1_000_000), 500_000, "the newest event time");
+        assert_eq!(e.open_ms(300_000), 300_000, "never past the wall clock");
+        assert_eq!(e.open_ms(50_000), 100_000, "never before the watermark");
         // Partition 1 keeps advancing; partition 0 goes quiet past the idle timeout.
         b.watermark = 900_000;
         b.source_offset = 2;
@@ -332,6 +375,47 @@ kpis:
                 .map(|e| e.complete_until_ms),
             Some(840_000),
             "all idle: the maximum"
+        );
+    }
+
+    /// The first partition to report must not finalise windows that another, not yet heard
+    /// from, has records for.
+    #[test]
+    fn an_unseen_partition_holds_finality_back_until_it_is_idle() {
+        let t0 = Instant::now();
+        let mut t = table().with_idle_timeout(Duration::from_secs(60));
+        t.expect_partitions("events.raw", &[0, 1], t0);
+        let mut a = agg("signups", "iOS", 0, 0, 1, 2.0);
+        a.is_final = true;
+        a.watermark = 30 * 60_000;
+        t.apply_at(a, t0);
+        t.advance(t0, Duration::from_secs(60));
+        assert_eq!(
+            t.family(0, 0).and_then(Family::final_through),
+            None,
+            "partition 1 unknown"
+        );
+        assert!(t.event_time(t0).is_some_and(|e| e.complete_until_ms < 0));
+        // Partition 1 reports a record for the same window: both count.
+        let mut b = agg("signups", "iOS", 0, 1, 1, 5.0);
+        b.is_final = true;
+        b.watermark = 20 * 60_000;
+        t.apply_at(b, t0 + Duration::from_secs(1));
+        t.advance(t0 + Duration::from_secs(1), Duration::from_secs(60));
+        let f = t.family(0, 0).expect("family");
+        assert!(f.final_through().is_some_and(|s| s >= 0));
+        assert_eq!(f.value(0, &vec!["iOS".into()]), Some(7.0));
+        // A partition that never reports stops holding back after the idle timeout.
+        let mut t = table().with_idle_timeout(Duration::from_secs(60));
+        t.expect_partitions("events.raw", &[0, 1], t0);
+        let mut a = agg("signups", "iOS", 0, 0, 1, 2.0);
+        a.is_final = true;
+        a.watermark = 30 * 60_000;
+        t.apply_at(a, t0 + Duration::from_secs(59));
+        t.advance(t0 + Duration::from_secs(61), Duration::from_secs(60));
+        assert_eq!(
+            t.family(0, 0).and_then(Family::final_through),
+            Some(28 * 60_000)
         );
     }
 

@@ -31,6 +31,8 @@ impl PartitionState {
     /// The windows changed since the last call (partial), the windows that became final (then
     /// forgotten), the totals of their groups and the ratios they feed, sorted.
     pub fn drain_updates(&mut self) -> Vec<Update> {
+        self.reported_watermark_ms = self.drained_watermark_ms;
+        self.drained_watermark_ms = self.watermark_ms;
         let mut keys: Vec<WindowKey> = self.windows.keys().copied().collect();
         keys.sort_unstable();
         let mut out = Vec::new();
@@ -46,6 +48,7 @@ impl PartitionState {
         for w in self.windows.values_mut() {
             w.dirty = false;
         }
+        self.report_progress(&mut out);
         out.sort_by(|a, b| {
             (a.kpi, a.window_ms, a.start_ms, &a.segment).cmp(&(
                 b.kpi,
@@ -55,6 +58,21 @@ impl PartitionState {
             ))
         });
         out
+    }
+
+    /// Readers learn event time only from records: when an emission has nothing to say but its
+    /// watermark is newer than the last one sent (the input stopped right after a burst),
+    /// re-emits the newest held window unchanged so that the watermark reaches them.
+    fn report_progress(&mut self, out: &mut Vec<Update>) {
+        if out.is_empty() && self.reported_watermark_ms > self.sent_watermark_ms {
+            let newest = self.windows.iter().max_by_key(|(k, _)| (k.start, **k));
+            if let Some((key, w)) = newest {
+                out.push(self.update(key, w.acc.value(), false));
+            }
+        }
+        if !out.is_empty() {
+            self.sent_watermark_ms = self.reported_watermark_ms;
+        }
     }
 
     /// Emits changed and closing windows; returns the totals of every count or sum group

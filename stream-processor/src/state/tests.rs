@@ -96,6 +96,19 @@ fn counts_sums_distinct_and_ratios() {
         Some(2.0),
         "distinct users a, b"
     );
+    let heartbeat = s.drain_updates();
+    assert_eq!(
+        heartbeat.len(),
+        1,
+        "only the watermark to report: {heartbeat:?}"
+    );
+    assert!(
+        u.iter().any(|x| x.kpi == heartbeat[0].kpi
+            && x.start_ms == heartbeat[0].start_ms
+            && x.segment == heartbeat[0].segment
+            && x.value == heartbeat[0].value),
+        "re-sent unchanged"
+    );
     assert!(s.drain_updates().is_empty(), "nothing changed since");
 }
 
@@ -379,4 +392,37 @@ mod properties {
             }
         }
     }
+}
+
+/// An emission reports the watermark of the emission before it: every update for a window
+/// that ended before that was emitted by then (so a reader of the partition's records, in
+/// order, has them all).
+#[test]
+fn emissions_report_the_previous_emissions_watermark() {
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    s.count(&ev("Signed Up", "a", "iOS", 0.0), T0);
+    s.drain_updates();
+    assert_eq!(
+        s.progress().watermark_ms,
+        i64::MIN,
+        "nothing was emitted before"
+    );
+    s.count(&ev("Signed Up", "b", "iOS", 0.0), T0 + 5 * MIN);
+    s.drain_updates();
+    assert_eq!(
+        s.progress().watermark_ms,
+        T0,
+        "the first emission's watermark"
+    );
+    let heartbeat = s.drain_updates();
+    assert_eq!(s.progress().watermark_ms, T0 + 5 * MIN);
+    assert_eq!(s.progress().lateness_ms, LATE);
+    // Nothing changed, but the watermark was never sent: one unchanged window carries it.
+    assert_eq!(heartbeat.len(), 1, "{heartbeat:?}");
+    assert!(!heartbeat[0].is_final);
+    assert_eq!(heartbeat[0].start_ms, T0 + 5 * MIN - (T0 + 5 * MIN) % MIN);
+    assert!(
+        s.drain_updates().is_empty(),
+        "then nothing until something changes"
+    );
 }
