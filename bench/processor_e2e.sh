@@ -9,6 +9,8 @@
 # `northstar-fill`, then starts the processor (release build) and samples its CPU time
 # (/proc/<pid>/stat) from its first event until every event is processed and checkpointed
 # (checkpoint offsets = partition ends). The broker's CPU is reported separately.
+# NORTHSTAR_BENCH_PROCESSOR=<binary> measures another build of the processor (an older commit's,
+# side by side with this one's on the same broker setup).
 # NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the processor over that period
 # (NORTHSTAR_BENCH_PERF_CALLGRAPH=dwarf for call stacks through code without frame pointers).
 set -euo pipefail
@@ -30,7 +32,7 @@ metric_sum() { curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" 
 
 (cd "$DIR" && exec env NORTHSTAR_LISTEN="127.0.0.1:$METRICS_PORT" \
   NORTHSTAR_CATALOG="$ROOT/bench/wide-catalog.yaml" NORTHSTAR_CHECKPOINT_ROOT="file://$DIR/checkpoints" \
-  RUST_LOG=warn "$BIN/northstar-stream-processor") >"$DIR/processor.log" 2>&1 &
+  RUST_LOG=warn "${NORTHSTAR_BENCH_PROCESSOR:-$BIN/northstar-stream-processor}") >"$DIR/processor.log" 2>&1 &
 PIDS+=($!)
 PROC=$!
 until [ "$(metric_sum northstar_processor_events_in_total 2>/dev/null || echo 0)" -gt 0 ]; do sleep 0.05; done

@@ -6,7 +6,12 @@
 DIR="$(mktemp -d)"
 PIDS=()
 bench_cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # Newest first, the broker last: a service stopping drains to the broker.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill "${PIDS[$i]}" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "${PIDS[$i]}" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "${PIDS[$i]}" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   rm -rf "$DIR"
 }

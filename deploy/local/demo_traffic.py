@@ -51,9 +51,13 @@ def rhythm(ts_ms):
 class Product:
     """The people and what they do; one random generator, so a seed replays the same traffic."""
 
-    def __init__(self, seed, users):
+    def __init__(self, seed, users, run):
         self.rng = random.Random(seed)
         self.seed = seed
+        # Message ids are unique per run (mode and start time), so that a backfill, live traffic
+        # and floods with the same seed never look like retries of each other to the processor's
+        # deduplication.
+        self.run = run
         self.max_users = users
         self.people = []  # (user id, os, plan)
         self.counter = 0
@@ -71,7 +75,7 @@ class Product:
             "type": "track",
             "event": name,
             "userId": user,
-            "messageId": self._id(f"demo-{self.seed}"),
+            "messageId": self._id(f"demo-{self.seed}-{self.run}"),
             "timestamp": iso(ts_ms),
             "properties": props,
             "context": {"os": {"name": os_name}, "library": {"name": "northstar-demo", "version": "1"}},
@@ -169,9 +173,9 @@ def main():
     p.add_argument("--control", default="data/demo-traffic.control",
                    help="file through which `anomaly outage` pauses the sign-ups of live traffic")
     a = p.parse_args()
-    product = Product(a.seed, a.users)
+    end = a.now_ms or now_ms()
+    product = Product(a.seed, a.users, f"{a.mode}{a.kind or ''}-{end}")
     if a.mode == "backfill":
-        end = a.now_ms or now_ms()
         events = product.events_between(end - int(a.weeks * 7 * 24 * HOUR_MS), end, a.per_hour)
         if a.print:
             for e in events:
@@ -180,8 +184,16 @@ def main():
         n = send(a.url, a.write_key, events)
         print(f"backfill: {n} events over {a.weeks} weeks accepted", file=sys.stderr)
     elif a.mode == "anomaly" and a.kind == "spike":
+        # The flood belongs to the open minute: late in a minute it would land in a window that
+        # closes before an alert rule sees it, so wait for the next one.
+        if now_ms() % 60_000 > 30_000:
+            wait = 60_000 - now_ms() % 60_000
+            print(f"anomaly: waiting {wait / 1000:.0f} s for the next minute", file=sys.stderr)
+            time.sleep(wait / 1000 + 0.5)
         t = now_ms()
         events = [e for _ in range(a.count) for e in product.signup(t)]
+        for e in events:  # activations "seconds later" are sent now, not dated in the future
+            e["timestamp"] = min(e["timestamp"], iso(t))
         n = send(a.url, a.write_key, events)
         print(f"anomaly: {n} events of a sign-up flood accepted", file=sys.stderr)
     elif a.mode == "anomaly":

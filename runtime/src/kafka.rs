@@ -72,19 +72,35 @@ impl KafkaConfig {
     /// A client config with the brokers, a client id and the extra properties set.
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut cfg = ClientConfig::new();
+        self.fill(&mut cfg, client_id);
+        cfg
+    }
+
+    /// The brokers, the client id and the extra properties (which override what `cfg` holds).
+    fn fill(&self, cfg: &mut ClientConfig, client_id: &str) {
         cfg.set("bootstrap.servers", &self.brokers)
             .set("client.id", client_id);
         for (k, v) in &self.properties {
             // librdkafka property names use dots, never underscores.
             cfg.set(k.replace('_', "."), v);
         }
+    }
+
+    /// A consumer's client config: [`KafkaConfig::client_config`] with `fetch.wait.max.ms`
+    /// 100 (overridable). A broker that holds a fetch for its maximum wait when no data is
+    /// there (Tansu does) delays a record produced meanwhile by up to that wait; librdkafka's
+    /// 500 ms default was half a second of KPI freshness per hop (docs/benchmarks.md).
+    pub fn consumer_config(&self, client_id: &str) -> ClientConfig {
+        let mut cfg = ClientConfig::new();
+        cfg.set("fetch.wait.max.ms", "100");
+        self.fill(&mut cfg, client_id);
         cfg
     }
 
     /// A consumer in `group_id` that never commits by itself and starts new groups at the
     /// earliest offset: offsets are committed explicitly, after output is durable.
     pub fn manual_commit_consumer(&self, client_id: &str, group_id: &str) -> ClientConfig {
-        let mut cfg = self.client_config(client_id);
+        let mut cfg = self.consumer_config(client_id);
         cfg.set("group.id", group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

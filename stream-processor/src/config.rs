@@ -59,7 +59,7 @@ impl Default for ProcessorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
             group_id: "northstar-stream-processor".into(),
             registry_url: "http://127.0.0.1:8081".into(),
-            emit_interval_ms: 1000,
+            emit_interval_ms: 500,
             allowed_lateness_secs: None,
             catalog: None,
             max_future_skew_secs: 300,

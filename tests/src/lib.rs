@@ -115,12 +115,22 @@ pub fn tansu_bin() -> PathBuf {
     p
 }
 
-/// One child process with its log file.
+/// One child process with its log file; killed when dropped (a failed test leaves nothing
+/// running).
 #[derive(Debug)]
 pub struct Proc {
     pub name: String,
     child: Child,
     log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 impl Proc {

@@ -122,6 +122,31 @@ impl Prometheus {
     }
 }
 
+/// Generates the rules, routes and dashboards of `catalog` below `out` (`northstar-sink
+/// dashboards generate`, with `extra` options) and starts an Alertmanager on the generated
+/// routes.
+#[allow(clippy::expect_used)]
+pub async fn generate_and_start_alertmanager(
+    catalog: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Alertmanager {
+    let generated = Command::new(crate::bin("northstar-sink"))
+        .args(["dashboards", "generate", "--catalog"])
+        .arg(catalog)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("generate");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    Alertmanager::start(out, &out.join("alertmanager/alertmanager.yml")).await
+}
+
 /// A running Alertmanager.
 #[derive(Debug)]
 pub struct Alertmanager {

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use northstar_e2e::monitor::Alertmanager;
+use northstar_e2e::monitor::generate_and_start_alertmanager;
 use northstar_e2e::{demo_events, repo, Stack};
 use serde_json::{json, Value};
 
@@ -224,19 +224,7 @@ async fn the_board_shows_the_recomputed_kpis_the_north_star_first_and_firing_ale
     let catalog = repo().join("deploy/kpi-catalog.yaml");
     let mut stack = Stack::start_core().await;
     let dir = stack.dir.path().to_path_buf();
-    let generated = std::process::Command::new(northstar_e2e::bin("northstar-sink"))
-        .args(["dashboards", "generate", "--catalog"])
-        .arg(&catalog)
-        .arg("--out")
-        .arg(&dir)
-        .output()
-        .expect("generate");
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-    let am = Alertmanager::start(&dir, &dir.join("alertmanager/alertmanager.yml")).await;
+    let am = generate_and_start_alertmanager(&catalog, &dir, &[]).await;
     for (k, v) in [
         ("NORTHSTAR_CATALOG", catalog.display().to_string()),
         ("NORTHSTAR_EMIT_INTERVAL_MS", "200".into()),

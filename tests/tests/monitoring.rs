@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use northstar_e2e::monitor::{Alertmanager, Prometheus, Webhook};
+use northstar_e2e::monitor::{generate_and_start_alertmanager, Alertmanager, Prometheus, Webhook};
 use northstar_e2e::{demo_events, held_windows, repo, Stack};
 use northstar_schemas::catalog::{Aggregation, Catalog, FieldPath, JsonPart, Kpi, Op};
 use serde_json::{json, Value};
@@ -536,25 +536,9 @@ async fn prometheus_sees_what_the_lake_says_and_alerts_reach_a_receiver() {
     let replica = stack.start_extra_metrics_sink("metrics2");
     let dir = stack.dir.path().to_path_buf();
     let hook = Webhook::start().await;
-    let generated = std::process::Command::new(northstar_e2e::bin("northstar-sink"))
-        .args(["dashboards", "generate", "--catalog"])
-        .arg(&catalog_path)
-        .arg("--out")
-        .arg(&dir)
-        .args([
-            "--pager-url",
-            &hook.url("/pager"),
-            "--tickets-url",
-            &hook.url("/tickets"),
-        ])
-        .output()
-        .expect("generate");
-    assert!(
-        generated.status.success(),
-        "{}",
-        String::from_utf8_lossy(&generated.stderr)
-    );
-    let am = Alertmanager::start(&dir, &dir.join("alertmanager/alertmanager.yml")).await;
+    let (pager, tickets) = (hook.url("/pager"), hook.url("/tickets"));
+    let extra = ["--pager-url", &pager, "--tickets-url", &tickets];
+    let am = generate_and_start_alertmanager(&catalog_path, &dir, &extra).await;
     let p = &stack.ports;
     let jobs = [
         (

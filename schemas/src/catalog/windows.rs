@@ -157,7 +157,10 @@ mod tests {
         // Before the first Monday after the epoch.
         assert_eq!(w.start(0), FIRST_MONDAY_MS - WEEK_MS);
         assert_eq!(w.start(i64::MIN), i64::MIN, "no overflow at the extremes");
-        assert!(w.start(i64::MAX) > i64::MAX - WEEK_MS, "no overflow at the extremes");
+        assert!(
+            w.start(i64::MAX) > i64::MAX - WEEK_MS,
+            "no overflow at the extremes"
+        );
         let d = WindowSpec::parse("1d").expect("1d");
         assert_eq!(d.start(wed), 1_796_169_600_000);
         assert!(d.divides_week() && w.divides_week());

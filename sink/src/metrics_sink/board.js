@@ -231,7 +231,7 @@ function render(data) {
   renderAlerts(data.alerts);
   const status = document.getElementById("status");
   status.textContent = d.caught_up && d.event_time_ms !== null
-    ? `event time ${utcSeconds(d.event_time_ms)} · complete until ${utcSeconds(d.complete_until_ms)} · updated ${utcSeconds(d.generated_at_ms)}`
+    ? `event time ${utcSeconds(d.event_time_ms)} (${duration(Math.max(0, d.generated_at_ms - d.event_time_ms) / 1000)} behind the wall clock) · complete until ${utcSeconds(d.complete_until_ms)} · updated ${utcSeconds(d.generated_at_ms)}`
     : `catching up · updated ${utcSeconds(d.generated_at_ms)}`;
 }
 

@@ -220,7 +220,7 @@ fn caught_up(shared: &Shared, readiness: &admin::Readiness, catch_up: &CatchUp) 
 /// high watermark at start (partitions with records only).
 fn assign_all(config: &MetricsSinkConfig) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
     let topic = config.topics.aggregates.as_str();
-    let mut cfg = config.kafka.client_config("northstar-metrics-sink");
+    let mut cfg = config.kafka.consumer_config("northstar-metrics-sink");
     cfg.set("group.id", "northstar-metrics-sink")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");

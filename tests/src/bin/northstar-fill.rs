@@ -22,7 +22,6 @@ use anyhow::Context;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::{synthetic, value_subject, wire, RegistryClient, EVENT_SCHEMA_V1};
 use rdkafka::config::ClientConfig;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 
@@ -108,17 +107,8 @@ async fn main() -> anyhow::Result<()> {
         }
         let payload = wire::frame(id, &codec.encode(&e)?);
         let key = e.user_id.clone().unwrap_or_default();
-        let mut rec = BaseRecord::to(&a.topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err((e, _)) => anyhow::bail!("produce failed: {e}"),
-            }
-        }
+        let rec = BaseRecord::to(&a.topic).key(&key).payload(&payload);
+        northstar_e2e::kafka::send_waiting(&producer, rec)?;
     }
     producer
         .flush(Timeout::After(Duration::from_secs(600)))
