@@ -12,42 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod demo;
 pub mod kafka;
 pub mod lake;
 pub mod monitor;
 pub mod prom;
 pub mod s3;
 
+pub use demo::{demo_events, repo};
+
 /// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999), so
 /// neither the kernel's own `bind(0)` nor the local side of an outgoing connection can take one
 /// between the moment it is chosen and the moment the service binds it.
 const PORT_RANGE: std::ops::Range<u32> = 20_000..32_000;
-
-/// The repository's root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The demo generator's events (`deploy/local/demo_traffic.py … --print`): `args` are its
-/// command and options.
-#[allow(clippy::expect_used)]
-pub fn demo_events(args: &[&str]) -> Vec<serde_json::Value> {
-    let out = Command::new("python3")
-        .arg(repo().join("deploy/local/demo_traffic.py"))
-        .args(args)
-        .arg("--print")
-        .output()
-        .expect("run demo_traffic.py");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("event JSON"))
-        .collect()
-}
 
 /// A free loopback port for a service to listen on, unique within this test process.
 ///
