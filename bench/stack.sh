@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034  # sourced: TANSU_PID and TICK are for the sourcing script
 # Sourced by the bench scripts: a throwaway Tansu broker (sqlite storage, with the header index
 # of deploy/local/tansu-index.py), the topics (3 partitions) and the registry, in a temporary
 # directory removed on exit. Needs ROOT, BIN, TANSU, BROKER_PORT and REGISTRY_PORT; sets DIR,

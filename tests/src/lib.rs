@@ -249,7 +249,9 @@ impl Membership {
     /// Performs `action`: `kill processor` (SIGKILL), `start processor`, `restart processor`
     /// (SIGTERM, then start), `await session expiry` (of the last killed member), `start second`,
     /// `await second`, `stop second` (SIGTERM), `await first` (holds a partition),
-    /// `await first holds all`. Panics with the stack's logs when a wait times out.
+    /// `await first holds all`, `await stable group` (the live instances together hold every
+    /// partition: no rebalance is pending, a dead member's session has expired). Panics with the
+    /// stack's logs when a wait times out.
     pub async fn act(&mut self, stack: &mut Stack, action: &str) {
         let waited = |ok: bool, what: &str, stack: &Stack| {
             assert!(ok, "{what}\n{}", stack.logs());
@@ -286,6 +288,20 @@ impl Membership {
                 "the first instance never got every partition",
                 stack,
             ),
+            "await stable group" => {
+                let mut ports = Vec::new();
+                if stack.proc("processor").is_some() {
+                    ports.push(stack.ports.processor);
+                }
+                if stack.proc("processor2").is_some() {
+                    ports.push(self.second_port);
+                }
+                waited(
+                    await_held_together(&ports, self.partitions).await,
+                    "the live instances never held every partition together",
+                    stack,
+                )
+            }
             "stop second" => {
                 let p = stack.proc("processor2").expect("second processor");
                 assert!(
@@ -307,22 +323,46 @@ pub async fn await_assigned(port: u16) -> bool {
 
 /// Waits until the processor whose metrics are on `port` holds at least `n` partitions.
 pub async fn await_partitions(port: u16, n: i64) -> bool {
-    let url = format!("http://127.0.0.1:{port}/metrics");
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(&url).await {
-            let text = r.text().await.unwrap_or_default();
-            let assigned = text
-                .lines()
-                .find_map(|l| l.strip_prefix("northstar_processor_assigned_partitions "))
-                .and_then(|v| v.trim().parse::<i64>().ok());
-            if assigned.is_some_and(|a| a >= n) {
-                return true;
-            }
+        if assigned_partitions(port).await.is_some_and(|a| a >= n) {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// Waits until the processors whose metrics are on `ports` together hold `n` partitions, on two
+/// readings a second apart (a rebalance that completes and is followed by another is not stable).
+pub async fn await_held_together(ports: &[u16], n: i64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut held_before = false;
+    while Instant::now() < deadline {
+        let mut total = 0;
+        for port in ports {
+            total += assigned_partitions(*port).await.unwrap_or(0);
+        }
+        if total == n && held_before {
+            return true;
+        }
+        held_before = total == n;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    false
+}
+
+/// The processor's `northstar_processor_assigned_partitions`, if its metrics answer.
+async fn assigned_partitions(port: u16) -> Option<i64> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("northstar_processor_assigned_partitions "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
 }
 
 /// The Python interpreter of the compatibility tests (tests/setup-python.sh: confluent-kafka,

@@ -92,7 +92,7 @@ fn committed_rules_and_alertmanager_example_are_valid() {
 
 /// The shipped deployments parse as their tools read them: compose (docker-compose 1.29, which
 /// refuses what it does not know), both Prometheus configurations with the rules they load, the
-/// chart's values, and the local stack's scripts.
+/// chart's values, and the scripts of the local stack, the tests and the benchmarks.
 #[test]
 fn deployments_are_well_formed() {
     let deploy = repo().join("deploy");
@@ -114,7 +114,12 @@ fn deployments_are_well_formed() {
     assert!(ok, "yamllint:\n{out}");
     let mut scripts = files(&deploy.join("local"), ".sh");
     scripts.extend(files(&repo().join("tests"), ".sh"));
-    let (ok, out) = run(Command::new("shellcheck").args(&scripts));
+    scripts.extend(files(&repo().join("bench"), ".sh"));
+    // From the repository root, following `source`d files (their directives are relative to it).
+    let (ok, out) = run(Command::new("shellcheck")
+        .current_dir(repo())
+        .arg("-x")
+        .args(&scripts));
     assert!(ok, "shellcheck:\n{out}");
 }
 
