@@ -48,6 +48,17 @@ pub struct KpiAggregate {
     pub source_offset: i64,
     /// How long after a window's end late events still update it in this partition (ms).
     pub allowed_lateness_ms: i64,
+    /// Windows of this KPI from this partition starting at or before this event time (ms) may
+    /// miss input: the KPI was added or changed in the catalog then, and its state restarted
+    /// empty. `i64::MIN`: every window is complete.
+    pub full_input_after_ms: i64,
+}
+
+impl KpiAggregate {
+    /// Whether this record's window saw all its input in its partition.
+    pub fn has_full_input(&self) -> bool {
+        self.window_start > self.full_input_after_ms
+    }
 }
 
 impl KpiAggregate {
@@ -85,7 +96,7 @@ impl KpiAggregate {
     }
 }
 
-/// Encodes and decodes [`KpiAggregate`] as Avro datums of the current schema (v2); decodes
+/// Encodes and decodes [`KpiAggregate`] as Avro datums of the current schema (v3); decodes
 /// datums of any earlier version.
 #[derive(Debug, Clone)]
 pub struct AggregateCodec {
@@ -110,7 +121,7 @@ impl AggregateCodec {
         &self.schema
     }
 
-    /// The Avro binary datum of `a` (v2 schema), written by hand: the same bytes as
+    /// The Avro binary datum of `a` (v3 schema), written by hand: the same bytes as
     /// apache-avro's generic writer (checked by the tests), without building a generic value
     /// and resolving the schema per record.
     pub fn encode(&self, a: &KpiAggregate) -> Result<Vec<u8>, CodecError> {
@@ -138,6 +149,7 @@ impl AggregateCodec {
         put_long(&mut out, i64::from(a.source_partition));
         put_long(&mut out, a.source_offset);
         put_long(&mut out, a.allowed_lateness_ms);
+        put_long(&mut out, a.full_input_after_ms);
         Ok(out)
     }
 
@@ -165,6 +177,7 @@ impl AggregateCodec {
             source_partition: 0,
             source_offset: 0,
             allowed_lateness_ms: 0,
+            full_input_after_ms: i64::MIN,
         };
         for (name, v) in fields {
             match (name.as_str(), v) {
@@ -189,6 +202,7 @@ impl AggregateCodec {
                 ("sourcePartition", Value::Int(p)) => out.source_partition = p,
                 ("sourceOffset", Value::Long(o)) => out.source_offset = o,
                 ("allowedLateness", Value::Long(l)) => out.allowed_lateness_ms = l,
+                ("fullInputAfter", Value::Long(c)) => out.full_input_after_ms = c,
                 (field, v) => {
                     return Err(CodecError::Avro(format!(
                         "unexpected value {v:?} for field {field}"
@@ -229,6 +243,7 @@ mod tests {
             ("sourcePartition".into(), Value::Int(a.source_partition)),
             ("sourceOffset".into(), Value::Long(a.source_offset)),
             ("allowedLateness".into(), Value::Long(a.allowed_lateness_ms)),
+            ("fullInputAfter".into(), Value::Long(a.full_input_after_ms)),
         ]);
         let mut out = Vec::new();
         apache_avro::writer::datum::GenericDatumWriter::builder(codec.schema())
@@ -258,6 +273,7 @@ mod tests {
             source_partition: i32::MAX,
             source_offset: i64::MAX,
             allowed_lateness_ms: 600_000,
+            full_input_after_ms: i64::MIN,
         };
         let one = KpiAggregate {
             segment: BTreeMap::from([("os".to_string(), "iOS".to_string())]),
@@ -311,6 +327,7 @@ mod tests {
             source_partition: 1,
             source_offset: 99,
             allowed_lateness_ms: 120_000,
+            full_input_after_ms: 59_999,
         };
         let codec = AggregateCodec::new();
         let datum = codec.encode(&a).expect("encode");
@@ -361,8 +378,13 @@ mod tests {
             .expect("v1 encode");
         let a = AggregateCodec::new().decode(&v1, &datum).expect("decode");
         assert_eq!(
-            (a.value, a.source_offset, a.allowed_lateness_ms),
-            (3.0, 7, 0)
+            (
+                a.value,
+                a.source_offset,
+                a.allowed_lateness_ms,
+                a.full_input_after_ms
+            ),
+            (3.0, 7, 0, i64::MIN)
         );
     }
 }

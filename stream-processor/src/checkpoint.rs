@@ -7,6 +7,12 @@
 //! replace a newer one: restoring always takes the highest offset, so a stale writer cannot move
 //! a partition backwards (fencing by construction, no broker transactions or conditional
 //! updates needed). The newest `keep` checkpoints per partition are kept.
+//!
+//! Format 3 describes each KPI of the state by name and semantic fingerprint, so that a
+//! catalog edit keeps every unchanged KPI's windows (`state::evolve`). Format 2 checkpoints
+//! (one fingerprint for the whole catalog) are read: when that fingerprint matches the running
+//! catalog every KPI carries over, else every KPI restarts with its windows up to the
+//! checkpoint's watermark marked incomplete.
 
 use std::sync::Arc;
 
@@ -14,10 +20,11 @@ use northstar_runtime::objstore::{ObjectRoot, ObjectRootError};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::state::{PartitionState, StateSnapshot};
+use crate::state::evolve::{self, Mapping};
+use crate::state::{PartitionState, StateSnapshot, StateSnapshotV2};
 
 /// The checkpoint format version.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 
 /// A checkpoint that could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +49,17 @@ pub enum CheckpointError {
 #[derive(Serialize, Deserialize)]
 struct Envelope {
     format: u32,
-    catalog_fingerprint: u64,
     next_offset: i64,
     state: StateSnapshot,
+}
+
+/// Format 2.
+#[derive(Serialize, Deserialize)]
+struct EnvelopeV2 {
+    format: u32,
+    catalog_fingerprint: u64,
+    next_offset: i64,
+    state: StateSnapshotV2,
 }
 
 /// A restored partition.
@@ -53,9 +68,10 @@ pub struct Restored {
     pub state: PartitionState,
     /// The first input offset not reflected in the state.
     pub next_offset: i64,
-    /// False when the catalog changed since the checkpoint: windows restart empty (dedup and
-    /// watermark are kept).
-    pub windows_restored: bool,
+    /// Which KPIs of the checkpoint carried over (dedup and watermark always do).
+    pub mapping: Mapping,
+    /// The KPI names the checkpoint had.
+    pub checkpoint_kpis: Vec<String>,
 }
 
 /// The checkpoints of one consumer group on one input topic.
@@ -65,11 +81,9 @@ pub struct Checkpoints {
     prefix: String,
     keep: usize,
     catalog: Arc<Catalog>,
-    catalog_fingerprint: u64,
 }
 
-/// A stable fingerprint of what the catalog computes ([`Catalog::computation_text`]): a
-/// changed computation invalidates window state; a changed description, owner or alert does not.
+/// The whole-catalog fingerprint of format 2 checkpoints ([`Catalog::computation_text`]).
 pub fn catalog_fingerprint(catalog: &Catalog) -> u64 {
     crate::dedup::fingerprint_parts(&[&catalog.computation_text()])
 }
@@ -82,13 +96,11 @@ impl Checkpoints {
         keep: usize,
         catalog: Arc<Catalog>,
     ) -> Self {
-        let catalog_fingerprint = catalog_fingerprint(&catalog);
         Self {
             root,
             prefix: format!("checkpoints/{group}/{topic}"),
             keep: keep.max(1),
             catalog,
-            catalog_fingerprint,
         }
     }
 
@@ -110,7 +122,6 @@ impl Checkpoints {
         let key = self.key(partition, next_offset);
         let env = Envelope {
             format: FORMAT,
-            catalog_fingerprint: self.catalog_fingerprint,
             next_offset,
             state: state.snapshot(),
         };
@@ -149,40 +160,58 @@ impl Checkpoints {
         };
         let key = self.key(partition, next_offset);
         let bytes = self.root.get(&key).await?;
-        // The format comes first: read it alone so that another version's checkpoint gets an
-        // actionable error rather than a decoding failure.
-        if let Ok((format, _)) = postcard::take_from_bytes::<u32>(&bytes) {
-            if format != FORMAT {
-                return Err(CheckpointError::Format {
-                    key,
-                    found: format,
-                    expected: FORMAT,
-                });
-            }
-        }
-        let env: Envelope = postcard::from_bytes(&bytes).map_err(|e| CheckpointError::Corrupt {
-            key: key.clone(),
-            reason: e.to_string(),
-        })?;
-        if env.format != FORMAT || env.next_offset != next_offset {
+        let (found, snapshot) = self.decode(&key, &bytes)?;
+        if found != next_offset {
             return Err(CheckpointError::Corrupt {
                 key,
-                reason: format!("format {} at offset {}", env.format, env.next_offset),
+                reason: format!("it holds offset {found}"),
             });
         }
-        let windows_restored = env.catalog_fingerprint == self.catalog_fingerprint;
-        let state = PartitionState::restore(
+        let checkpoint_kpis = snapshot.kpi_names();
+        let (state, mapping) = PartitionState::restore(
             self.catalog.clone(),
             lateness_ms,
             dedup_window_secs,
-            env.state,
-            windows_restored,
+            snapshot,
         );
         Ok(Some(Restored {
             state,
             next_offset,
-            windows_restored,
+            mapping,
+            checkpoint_kpis,
         }))
+    }
+
+    /// The offset and snapshot of a checkpoint of format 3 or 2.
+    fn decode(&self, key: &str, bytes: &[u8]) -> Result<(i64, StateSnapshot), CheckpointError> {
+        let corrupt = |e: postcard::Error| CheckpointError::Corrupt {
+            key: key.to_string(),
+            reason: e.to_string(),
+        };
+        // The format comes first: read it alone so that another version's checkpoint gets an
+        // actionable error rather than a decoding failure.
+        let (format, _) = postcard::take_from_bytes::<u32>(bytes).map_err(corrupt)?;
+        match format {
+            FORMAT => {
+                let env: Envelope = postcard::from_bytes(bytes).map_err(corrupt)?;
+                Ok((env.next_offset, env.state))
+            }
+            2 => {
+                let env: EnvelopeV2 = postcard::from_bytes(bytes).map_err(corrupt)?;
+                let kpis = if env.catalog_fingerprint == catalog_fingerprint(&self.catalog) {
+                    let all = vec![i64::MIN; self.catalog.kpis.len()];
+                    evolve::catalog_meta(&self.catalog, &all)
+                } else {
+                    Vec::new()
+                };
+                Ok((env.next_offset, env.state.upgrade(kpis)))
+            }
+            found => Err(CheckpointError::Format {
+                key: key.to_string(),
+                found,
+                expected: FORMAT,
+            }),
+        }
     }
 
     /// Deletes all but the newest `keep` checkpoints of `partition`.
@@ -227,9 +256,51 @@ mod tests {
         assert_eq!(c.offsets(0).await.expect("offsets"), vec![20, 30]);
         let r = c.restore(0, 600_000, 86_400).await.expect("restore");
         assert_eq!(
-            r.map(|r| (r.next_offset, r.windows_restored)),
+            r.map(|r| (r.next_offset, r.mapping.restarted(&c.catalog).is_empty())),
             Some((30, true))
         );
+    }
+
+    /// A checkpoint of the previous format carries every KPI over when the catalog computes
+    /// what it computed then, and restarts them all (marked incomplete) otherwise.
+    #[tokio::test]
+    async fn format_2_checkpoints_are_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = setup(&dir);
+        let mut state = PartitionState::new(c.catalog.clone(), 600_000, 86_400);
+        let event = crate::test_events::track("Signed Up", "u", "m", "{}", "{}");
+        state.count(&event, 120_000);
+        let v2 = |fingerprint: u64| EnvelopeV2 {
+            format: 2,
+            catalog_fingerprint: fingerprint,
+            next_offset: 7,
+            state: state.snapshot_v2(),
+        };
+        let same = postcard::to_allocvec(&v2(catalog_fingerprint(&c.catalog))).expect("encode");
+        c.root
+            .create_durable(&c.key(0, 7), same)
+            .await
+            .expect("write");
+        let r = c
+            .restore(0, 600_000, 86_400)
+            .await
+            .expect("restore")
+            .expect("some");
+        assert!(r.mapping.restarted(&c.catalog).is_empty());
+        assert_eq!(r.state.open_windows(), 3, "1m, 1h and 1d");
+        let other = postcard::to_allocvec(&v2(1)).expect("encode");
+        c.root
+            .create_durable(&c.key(1, 7), other)
+            .await
+            .expect("write");
+        let r = c
+            .restore(1, 600_000, 86_400)
+            .await
+            .expect("restore")
+            .expect("some");
+        assert_eq!(r.mapping.restarted(&c.catalog), vec!["e"]);
+        assert_eq!(r.state.open_windows(), 0);
+        assert_eq!(r.mapping.full_input_after_ms, vec![120_000]);
     }
 
     #[test]

@@ -11,6 +11,8 @@ pub mod dedup;
 pub mod metrics;
 pub mod pipeline;
 pub mod state;
+#[cfg(test)]
+mod test_events;
 pub mod validate;
 
 use anyhow::Context;

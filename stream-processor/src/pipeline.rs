@@ -291,19 +291,27 @@ impl Pipeline {
             .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
         match restored {
             Some(r) => {
+                let restarted = r.mapping.restarted(&self.catalog);
                 tracing::info!(
                     partition,
                     offset = r.next_offset,
                     ids = r.state.remembered_ids(),
                     windows = r.state.open_windows(),
-                    windows_restored = r.windows_restored,
+                    kpis_carried_over = self.catalog.kpis.len() - restarted.len(),
                     "partition state restored from checkpoint"
                 );
-                if !r.windows_restored {
+                if !restarted.is_empty() {
                     tracing::warn!(
                         partition,
-                        "the KPI catalog changed since the checkpoint: windows restart empty"
+                        kpis = ?restarted,
+                        incomplete_through = r.state.watermark_ms(),
+                        "KPIs new or changed since the checkpoint start empty: their windows \
+                         starting at or before the checkpoint's event time are marked incomplete"
                     );
+                }
+                let dropped = r.mapping.dropped(&r.checkpoint_kpis);
+                if !dropped.is_empty() {
+                    tracing::info!(partition, kpis = ?dropped, "state of KPIs removed or changed in the catalog dropped");
                 }
                 let label = partition.to_string();
                 for (k, kpi) in self.catalog.kpis.iter().enumerate() {

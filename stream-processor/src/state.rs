@@ -7,9 +7,9 @@
 //! event for a final window is counted as late-dropped for that KPI, never silently. Segment
 //! values past a dimension's cap (per partition, first come first admitted) fold into
 //! `__other__` and are counted. Every segmented KPI also has an exact all-segments total
-//! (segment values [`ALL`]): counts and sums add up their segments' windows when emitted, a
-//! distinct-users total keeps its own set (a user in several segments counts once), a ratio's
-//! total divides its sides' totals. Deduplication is bounded by a time window ([`Dedup`]).
+//! (segment values [`ALL`]), kept as a window of its own and updated with its segments: a count
+//! or sum adds up, a distinct-users total keeps its own set (a user in several segments counts
+//! once), a ratio's total divides its sides' totals. Deduplication is bounded by a time window ([`Dedup`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -26,6 +26,7 @@ use crate::catalog::{
     OTHER,
 };
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup, IdentityHasher};
+pub use evolve::KpiMeta;
 use std::hash::BuildHasherDefault;
 
 /// A segment dimension read from one event: its name and its value's id once interned, or the
@@ -163,6 +164,9 @@ struct Window {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateSnapshot {
     dedup: Dedup,
+    /// The KPIs of the catalog the snapshot was taken with, by index (what `windows` and
+    /// `admitted` refer to).
+    kpis: Vec<KpiMeta>,
     windows: Vec<(WindowKey, Acc)>,
     /// The interned segment values, in id order.
     segment_values: Vec<String>,
@@ -171,6 +175,40 @@ pub struct StateSnapshot {
     watermark_ms: i64,
     /// Events dropped as too late, by KPI name (totals since the partition started).
     late_dropped: Vec<(String, u64)>,
+}
+
+/// A snapshot in checkpoint format 2 (before per-KPI fingerprints): the same fields without
+/// [`StateSnapshot::kpis`] (the whole catalog had one fingerprint, in the envelope).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateSnapshotV2 {
+    dedup: Dedup,
+    windows: Vec<(WindowKey, Acc)>,
+    segment_values: Vec<String>,
+    admitted: Vec<Vec<Vec<u32>>>,
+    watermark_ms: i64,
+    late_dropped: Vec<(String, u64)>,
+}
+
+impl StateSnapshot {
+    /// The names of the KPIs the snapshot holds state for.
+    pub fn kpi_names(&self) -> Vec<String> {
+        self.kpis.iter().map(|m| m.name.clone()).collect()
+    }
+}
+
+impl StateSnapshotV2 {
+    /// The snapshot in the current format, its KPIs described by `kpis` (by index).
+    pub fn upgrade(self, kpis: Vec<KpiMeta>) -> StateSnapshot {
+        StateSnapshot {
+            dedup: self.dedup,
+            kpis,
+            windows: self.windows,
+            segment_values: self.segment_values,
+            admitted: self.admitted,
+            watermark_ms: self.watermark_ms,
+            late_dropped: self.late_dropped,
+        }
+    }
 }
 
 /// One KPI value to emit.
@@ -188,6 +226,9 @@ pub struct Update {
     pub numerator: f64,
     pub denominator: f64,
     pub is_final: bool,
+    /// Windows starting at or before this event time (ms) may have had input before the KPI
+    /// was added or changed ([`evolve`]): their values miss it. `i64::MIN`: none.
+    pub full_input_after_ms: i64,
 }
 
 impl Update {
@@ -218,6 +259,7 @@ impl Update {
             numerator: self.numerator,
             denominator: self.denominator,
             is_final: self.is_final,
+            full_input_after_ms: self.full_input_after_ms,
             watermark: progress.watermark_ms.max(0),
             source_topic: source_topic.to_string(),
             source_partition,
@@ -253,6 +295,11 @@ pub struct PartitionState {
     dedup: Dedup,
     /// Open windows (FxHash: keys are small and not attacker-chosen beyond the segment caps).
     windows: HashMap<WindowKey, Window, rustc_hash::FxBuildHasher>,
+    /// The windows changed since the last emission (each once): what it emits, so that its
+    /// cost follows the changes, not the state's size.
+    dirty_keys: Vec<WindowKey>,
+    /// Held windows by the watermark at which they become final (start + length + lateness).
+    closing: BTreeMap<i64, Vec<WindowKey>>,
     /// Segment values seen in admitted windows.
     interner: Interner,
     /// Admitted segment value ids per KPI per dimension.
@@ -267,6 +314,9 @@ pub struct PartitionState {
     lateness_ms: i64,
     /// Events dropped as too late, per KPI: durable, so totals stay exact through restores.
     late_dropped: Vec<u64>,
+    /// Per KPI: windows starting after this event time (ms) saw all their input
+    /// ([`evolve`]).
+    full_input_after_ms: Vec<i64>,
 }
 
 impl PartitionState {
@@ -277,10 +327,13 @@ impl PartitionState {
             .map(|k| vec![rustc_hash::FxHashSet::default(); k.segments.len()])
             .collect();
         let late_dropped = vec![0; catalog.kpis.len()];
+        let full_input_after_ms = vec![i64::MIN; catalog.kpis.len()];
         Self {
             catalog,
             dedup: Dedup::new(dedup_window_secs),
             windows: HashMap::default(),
+            dirty_keys: Vec::new(),
+            closing: BTreeMap::new(),
             interner: Interner::new(),
             admitted,
             watermark_ms: i64::MIN,
@@ -289,6 +342,7 @@ impl PartitionState {
             sent_watermark_ms: i64::MIN,
             lateness_ms,
             late_dropped,
+            full_input_after_ms,
         }
     }
 
@@ -302,6 +356,7 @@ impl PartitionState {
         windows.sort_by_key(|a| a.0);
         StateSnapshot {
             dedup: self.dedup.clone(),
+            kpis: evolve::catalog_meta(&self.catalog, &self.full_input_after_ms),
             windows,
             segment_values: self.interner.values.clone(),
             admitted: self
@@ -329,16 +384,31 @@ impl PartitionState {
         }
     }
 
-    /// Rebuilds a state from a snapshot. With `with_windows` false (the catalog changed), only
-    /// the dedup set and the watermark are kept.
+    /// The snapshot in checkpoint format 2 (tests of reading older checkpoints).
+    #[cfg(test)]
+    pub fn snapshot_v2(&self) -> StateSnapshotV2 {
+        let s = self.snapshot();
+        StateSnapshotV2 {
+            dedup: s.dedup,
+            windows: s.windows,
+            segment_values: s.segment_values,
+            admitted: s.admitted,
+            watermark_ms: s.watermark_ms,
+            late_dropped: s.late_dropped,
+        }
+    }
+
+    /// Rebuilds a state from a snapshot: the dedup set, the watermark and late-drop totals
+    /// always, and each KPI's windows where [`evolve::mapping`] carries it over (the mapping is
+    /// returned for the log).
     pub fn restore(
         catalog: Arc<Catalog>,
         lateness_ms: i64,
         dedup_window_secs: u32,
         snap: StateSnapshot,
-        with_windows: bool,
-    ) -> Self {
+    ) -> (Self, evolve::Mapping) {
         let mut state = PartitionState::new(catalog, lateness_ms, dedup_window_secs);
+        let map = evolve::mapping(&state.catalog, &snap.kpis, snap.watermark_ms);
         state.dedup = snap.dedup;
         state.dedup.set_window(dedup_window_secs);
         state.watermark_ms = snap.watermark_ms;
@@ -349,37 +419,44 @@ impl PartitionState {
                 state.late_dropped[i] = n;
             }
         }
-        let shape_matches = snap.admitted.len() == state.admitted.len()
-            && snap
-                .admitted
-                .iter()
-                .zip(&state.admitted)
-                .all(|(a, b)| a.len() == b.len());
-        if with_windows && shape_matches {
-            state.windows = snap
-                .windows
-                .into_iter()
-                .map(|(k, acc)| (k, Window { acc, dirty: false }))
-                .collect();
-            state.admitted = snap
-                .admitted
-                .into_iter()
-                .map(|dims| dims.into_iter().map(|v| v.into_iter().collect()).collect())
-                .collect();
-            if snap.segment_values.first().map(String::as_str) == Some(OTHER) {
-                state.interner = Interner::from_values(snap.segment_values);
-            }
-            state.rebuild_distinct_totals();
-        }
         state
+            .full_input_after_ms
+            .clone_from(&map.full_input_after_ms);
+        state.windows = snap
+            .windows
+            .into_iter()
+            .filter_map(|(k, acc)| {
+                let kpi = (*map.old_to_new.get(k.kpi)?)?;
+                Some((WindowKey { kpi, ..k }, Window { acc, dirty: false }))
+            })
+            .collect();
+        let mut old_admitted = snap.admitted;
+        for (k, old) in map.new_to_old.iter().enumerate() {
+            let Some(dims) = old.and_then(|j| old_admitted.get_mut(j)) else {
+                continue;
+            };
+            // Equal fingerprints mean equal dimensions.
+            if dims.len() == state.admitted[k].len() {
+                state.admitted[k] = std::mem::take(dims)
+                    .into_iter()
+                    .map(|v| v.into_iter().collect())
+                    .collect();
+            }
+        }
+        if snap.segment_values.first().map(String::as_str) == Some(OTHER) {
+            state.interner = Interner::from_values(snap.segment_values);
+        }
+        state.rebuild_totals();
+        state.index_closing();
+        (state, map)
     }
 
-    /// Gives every open window group of a segmented distinct-users KPI its total set, as the
-    /// union of its segments' sets, where a checkpoint written before totals existed has none
-    /// (exact: every counted user is in exactly one segment window of the group).
-    fn rebuild_distinct_totals(&mut self) {
-        let mut missing: BTreeMap<WindowKey, HashSet<u64, BuildHasherDefault<IdentityHasher>>> =
-            BTreeMap::new();
+    /// Gives every open window group of a segmented KPI its all-segments total where a
+    /// checkpoint has none (written before totals existed, or before counts and sums kept
+    /// theirs in the state): the sum of its segments' counts or sums, the union of their sets
+    /// (exact: every counted event or user is in exactly one segment window of the group).
+    fn rebuild_totals(&mut self) {
+        let mut missing: BTreeMap<WindowKey, Acc> = BTreeMap::new();
         for (key, w) in &self.windows {
             let kpi = &self.catalog.kpis[key.kpi];
             let total = total_segment(kpi.segments.len());
@@ -393,16 +470,54 @@ impl PartitionState {
             if self.windows.contains_key(&total_key) {
                 continue;
             }
-            if let Acc::Distinct(set) = &w.acc {
-                missing
-                    .entry(total_key)
-                    .or_default()
-                    .extend(set.iter().copied());
+            let acc = missing
+                .entry(total_key)
+                .or_insert_with(|| Acc::empty(&kpi.aggregation));
+            match (acc, &w.acc) {
+                (Acc::Distinct(into), Acc::Distinct(set)) => into.extend(set.iter().copied()),
+                (acc, other) => acc.merge(other),
             }
         }
-        for (key, set) in missing {
-            let acc = Acc::Distinct(set);
+        for (key, acc) in missing {
             self.windows.insert(key, Window { acc, dirty: false });
+        }
+    }
+
+    /// Indexes every held window by when it becomes final (after a restore).
+    fn index_closing(&mut self) {
+        self.closing.clear();
+        let mut keys: Vec<WindowKey> = self.windows.keys().copied().collect();
+        keys.sort_unstable();
+        for key in keys {
+            let at = self.closes_at_key(&key);
+            self.closing.entry(at).or_default().push(key);
+        }
+    }
+
+    fn closes_at_key(&self, key: &WindowKey) -> i64 {
+        let len = self.catalog.kpis[key.kpi].windows[key.window].millis;
+        self.closes_at(key.start, len)
+    }
+
+    /// Adds `contribution` to the window `key`, creating it (and indexing when it closes) if
+    /// new, and marking it changed.
+    fn add_to(&mut self, key: WindowKey, aggregation: &Aggregation, contribution: Contribution) {
+        let mut created = false;
+        let window = self.windows.entry(key).or_insert_with(|| {
+            created = true;
+            Window {
+                acc: Acc::empty(aggregation),
+                dirty: false,
+            }
+        });
+        if !window.dirty {
+            window.dirty = true;
+            self.dirty_keys.push(key);
+        }
+        window.acc.add(contribution);
+        if created {
+            let at = self.closes_at_key(&key);
+            self.closing.entry(at).or_default().push(key);
         }
     }
 
@@ -571,26 +686,14 @@ impl PartitionState {
                     start,
                     segment,
                 };
-                let window = self.windows.entry(key).or_insert_with(|| Window {
-                    acc: Acc::empty(&kpi.aggregation),
-                    dirty: false,
-                });
-                window.dirty = true;
-                window.acc.add(contribution);
-                // Counts and sums total their segments when emitted; a set cannot.
-                if let Contribution::Member(m) = contribution {
-                    if !kpi.segments.is_empty() {
-                        let key = WindowKey {
-                            segment: total_segment(kpi.segments.len()),
-                            ..key
-                        };
-                        let total = self.windows.entry(key).or_insert_with(|| Window {
-                            acc: Acc::Distinct(HashSet::default()),
-                            dirty: false,
-                        });
-                        total.dirty = true;
-                        total.acc.add(Contribution::Member(m));
-                    }
+                self.add_to(key, &kpi.aggregation, contribution);
+                // Every segmented KPI keeps its all-segments total as a window of its own.
+                if !kpi.segments.is_empty() {
+                    let total = WindowKey {
+                        segment: total_segment(kpi.segments.len()),
+                        ..key
+                    };
+                    self.add_to(total, &kpi.aggregation, contribution);
                 }
             }
             if dropped {
@@ -611,5 +714,6 @@ enum Contribution {
 }
 
 mod emit;
+pub mod evolve;
 #[cfg(test)]
 mod tests;

@@ -260,45 +260,68 @@ impl Catalog {
     }
 
     /// A text that changes exactly when what the processor computes changes: every KPI's
-    /// name, filter, aggregation, windows, segments and caps, in catalog order — never its
-    /// description, people fields or alerts, and never Rust's `Debug` output.
+    /// [`Catalog::kpi_computation_line`], in catalog order (the fingerprint of checkpoints of
+    /// format 2).
     pub fn computation_text(&self) -> String {
+        (0..self.kpis.len())
+            .map(|k| self.kpi_computation_line(k))
+            .collect()
+    }
+
+    /// What KPI `k` computes, as one line: its name, filter, aggregation, windows, segments and
+    /// cap — never its description, people fields or alerts, and never Rust's `Debug` output.
+    /// A ratio's line names its sides.
+    pub fn kpi_computation_line(&self, k: usize) -> String {
         use std::fmt::Write;
+        let k = &self.kpis[k];
         let mut out = String::new();
-        for k in &self.kpis {
-            let _ = write!(out, "kpi {}|agg ", k.name);
-            match &k.aggregation {
-                Aggregation::Sum(f) => {
-                    let _ = write!(out, "sum {f}");
-                }
-                Aggregation::Ratio {
-                    numerator,
-                    denominator,
-                } => {
-                    let _ = write!(
-                        out,
-                        "ratio {} {}",
-                        self.kpis[*numerator].name, self.kpis[*denominator].name
-                    );
-                }
-                other => out.push_str(other.kind()),
+        let _ = write!(out, "kpi {}|agg ", k.name);
+        match &k.aggregation {
+            Aggregation::Sum(f) => {
+                let _ = write!(out, "sum {f}");
             }
-            let _ = write!(out, "|events {:?}|types", k.filter.events);
-            for t in &k.filter.types {
-                let _ = write!(out, " {}", t.as_str());
+            Aggregation::Ratio {
+                numerator,
+                denominator,
+            } => {
+                let _ = write!(
+                    out,
+                    "ratio {} {}",
+                    self.kpis[*numerator].name, self.kpis[*denominator].name
+                );
             }
-            for p in &k.filter.predicates {
-                let _ = write!(out, "|where {} {} {}", p.field, p.op.as_str(), p.value);
-            }
-            for w in &k.windows {
-                let _ = write!(out, "|window {} {} {}", w.label, w.millis, w.offset_ms);
-            }
-            for d in &k.segments {
-                let _ = write!(out, "|segment {}", d.name);
-            }
-            let _ = writeln!(out, "|cap {}", k.max_segment_values);
+            other => out.push_str(other.kind()),
         }
+        let _ = write!(out, "|events {:?}|types", k.filter.events);
+        for t in &k.filter.types {
+            let _ = write!(out, " {}", t.as_str());
+        }
+        for p in &k.filter.predicates {
+            let _ = write!(out, "|where {} {} {}", p.field, p.op.as_str(), p.value);
+        }
+        for w in &k.windows {
+            let _ = write!(out, "|window {} {} {}", w.label, w.millis, w.offset_ms);
+        }
+        for d in &k.segments {
+            let _ = write!(out, "|segment {}", d.name);
+        }
+        let _ = writeln!(out, "|cap {}", k.max_segment_values);
         out
+    }
+
+    /// What KPI `k`'s values depend on: its own [`Catalog::kpi_computation_line`] and, for a
+    /// ratio, its sides' lines. Equal texts in two catalogs mean the KPI's state carries over.
+    pub fn kpi_semantics(&self, k: usize) -> String {
+        let mut text = self.kpi_computation_line(k);
+        if let Aggregation::Ratio {
+            numerator,
+            denominator,
+        } = self.kpis[k].aggregation
+        {
+            text.push_str(&self.kpi_computation_line(numerator));
+            text.push_str(&self.kpi_computation_line(denominator));
+        }
+        text
     }
 
     /// The allowed lateness rules and dashboards assume (ms).
@@ -389,8 +412,9 @@ impl Catalog {
 /// three value families (open, final, final-window history); per dimension at most
 /// `max_segment_values` values per input partition (caps are admitted per partition) plus
 /// `__other__` and `__none__`, and one all-segments total per window of a segmented KPI.
-/// `window_series` counts (KPI, window) series, each a member of the four window families
-/// (open and final window starts, progress, completeness).
+/// `window_series` counts (KPI, window) series, each a member of the seven window families
+/// (open and final window starts, progress, completeness; missing input for the open and the
+/// last final window, and its history).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesBound {
     pub per_kpi: Vec<(String, u64)>,
@@ -399,11 +423,11 @@ pub struct SeriesBound {
 }
 
 impl SeriesBound {
-    /// Series in all: three value families per segment series, four window families per
-    /// window series.
+    /// Series in all: three value families per segment series, seven window series per
+    /// (KPI, window).
     pub fn total(&self) -> u64 {
         self.segment_series
             .saturating_mul(3)
-            .saturating_add(self.window_series.saturating_mul(4))
+            .saturating_add(self.window_series.saturating_mul(7))
     }
 }

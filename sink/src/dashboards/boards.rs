@@ -295,5 +295,18 @@ pub fn drilldown(c: &Catalog) -> Dashboard {
             "{{window}}",
         )),
     );
+    d.panel(
+        Panel::new(
+            Kind::Stat,
+            "Missing input after a catalog edit",
+            "1 when the open or the last final window began before this KPI was added or changed in the catalog: its value lacks the events before the edit, and alerts skip it (ADR 0007).",
+            "short",
+        )
+        .size(6, 8)
+        .query(Query::instant(
+            dedup("northstar_kpi_window_missing_input{kpi=\"$kpi\",window=\"$window\"}"),
+            "{{state}}",
+        )),
+    );
     d
 }

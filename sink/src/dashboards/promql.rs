@@ -72,13 +72,21 @@ pub fn settle_ms(window: &WindowSpec, lateness_ms: i64, grace_ms: i64) -> i64 {
 }
 
 /// The final window holding `now - offset_ms`, of every series with `matchers` (the range is
-/// one second shorter than the window, so exactly one window start falls in it).
+/// one second shorter than the window, so exactly one window start falls in it), unless that
+/// window lacks input after a catalog edit (ADR 0007).
 pub fn settled_at(matchers: &str, window: &WindowSpec, offset_ms: i64) -> String {
+    let range = duration(window.millis - 1_000);
+    let offset = duration(offset_ms);
     dedup(&format!(
-        "last_over_time(northstar_kpi_final_window_value{{{matchers}}}[{}] offset {})",
-        duration(window.millis - 1_000),
-        duration(offset_ms)
+        "last_over_time(northstar_kpi_final_window_value{{{matchers}}}[{range}] offset {offset})\nunless on (kpi, window) last_over_time(northstar_kpi_final_window_missing_input[{range}] offset {offset})"
     ))
+}
+
+/// `unless` the open or last final window (`state`) lacks input after a catalog edit.
+pub fn unless_missing_input(state: &str) -> String {
+    format!(
+        "\nunless on (kpi, window) northstar_kpi_window_missing_input{{state=\"{state}\"}} == 1"
+    )
 }
 
 /// A ratio's volume guard: the same selection of its denominator KPI.
@@ -110,7 +118,7 @@ mod tests {
         assert_eq!(settle_ms(w, 600_000, 300_000), 4_500_000);
         assert_eq!(
             settled_at("kpi=\"a\"", w, 4_500_000 + 604_800_000),
-            "max without (instance, pod) (last_over_time(northstar_kpi_final_window_value{kpi=\"a\"}[59m59s] offset 1w1h15m))"
+            "max without (instance, pod) (last_over_time(northstar_kpi_final_window_value{kpi=\"a\"}[59m59s] offset 1w1h15m)\nunless on (kpi, window) last_over_time(northstar_kpi_final_window_missing_input[59m59s] offset 1w1h15m))"
         );
         assert_eq!(duration(604_800_000 + 4_500_000), "1w1h15m");
         assert_eq!(duration(86_399_000), "23h59m59s");

@@ -3,7 +3,8 @@
 //!
 //! Contract: the KPI rules are one group, recording rules first, so alerts read what they just
 //! recorded for the same instant; KPI alerts compare only complete windows (the last final window, or the window
-//! holding `now - settle` and its week-earlier twins), except an upper bound on the open window;
+//! holding `now - settle` and its week-earlier twins), except an upper bound on the open window,
+//! and never a window that lacks input after a catalog edit (ADR 0007);
 //! a ratio alert holds only where its denominator reaches the alert's volume, so a zero
 //! denominator never fires it; week-over-week and anomaly rules stay silent below their volume;
 //! every alert has `severity` and the annotations `summary`, `description` and `runbook_url`
@@ -16,7 +17,9 @@ use northstar_schemas::catalog::{
 };
 use serde::Serialize;
 
-use super::promql::{dedup, duration, matchers, sel, settle_ms, settled_at, with_kpi};
+use super::promql::{
+    dedup, duration, matchers, sel, settle_ms, settled_at, unless_missing_input, with_kpi,
+};
 use super::Options;
 
 /// A rule file.
@@ -209,10 +212,11 @@ fn kpi_alert(c: &Catalog, k: &Kpi, a: &AlertRule, o: &Options) -> Vec<Rule> {
         AlertKind::Below { value } => (
             "NorthstarKpiBelowThreshold",
             format!(
-                "{} < {}{}",
+                "({} < {}{}){}",
                 final_value(&m),
                 fmt_num(*value),
-                volume_guard(c, k, final_value, &m, vol)
+                volume_guard(c, k, final_value, &m, vol),
+                unless_missing_input("final")
             ),
             format!(
                 "the last final {} window is below {}",
@@ -223,10 +227,11 @@ fn kpi_alert(c: &Catalog, k: &Kpi, a: &AlertRule, o: &Options) -> Vec<Rule> {
         AlertKind::Above { value, open: false } => (
             "NorthstarKpiAboveThreshold",
             format!(
-                "{} > {}{}",
+                "({} > {}{}){}",
                 final_value(&m),
                 fmt_num(*value),
-                volume_guard(c, k, final_value, &m, vol)
+                volume_guard(c, k, final_value, &m, vol),
+                unless_missing_input("final")
             ),
             format!(
                 "the last final {} window is above {}",
@@ -237,9 +242,10 @@ fn kpi_alert(c: &Catalog, k: &Kpi, a: &AlertRule, o: &Options) -> Vec<Rule> {
         AlertKind::Above { value, open: true } => (
             "NorthstarKpiOpenWindowAboveBound",
             format!(
-                "{} > {}",
+                "{} > {}{}",
                 dedup(&sel("northstar_kpi_open_value", &m)),
-                fmt_num(*value)
+                fmt_num(*value),
+                unless_missing_input("open")
             ),
             format!(
                 "the open {} window is already above {}, before it ends",

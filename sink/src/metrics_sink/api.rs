@@ -93,6 +93,9 @@ pub struct SliceView {
     pub start_ms: i64,
     pub progress: f64,
     pub completeness: f64,
+    /// The KPI was added or changed in the catalog after this window began: its value lacks
+    /// the events before the edit (ADR 0007).
+    pub missing_input: bool,
     pub total: Option<f64>,
     pub segments: Vec<SegmentValue>,
 }
@@ -133,6 +136,7 @@ fn slice(kpi: &Kpi, f: &Family, start: i64, watermark: i64, complete: i64) -> Sl
         start_ms: start,
         progress: ratio(watermark),
         completeness: ratio(complete),
+        missing_input: !f.has_full_input(start),
         total: f.value(start, &total),
         segments: f
             .series()

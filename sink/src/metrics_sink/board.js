@@ -138,6 +138,16 @@ function segmentTable(kpi, w) {
   return details;
 }
 
+// A window that began before its KPI was added or changed in the catalog: say so next to the
+// value, which lacks the events before the edit.
+function missingInput(slice) {
+  if (!slice.missing_input) return null;
+  return el("p", {
+    class: "missing-input", "data-missing-input": "true",
+    text: "incomplete: the KPI was added or changed in the catalog after this window began; events before the edit are not counted",
+  });
+}
+
 function card(kpi, alerts, data) {
   const label = selected[kpi.name] && kpi.windows.some((w) => w.window === selected[kpi.name])
     ? selected[kpi.name] : defaultWindow(kpi);
@@ -162,7 +172,8 @@ function card(kpi, alerts, data) {
   section.append(
     el("div", { class: "open", "data-start": open.start_ms },
       el("div", { class: "label", text: `${span(open.start_ms, w.length_ms)} · so far (partial)` }),
-      el("div", { class: "value", "data-value": open.total ?? "", text: formatValue(kpi, open.total) })),
+      el("div", { class: "value", "data-value": open.total ?? "", text: formatValue(kpi, open.total) }),
+      missingInput(open)),
     el("div", { class: "bars" },
       bar("elapsed", open.progress, "", "how far event time has gone through the window"),
       bar("known complete", open.completeness, "complete",
@@ -179,7 +190,8 @@ function card(kpi, alerts, data) {
     section.append(el("div", { class: "final", "data-start": last.start_ms },
       el("div", { class: "label", text: `last final: ${span(last.start_ms, w.length_ms)}` }),
       el("div", { class: "row" },
-        el("span", { class: "value", "data-value": last.total ?? "", text: formatValue(kpi, last.total) }), ch)));
+        el("span", { class: "value", "data-value": last.total ?? "", text: formatValue(kpi, last.total) }), ch),
+      missingInput(last)));
   } else {
     section.append(el("p", { class: "empty", text: "no final window yet" }));
   }

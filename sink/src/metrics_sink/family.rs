@@ -10,7 +10,11 @@
 //!   up to it ended at or before the event time known complete and holds only final records;
 //!   it never moves back, and a record that changes a window at or before it is reported;
 //! - windows and series expire by event time, once a window ended more than its retention
-//!   before the event time known complete.
+//!   before the event time known complete;
+//! - a window misses input when it starts at or before an input partition's newest
+//!   `fullInputAfter` (the KPI was added or changed in the catalog while that partition had read
+//!   events up to then: its value lacks what came before, and cells not updated since can hold
+//!   the previous definition's values); [`Family::has_full_input`] says so per window.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -58,6 +62,8 @@ pub struct Family {
     final_through: Option<i64>,
     /// Starts that became final and when (wall clock), oldest first, for the history exposure.
     finalized: VecDeque<(i64, Instant)>,
+    /// Per input partition index: windows starting at or before this miss input.
+    full_input_after: SmallVec<[(u16, i64); 4]>,
 }
 
 impl Family {
@@ -69,6 +75,7 @@ impl Family {
             series: BTreeMap::new(),
             final_through: None,
             finalized: VecDeque::new(),
+            full_input_after: SmallVec::new(),
         }
     }
 
@@ -105,6 +112,22 @@ impl Family {
             }
         }
         Upsert::Applied
+    }
+
+    /// Notes a record's `fullInputAfter` from input partition `part` (the newest of a
+    /// partition only grows: a later catalog edit restarts the KPI at a later event time).
+    pub fn note_full_input_after(&mut self, part: u16, after_ms: i64) {
+        match self.full_input_after.iter_mut().find(|(p, _)| *p == part) {
+            Some((_, t)) => *t = (*t).max(after_ms),
+            None if after_ms != i64::MIN => self.full_input_after.push((part, after_ms)),
+            None => {}
+        }
+    }
+
+    /// Whether the window at `start` saw all its input in every partition (false: the KPI was
+    /// added or changed after the window began, its value lacks input).
+    pub fn has_full_input(&self, start: i64) -> bool {
+        self.full_input_after.iter().all(|(_, t)| start > *t)
     }
 
     /// The newest final start, if any window is final.
@@ -403,5 +426,27 @@ mod tests {
         f.advance(525_600 * MIN, t0);
         // Only the retention's worth of windows is marked, not a year of minutes.
         assert!(f.recently_final(t0, Duration::from_secs(1), 0).len() <= 12);
+    }
+
+    #[test]
+    fn windows_up_to_a_partitions_edit_time_miss_input() {
+        let mut f = family(false);
+        assert!(f.has_full_input(0));
+        f.note_full_input_after(0, i64::MIN);
+        f.note_full_input_after(1, 5 * MIN + 30_000);
+        assert!(
+            !f.has_full_input(5 * MIN),
+            "starts before the edit's event time"
+        );
+        assert!(f.has_full_input(6 * MIN));
+        // An older record of partition 1 (stale, or from before the edit) cannot undo it.
+        f.note_full_input_after(1, i64::MIN);
+        assert!(!f.has_full_input(5 * MIN));
+        f.note_full_input_after(0, 7 * MIN);
+        assert!(
+            !f.has_full_input(6 * MIN),
+            "a later edit seen by partition 0"
+        );
+        assert!(f.has_full_input(8 * MIN));
     }
 }

@@ -11,6 +11,8 @@
 //!
 //! per KPI and window length: the open and last final windows' starts, the open window's
 //! progress (watermark) and completeness (watermark minus the allowed lateness), both 0..1;
+//! whether the open and last final windows lack input after a catalog edit (ADR 0007), and
+//! the history of final windows that do;
 //! `northstar_kpi_info` per KPI; event time per input partition and combined. Ratios without
 //! a denominator have no point. Nothing of the KPI model is rendered until the sink has caught
 //! up with the aggregates topic (no partial sums while replaying).
@@ -217,7 +219,48 @@ pub fn render_kpis(table: &Table, clock: Clock, opts: &Options, out: &mut Exposi
         stats.history_points += render_history(kpi, f, clock, opts, min_start, out);
     }
     render_windows(&families, open, t.complete_until_ms, out);
+    render_missing_input(&families, open, clock, opts, min_start, out);
     stats
+}
+
+/// Which windows lack input because their KPI was added or changed in the catalog after they
+/// began (ADR 0007): per KPI and window length, the open and the last final window (0 or 1),
+/// and the history of final windows that lack input (1, stamped like their values).
+fn render_missing_input(
+    families: &[(&Kpi, &Family)],
+    open: i64,
+    clock: Clock,
+    opts: &Options,
+    min_start: i64,
+    out: &mut Exposition,
+) {
+    out.family("northstar_kpi_window_missing_input", "gauge", "1 when the open (state=open) or last final (state=final) window lacks input: its KPI was added or changed in the catalog after the window began, so its value misses the events before the edit (alerts skip it).");
+    for (kpi, f) in families {
+        let base = window_labels(kpi, &f.spec.label);
+        let open_start = f.start_of(open);
+        let states = [("open", Some(open_start)), ("final", f.final_through())];
+        for (state, start) in states {
+            if let Some(start) = start {
+                let v = if f.has_full_input(start) { 0.0 } else { 1.0 };
+                let labels = format!("{base},state=\"{state}\"");
+                out.sample("northstar_kpi_window_missing_input", &labels, v, None);
+            }
+        }
+    }
+    out.family("northstar_kpi_final_window_missing_input", "gauge", "History of final windows that lack input (1, stamped with the window's start like northstar_kpi_final_window_value): `northstar_kpi_final_window_value unless on (kpi, window) northstar_kpi_final_window_missing_input` keeps the exact windows only.");
+    for (kpi, f) in families {
+        let base = window_labels(kpi, &f.spec.label);
+        for start in f.recently_final(clock.now, opts.exposure, min_start) {
+            if !f.has_full_input(start) {
+                out.sample(
+                    "northstar_kpi_final_window_missing_input",
+                    &base,
+                    1.0,
+                    Some(start),
+                );
+            }
+        }
+    }
 }
 
 fn render_values(kpi: &Kpi, f: &Family, start: i64, name: &str, out: &mut Exposition) -> usize {
@@ -521,6 +564,7 @@ mod tests {
             source_partition: 0,
             source_offset: start / MIN + 1,
             allowed_lateness_ms: MIN,
+            full_input_after_ms: i64::MIN,
         }
     }
 

@@ -153,7 +153,9 @@ impl Table {
             is_final: agg.is_final,
             source_offset: agg.source_offset,
         };
-        match self.families[k][w].upsert(agg.window_start, segment, part, rec) {
+        let family = &mut self.families[k][w];
+        family.note_full_input_after(part, agg.full_input_after_ms);
+        match family.upsert(agg.window_start, segment, part, rec) {
             Upsert::Applied => Applied::Applied,
             Upsert::Stale => Applied::Stale,
             Upsert::ChangedFinal => Applied::ChangedFinal,
@@ -304,6 +306,7 @@ kpis:
             source_partition: partition,
             source_offset: offset,
             allowed_lateness_ms: 60_000,
+            full_input_after_ms: i64::MIN,
         }
     }
 

@@ -1,4 +1,4 @@
-use northstar_schemas::{Event, EventType};
+use northstar_schemas::Event;
 use serde_json::json;
 
 use super::*;
@@ -19,25 +19,10 @@ kpis:
 "#;
 
 fn event(name: &str, props: serde_json::Value, os: &str) -> Event {
-    Event {
-        kind: EventType::Track,
-        message_id: "m".into(),
-        user_id: Some("u".into()),
-        anonymous_id: None,
-        event: Some(name.into()),
-        name: None,
-        group_id: None,
-        previous_id: None,
-        timestamp: 0,
-        original_timestamp: None,
-        sent_at: None,
-        received_at: 0,
-        context: json!({"os": {"name": os}}).to_string(),
-        properties: props.to_string(),
-        traits: "{}".into(),
-        integrations: "{}".into(),
-        source_id: "s".into(),
-    }
+    let context = json!({"os": {"name": os}}).to_string();
+    let mut e = crate::test_events::track(name, "u", "m", &context, &props.to_string());
+    e.source_id = "s".into();
+    e
 }
 
 #[test]

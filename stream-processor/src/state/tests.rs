@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use northstar_schemas::{Event, EventType};
+use northstar_schemas::Event;
 use serde_json::json;
 
 use super::*;
@@ -33,25 +33,9 @@ fn catalog() -> Arc<Catalog> {
 }
 
 fn ev(name: &str, user: &str, os: &str, revenue: f64) -> Event {
-    Event {
-        kind: EventType::Track,
-        message_id: format!("{name}-{user}"),
-        user_id: Some(user.into()),
-        anonymous_id: None,
-        event: Some(name.into()),
-        name: None,
-        group_id: None,
-        previous_id: None,
-        timestamp: 0,
-        original_timestamp: None,
-        sent_at: None,
-        received_at: 0,
-        context: json!({"os": {"name": os}}).to_string(),
-        properties: json!({"revenue": revenue}).to_string(),
-        traits: "{}".into(),
-        integrations: "{}".into(),
-        source_id: "web".into(),
-    }
+    let context = json!({"os": {"name": os}}).to_string();
+    let properties = json!({"revenue": revenue}).to_string();
+    crate::test_events::track(name, user, &format!("{name}-{user}"), &context, &properties)
 }
 
 fn find<'a>(u: &'a [Update], kpi: usize, start: i64, segment: &[&str]) -> Option<&'a Update> {
@@ -230,7 +214,7 @@ fn snapshot_restore_continues_identically() {
     }
     let bytes = postcard::to_allocvec(&b.snapshot()).expect("encode");
     let snap: StateSnapshot = postcard::from_bytes(&bytes).expect("decode");
-    let mut c = PartitionState::restore(catalog(), LATE, 86_400, snap, true);
+    let (mut c, _) = PartitionState::restore(catalog(), LATE, 86_400, snap);
     for (i, x) in events.iter().enumerate().skip(150) {
         step(&mut c, x);
         if i % 50 == 49 {
@@ -332,10 +316,70 @@ fn a_checkpoint_without_totals_gets_them_rebuilt() {
     let mut snap = s.snapshot();
     // As written before totals existed: no window with the total's segment.
     snap.windows.retain(|(k, _)| k.segment[0] != ALL_ID);
-    let mut r = PartitionState::restore(catalog(), LATE, 86_400, snap, true);
+    let (mut r, _) = PartitionState::restore(catalog(), LATE, 86_400, snap);
     r.count(&ev("Viewed", "c", "iOS", 0.0), T0 + 2);
     let u = r.drain_updates();
     assert_eq!(total(&u, ACTIVE, T0).map(|x| x.value), Some(3.0), "a, b, c");
+}
+
+/// A catalog edit under a running partition: a description edit, a changed filter, an added
+/// and a removed KPI. Unchanged KPIs continue exactly; the changed one, the ratio over it and the
+/// new one restart, their windows up to the checkpoint's event time flagged as missing input.
+#[test]
+fn catalog_edits_keep_unchanged_kpis_and_flag_restarted_ones() {
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    s.count(&ev("Signed Up", "a", "iOS", 0.0), T0 + 1);
+    s.count(&ev("Upgraded", "a", "iOS", 5.0), T0 + 2);
+    s.drain_updates();
+    let snap = s.snapshot();
+    let edited = CATALOG
+        .replace(
+            "  - {name: signups, filter",
+            "  - {name: views, filter: {event: Viewed}, aggregate: count}\n  - {name: signups, description: Accounts created, filter",
+        )
+        .replace("filter: {event: Upgraded}, aggregate: count", "filter: {events: [Upgraded, Renewed]}, aggregate: count")
+        .replace("  - {name: revenue, filter: {event: Upgraded}, aggregate: {sum: properties.revenue}, windows: [1m, 1h]}\n", "");
+    let edited = Arc::new(Catalog::parse(&edited).expect("edited catalog"));
+    let idx = |name: &str| edited.kpi(name).expect("kpi").0;
+    let (mut r, map) = PartitionState::restore(edited.clone(), LATE, 86_400, snap.clone());
+    assert_eq!(
+        map.restarted(&edited),
+        vec!["views", "upgrades", "conversion"]
+    );
+    assert_eq!(
+        map.dropped(&snap.kpi_names()),
+        vec!["upgrades", "conversion", "revenue"]
+    );
+    r.count(&ev("Signed Up", "b", "iOS", 0.0), T0 + 3);
+    r.count(&ev("Upgraded", "b", "iOS", 0.0), T0 + 4);
+    r.count(&ev("Upgraded", "c", "iOS", 0.0), T0 + 2 * MIN);
+    let u = r.drain_updates();
+    let signups = find(&u, idx("signups"), T0, &["iOS"]).expect("signups");
+    assert_eq!(
+        (signups.value, signups.full_input_after_ms),
+        (2.0, i64::MIN)
+    );
+    let upgrades = find(&u, idx("upgrades"), T0, &["iOS"]).expect("upgrades");
+    assert_eq!(
+        (upgrades.value, upgrades.full_input_after_ms),
+        (1.0, T0 + 2)
+    );
+    let later = find(&u, idx("upgrades"), T0 + 2 * MIN, &["iOS"]).expect("a later window");
+    assert!(
+        later.start_ms > later.full_input_after_ms,
+        "starts after the edit: full input"
+    );
+    let ratio = find(&u, idx("conversion"), T0, &["iOS"]).expect("conversion");
+    assert_eq!((ratio.value, ratio.full_input_after_ms), (0.5, T0 + 2));
+    let events = find(&u, idx("events"), T0, &["Signed Up"]).expect("events");
+    assert_eq!((events.value, events.full_input_after_ms), (2.0, i64::MIN));
+    assert!(u.iter().all(|x| edited.kpis[x.kpi].name != "revenue"));
+    // The flags are durable: a later restore with the same catalog keeps them.
+    r.drain_updates();
+    let (again, map) = PartitionState::restore(edited.clone(), LATE, 86_400, r.snapshot());
+    assert!(map.restarted(&edited).is_empty());
+    assert_eq!(again.full_input_after_ms[idx("upgrades")], T0 + 2);
+    assert_eq!(again.full_input_after_ms[idx("signups")], i64::MIN);
 }
 
 mod properties {
