@@ -29,6 +29,12 @@ pub struct ProcessorConfig {
     pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
     pub max_future_skew_secs: u64,
+    /// A receivedAt further than this from the Kafka record's timestamp is replaced by it, in
+    /// seconds (a producer writing nanoseconds, or a clock far off).
+    pub max_received_skew_secs: u64,
+    /// Events whose timestamp is more than this many days before receivedAt are dead-lettered
+    /// (`timestamp_too_old`).
+    pub max_event_age_days: u64,
     /// Where partition checkpoints are kept: `file://` (relative to the working directory) or
     /// `s3://bucket/prefix` (settings from the standard `AWS_*` variables).
     pub checkpoint_root: String,
@@ -63,6 +69,8 @@ impl Default for ProcessorConfig {
             allowed_lateness_secs: None,
             catalog: None,
             max_future_skew_secs: 300,
+            max_received_skew_secs: 3_600,
+            max_event_age_days: 365,
             dedup_window_secs: 86_400,
             checkpoint_root: "file://./data/checkpoints".into(),
             checkpoint_interval_ms: 5_000,
@@ -88,6 +96,16 @@ impl ProcessorConfig {
             return Err("emit_interval_ms must be > 0".into());
         }
         Ok(())
+    }
+
+    /// The clock bounds of [`crate::clock`].
+    pub fn clock_bounds(&self) -> crate::clock::ClockBounds {
+        let micros = |secs: u64| (secs as i64).saturating_mul(1_000_000);
+        crate::clock::ClockBounds {
+            max_received_skew_micros: micros(self.max_received_skew_secs),
+            max_future_skew_micros: micros(self.max_future_skew_secs),
+            max_event_age_micros: micros(self.max_event_age_days.saturating_mul(86_400)),
+        }
     }
 
     /// Refuses a catalog whose allowed lateness contradicts `allowed_lateness_secs`.

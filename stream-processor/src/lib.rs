@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod dedup;
 pub mod metrics;

@@ -111,6 +111,12 @@ counter!(
     "Events more than max_future_skew_secs ahead of receivedAt, clamped to receivedAt",
     &["partition"]
 );
+counter!(
+    RECEIVED_AT_CORRECTED,
+    "northstar_processor_received_at_corrected_total",
+    "Events whose receivedAt was more than max_received_skew_secs from the Kafka record's timestamp, replaced by it (a producer's clock or unit is wrong)",
+    &["partition"]
+);
 gauge!(
     STATE_BYTES,
     "northstar_processor_state_dedup_bytes",

@@ -28,6 +28,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::catalog::Catalog;
 use crate::checkpoint::Checkpoints;
+use crate::clock::{self, ClockBounds};
 use crate::config::ProcessorConfig;
 use crate::metrics;
 use crate::state::PartitionState;
@@ -154,7 +155,7 @@ pub struct Pipeline {
     catalog: Arc<Catalog>,
     /// The allowed lateness in force (the catalog's, else the configuration's).
     lateness_ms: i64,
-    max_future_skew_micros: i64,
+    clock: ClockBounds,
     clean_topic: Arc<str>,
     dlq_topic: Arc<str>,
     aggregates_topic: Arc<str>,
@@ -208,7 +209,7 @@ impl Pipeline {
             last_checkpoint: Instant::now(),
             lateness_ms: config.lateness_ms(&catalog),
             catalog,
-            max_future_skew_micros: (config.max_future_skew_secs as i64).saturating_mul(1_000_000),
+            clock: config.clock_bounds(),
             clean_topic: config.topics.clean.as_str().into(),
             dlq_topic: config.topics.dlq.as_str().into(),
             aggregates_topic: config.topics.aggregates.as_str().into(),
@@ -402,12 +403,14 @@ impl Pipeline {
             .or_insert_with(|| PartitionCounters::new(&partition.to_string()));
         counters.events_in.inc();
         let p = counters.label.clone();
+        let record_ts = msg.timestamp().to_millis();
         let decoded = self
             .decoder
             .decode(msg.payload(), shutdown)
             .await
             .map_err(|u| Invalid::new(u.reason, u.detail))
-            .and_then(|e| validate(&e).map(|()| e));
+            .and_then(|e| validate(&e).map(|()| e))
+            .and_then(|mut e| clock::bound(&mut e, record_ts, &self.clock).map(|c| (e, c)));
         match decoded {
             Err(invalid) => {
                 metrics::INVALID
@@ -425,17 +428,17 @@ impl Pipeline {
                 self.enqueue(Dest::DeadLetter, msg.key(), msg.payload(), hdrs)
                     .await?;
             }
-            Ok(mut event) => {
-                // Timestamps too far ahead of receipt are clamped to receivedAt (the client's
-                // value stays in originalTimestamp), so the lake and the KPIs agree.
-                let limit = event
-                    .received_at
-                    .saturating_add(self.max_future_skew_micros);
-                let clamped = event.timestamp > limit;
-                if clamped {
-                    event.timestamp = event.received_at;
+            Ok((event, corrected)) => {
+                // Corrected clocks go to the lake as well, so that the lake and the KPIs agree.
+                if corrected.timestamp {
                     metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
                 }
+                if corrected.received_at {
+                    metrics::RECEIVED_AT_CORRECTED
+                        .with_label_values(&[&p])
+                        .inc();
+                }
+                let clamped = corrected.any();
                 let Some(state) = self.partitions.get_mut(&partition) else {
                     return Err(PipelineError::Checkpoint(format!(
                         "partition {partition} has no state"
