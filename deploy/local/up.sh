@@ -100,6 +100,19 @@ wait_http http://127.0.0.1:9464/healthz
 wait_http http://127.0.0.1:9090/-/ready
 wait_http http://127.0.0.1:9093/-/ready
 
+# Consumers that joined their groups but were given no partition (Tansu 0.6.0 after an unclean
+# stop, docs/operations.md) rejoin by themselves once input waits; say so rather than stay silent.
+wait_assigned() {  # name, metrics URL, consumer group
+  for _ in $(seq 1 120); do
+    curl -sf "$2" | grep -Eq "^northstar_consumer_assigned_partitions\{group=\"$3\"\} [1-9]" && return 0
+    sleep 0.5
+  done
+  echo "  $1 holds no partition of its group $3 yet: it leaves and rejoins by itself once events" \
+    "wait (northstar_consumer_stalled, see $STATE/logs/$1.log)" >&2
+}
+wait_assigned processor http://127.0.0.1:9465/metrics northstar-stream-processor
+wait_assigned lake-sink http://127.0.0.1:9466/metrics northstar-lake-sink
+
 DEMO=(python3 deploy/local/demo_traffic.py --url http://127.0.0.1:8080 --write-key demo-write-key)
 if [ ! -f "$STATE/backfilled" ]; then
   echo "backfilling four weeks of demo traffic (once)…"

@@ -28,6 +28,12 @@ pub struct KafkaConfig {
     /// `NORTHSTAR_KAFKA__PROPERTIES__SESSION_TIMEOUT_MS=10000` is `session.timeout.ms`.
     #[serde(deserialize_with = "scalars_as_strings")]
     pub properties: BTreeMap<String, String>,
+    /// A consumer holding no partition while its topic has input nobody consumes reports not
+    /// ready after this many seconds (`NORTHSTAR_KAFKA__STALL_GRACE_SECS`).
+    pub stall_grace_secs: u64,
+    /// ... and leaves and rejoins its group after this many (above the session timeout, so a
+    /// dead member's expiry resolves first) (`NORTHSTAR_KAFKA__REJOIN_AFTER_SECS`).
+    pub rejoin_after_secs: u64,
 }
 
 /// Accepts numbers and booleans as property values (the environment and TOML type them).
@@ -64,6 +70,8 @@ impl Default for KafkaConfig {
         Self {
             brokers: "127.0.0.1:9092".into(),
             properties: BTreeMap::new(),
+            stall_grace_secs: 15,
+            rejoin_after_secs: 60,
         }
     }
 }
@@ -139,6 +147,14 @@ impl KafkaConfig {
             .set("acks", "all")
             .set("message.timeout.ms", timeout_ms.to_string());
         cfg
+    }
+
+    /// The stall detector of a consumer with these settings.
+    pub fn group_watch(&self) -> crate::group_watch::GroupWatch {
+        crate::group_watch::GroupWatch::new(
+            Duration::from_secs(self.stall_grace_secs),
+            Duration::from_secs(self.rejoin_after_secs.max(1)),
+        )
     }
 
     /// Refuses an empty broker list, naming the setting.

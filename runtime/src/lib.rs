@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod group_watch;
 pub mod kafka;
 pub mod objstore;
 pub mod producer;

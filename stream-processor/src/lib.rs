@@ -64,9 +64,9 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
     readiness.set(true);
     let result = admin::serve_while(
         config.listen,
-        admin::router(readiness),
+        admin::router(readiness.clone()),
         &shutdown,
-        pipeline.run(shutdown.clone()),
+        pipeline.run(shutdown.clone(), readiness),
     )
     .await;
     result.context("stream processor stopped on an error")?;

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
+use northstar_runtime::admin::Readiness;
+use northstar_runtime::group_watch;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::producer::{AckError, AckProducer};
 use northstar_runtime::Shutdown;
@@ -38,6 +40,9 @@ use northstar_runtime::objstore::ObjectRoot;
 /// How many ready messages are processed in a row before the loop looks at its timers and
 /// the shutdown signal again.
 const READY_BATCH: usize = 500;
+
+/// How often an instance without partitions checks whether its group is stuck.
+const WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A fatal pipeline error (the process exits; a restart replays from the last commit).
 #[derive(Debug, thiserror::Error)]
@@ -218,10 +223,19 @@ impl Pipeline {
         })
     }
 
-    /// Runs until `shutdown`, then flushes and commits what was processed.
-    pub async fn run(mut self, shutdown: Shutdown) -> Result<(), PipelineError> {
+    /// Runs until `shutdown`, then flushes and commits what was processed; `readiness` is
+    /// cleared while this instance is left without partitions and input waits
+    /// (`northstar_runtime::group_watch`).
+    pub async fn run(
+        mut self,
+        shutdown: Shutdown,
+        readiness: Readiness,
+    ) -> Result<(), PipelineError> {
         let mut tick = tokio::time::interval(Duration::from_millis(self.config.emit_interval_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch_tick = tokio::time::interval(WATCH_INTERVAL);
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = self.config.kafka.group_watch();
         // Messages borrow the consumer (no copy); a local handle leaves `self` free.
         let consumer = self.consumer.clone();
         loop {
@@ -229,6 +243,13 @@ impl Pipeline {
                 biased;
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => self.flush_and_commit(CommitMode::Async).await?,
+                _ = watch_tick.tick() => {
+                    let assigned = consumer.context().assigned();
+                    let (topic, group) = (&self.config.topics.raw, &self.config.group_id);
+                    tokio::task::block_in_place(|| {
+                        group_watch::check(&mut watch, &consumer, topic, group, assigned, &readiness)
+                    });
+                }
                 msg = consumer.recv() => {
                     let mut next = Some(msg);
                     // Then whatever else is ready, without a trip through `select!` each.

@@ -553,6 +553,14 @@ pub fn pipeline_rules(o: &Options) -> RuleFile {
             o,
         ),
         pipeline_alert(
+            "NorthstarConsumerStalled",
+            "max by (group) (northstar_consumer_stalled) == 1",
+            "5m", "critical",
+            "a consumer of group {{ $labels.group }} holds no partition while input waits",
+            "A member of the group was left without partitions while records wait that nobody in the group consumes (a broker that lost track of the group); it leaves and rejoins by itself every rejoin_after_secs. Firing for 5 minutes means rejoining does not help.",
+            o,
+        ),
+        pipeline_alert(
             "NorthstarCheckpointOld",
             "time() - northstar_processor_last_checkpoint_timestamp_seconds > 300",
             "5m", "critical",

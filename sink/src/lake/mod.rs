@@ -46,15 +46,26 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     let readiness = admin::Readiness::default();
     readiness.set(true);
     let both = async {
+        // `/readyz` follows the events table's consumer; the dead-letter table's logs, counts
+        // and rejoins a stall the same way (northstar_consumer_stalled{group}).
         let dlq = async {
             match dead_letters {
-                Some(sink) => sink.run(shutdown.clone()).await,
+                Some(sink) => {
+                    sink.run(shutdown.clone(), admin::Readiness::default())
+                        .await
+                }
                 None => Ok(()),
             }
         };
-        tokio::try_join!(events.run(shutdown.clone()), dlq).map(|_| ())
+        tokio::try_join!(events.run(shutdown.clone(), readiness.clone()), dlq).map(|_| ())
     };
-    admin::serve_while(config.listen, admin::router(readiness), &shutdown, both).await?;
+    admin::serve_while(
+        config.listen,
+        admin::router(readiness.clone()),
+        &shutdown,
+        both,
+    )
+    .await?;
     tracing::info!("lake sink stopped");
     Ok(())
 }

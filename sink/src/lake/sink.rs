@@ -13,6 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use northstar_runtime::admin::Readiness;
+use northstar_runtime::group_watch;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::producer::AckProducer;
 use northstar_runtime::Shutdown;
@@ -100,6 +102,8 @@ pub struct LakeSink {
     table: Table,
     /// The topic it reads.
     topic: String,
+    /// Its consumer group.
+    group: String,
     consumer: StreamConsumer<RevokeTracker>,
     /// Dead letters of undecodable clean records (see `AckProducer` for why not a
     /// `FutureProducer`).
@@ -146,6 +150,7 @@ impl LakeSink {
             config,
             table,
             topic,
+            group,
             consumer,
             producer,
             decoder,
@@ -157,13 +162,26 @@ impl LakeSink {
         })
     }
 
-    pub async fn run(mut self, shutdown: Shutdown) -> anyhow::Result<()> {
+    /// Runs until `shutdown`; `readiness` is cleared while this sink is left without
+    /// partitions and input waits (`northstar_runtime::group_watch`).
+    pub async fn run(mut self, shutdown: Shutdown, readiness: Readiness) -> anyhow::Result<()> {
         let max_age = Duration::from_secs(self.config.max_file_age_secs);
         let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut watch_tick = tokio::time::interval(Duration::from_secs(5));
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = self.config.kafka.group_watch();
+        let group = self.group.clone();
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = watch_tick.tick() => {
+                    let assigned = self.consumer.context().assigned();
+                    let (consumer, topic) = (&self.consumer, self.topic.as_str());
+                    tokio::task::block_in_place(|| {
+                        group_watch::check(&mut watch, consumer, topic, &group, assigned, &readiness)
+                    });
+                }
                 _ = tick.tick() => {
                     self.forget_revoked();
                     let oldest = self.parts.values().filter_map(|p| p.oldest).min();
