@@ -7,7 +7,9 @@
 # OTHER_BINARY is the processor built from another commit (for example:
 #   git worktree add /tmp/old <commit> && (cd /tmp/old && CARGO_TARGET_DIR=<this repo>/target \
 #     cargo build --release -p northstar-stream-processor) && cp target/release/northstar-stream-processor /tmp/old-processor
-# then rebuild this tree). Each run is bench/processor_e2e.sh on a fresh broker; the table gives
+# then rebuild this tree). Each run builds this tree (bench/processor_e2e.sh): to keep editing
+# meanwhile, run it from a worktree of the commit to measure, with its own CARGO_TARGET_DIR.
+# Each run is bench/processor_e2e.sh on a fresh broker; the table gives
 # every pair's µs per event and their ratio (this build / the other), then the median ratio.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
