@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use northstar_e2e::{kafka, Stack};
 use northstar_schemas::event::EventCodec;
-use northstar_schemas::{wire, Event, EventType};
+use northstar_schemas::{wire, Event};
 use serde_json::json;
 
 const NORMAL: usize = 1_200;
@@ -24,25 +24,12 @@ fn normal(i: usize, ts: chrono::DateTime<chrono::Utc>) -> serde_json::Value {
 
 /// A `track` event as a backend service would write it, with its own clocks (µs).
 fn backend(name: &str, id: &str, timestamp: i64, received_at: i64) -> Event {
-    Event {
-        kind: EventType::Track,
-        message_id: id.into(),
-        user_id: Some("backend-user".into()),
-        anonymous_id: None,
-        event: Some(name.into()),
-        name: None,
-        group_id: None,
-        previous_id: None,
-        timestamp,
-        original_timestamp: None,
-        sent_at: None,
-        received_at,
-        context: "{}".into(),
-        properties: "{}".into(),
-        traits: "{}".into(),
-        integrations: "{}".into(),
-        source_id: "billing-service".into(),
-    }
+    let mut e =
+        northstar_schemas::synthetic::track(id, "backend-user", name, 0, "web", "free", 0.0);
+    e.timestamp = timestamp;
+    e.received_at = received_at;
+    e.source_id = "billing-service".into();
+    e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
