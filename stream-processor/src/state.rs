@@ -7,9 +7,12 @@
 //! event for a final window is counted as late-dropped for that KPI, never silently. Segment
 //! values past a dimension's cap (per partition, first come first admitted) fold into
 //! `__other__` and are counted. Every segmented KPI also has an exact all-segments total
-//! (segment values [`ALL`]), kept as a window of its own and updated with its segments: a count
-//! or sum adds up, a distinct-users total keeps its own set (a user in several segments counts
-//! once), a ratio's total divides its sides' totals. Deduplication is bounded by a time window ([`Dedup`]).
+//! (segment values [`ALL`]), kept as a window of its own: a count or sum adds up, a
+//! distinct-users total keeps its own set (a user in several segments counts once), a ratio's
+//! total divides its sides' totals. Events update only their segment windows, which note what
+//! they gained; emission folds that into the totals first ([`emit`]), so a total costs once per
+//! changed segment window and emission, not once per event. Deduplication is bounded by a time
+//! window ([`Dedup`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -54,12 +57,25 @@ fn total_segment(dims: usize) -> SegmentIds {
 }
 
 /// (kpi index, window index, window start ms, segment value ids).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct WindowKey {
     kpi: usize,
     window: usize,
     start: i64,
     segment: SegmentIds,
+}
+
+/// Hashed as four words (once or twice per event, KPI and window: the derived hash writes
+/// seven values and the array's length).
+impl std::hash::Hash for WindowKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        const _: () = assert!(MAX_SEGMENTS == 4, "WindowKey's hash packs four segment ids");
+        let pair = |a: u32, b: u32| u64::from(a) | (u64::from(b) << 32);
+        state.write_u64((self.kpi as u64) ^ ((self.window as u64) << 32));
+        state.write_i64(self.start);
+        state.write_u64(pair(self.segment[0], self.segment[1]));
+        state.write_u64(pair(self.segment[2], self.segment[3]));
+    }
 }
 
 /// Segment values of one partition, each stored once and referred to by id (bounded by the
@@ -141,22 +157,68 @@ impl Acc {
         }
     }
 
-    fn add(&mut self, contribution: Contribution) {
+    /// Adds one event's contribution; false if it changed nothing (a member already in the
+    /// set).
+    fn add(&mut self, contribution: Contribution) -> bool {
         match (self, contribution) {
-            (Acc::Count(n), _) => *n += 1,
+            (Acc::Count(n), Contribution::One) => *n += 1,
             (Acc::Sum(s), Contribution::Amount(a)) => *s += a,
-            (Acc::Distinct(set), Contribution::Member(m)) => {
-                set.insert(m);
+            (Acc::Distinct(set), Contribution::Member(m)) => return set.insert(m),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Adds what a segment window gained to its total.
+    fn fold(&mut self, gained: &Unfolded, segment: &Acc) {
+        match (self, gained, segment) {
+            (Acc::Count(n), Unfolded::Since(base), Acc::Count(now)) => {
+                *n += u64::try_from(i128::from(*now) - base).unwrap_or(0);
             }
+            (Acc::Sum(s), Unfolded::Since(base), Acc::Sum(now)) => *s += now - base,
+            (Acc::Distinct(set), Unfolded::Members(m), _) => set.extend(m.iter().copied()),
             _ => {}
         }
     }
+
+    /// What a segment window's total will need at the next emission, noted when the window
+    /// starts changing: a count's or sum's value then, or an empty list of new members.
+    fn unfolded(&self) -> Unfolded {
+        match self {
+            Acc::Count(n) => Unfolded::Since(i128::from(*n)),
+            Acc::Sum(s) => Unfolded::Since(*s),
+            Acc::Distinct(_) => Unfolded::Members(Vec::new()),
+        }
+    }
+}
+
+/// What a changed segment window gained since the last emission that its all-segments total
+/// has not yet: for a count or sum, its value before (the total gains the difference), for
+/// distinct users, the members new to its set.
+#[derive(Debug, Default)]
+enum Unfolded {
+    /// Not a segment window.
+    #[default]
+    Nothing,
+    Since(i128),
+    Members(Vec<u64>),
 }
 
 #[derive(Debug)]
 struct Window {
     acc: Acc,
-    dirty: bool,
+    /// Its place in [`PartitionState::dirty_keys`] while it has changed since the last
+    /// emission, [`CLEAN`] otherwise.
+    dirty: u32,
+}
+
+/// A window unchanged since the last emission.
+const CLEAN: u32 = u32::MAX;
+
+impl Window {
+    fn new(acc: Acc) -> Self {
+        Window { acc, dirty: CLEAN }
+    }
 }
 
 /// The serializable part of a partition's state (what a checkpoint stores). Windows are taken
@@ -298,6 +360,10 @@ pub struct PartitionState {
     /// The windows changed since the last emission (each once): what it emits, so that its
     /// cost follows the changes, not the state's size.
     dirty_keys: Vec<WindowKey>,
+    /// For each of `dirty_keys`, what a segment window gained that its total has not yet
+    /// (kept beside the list rather than in every window: the state stays as small as
+    /// without totals).
+    unfolded: Vec<Unfolded>,
     /// Held windows by the watermark at which they become final (start + length + lateness).
     closing: BTreeMap<i64, Vec<WindowKey>>,
     /// Segment values seen in admitted windows.
@@ -333,6 +399,7 @@ impl PartitionState {
             dedup: Dedup::new(dedup_window_secs),
             windows: HashMap::default(),
             dirty_keys: Vec::new(),
+            unfolded: Vec::new(),
             closing: BTreeMap::new(),
             interner: Interner::new(),
             admitted,
@@ -348,6 +415,10 @@ impl PartitionState {
 
     /// The state to checkpoint (call right after [`PartitionState::drain_updates`]).
     pub fn snapshot(&self) -> StateSnapshot {
+        debug_assert!(
+            self.unfolded.iter().all(|u| matches!(u, Unfolded::Nothing)),
+            "a snapshot between emissions would miss what the totals have not folded yet"
+        );
         let mut windows: Vec<(WindowKey, Acc)> = self
             .windows
             .iter()
@@ -427,7 +498,7 @@ impl PartitionState {
             .into_iter()
             .filter_map(|(k, acc)| {
                 let kpi = (*map.old_to_new.get(k.kpi)?)?;
-                Some((WindowKey { kpi, ..k }, Window { acc, dirty: false }))
+                Some((WindowKey { kpi, ..k }, Window::new(acc)))
             })
             .collect();
         let mut old_admitted = snap.admitted;
@@ -479,7 +550,7 @@ impl PartitionState {
             }
         }
         for (key, acc) in missing {
-            self.windows.insert(key, Window { acc, dirty: false });
+            self.windows.insert(key, Window::new(acc));
         }
     }
 
@@ -499,25 +570,71 @@ impl PartitionState {
         self.closes_at(key.start, len)
     }
 
-    /// Adds `contribution` to the window `key`, creating it (and indexing when it closes) if
-    /// new, and marking it changed.
-    fn add_to(&mut self, key: WindowKey, aggregation: &Aggregation, contribution: Contribution) {
+    /// Adds `contribution` to the window `key`, created (and indexed by when it closes) if new,
+    /// and marked changed; for a segment window (`segmented`), also notes it for the total.
+    #[inline]
+    fn add_to(
+        &mut self,
+        key: WindowKey,
+        aggregation: &Aggregation,
+        contribution: Contribution,
+        segmented: bool,
+    ) {
         let mut created = false;
         let window = self.windows.entry(key).or_insert_with(|| {
             created = true;
-            Window {
-                acc: Acc::empty(aggregation),
-                dirty: false,
-            }
+            Window::new(Acc::empty(aggregation))
         });
-        if !window.dirty {
-            window.dirty = true;
+        if window.dirty == CLEAN {
+            window.dirty = self.dirty_keys.len() as u32;
             self.dirty_keys.push(key);
+            self.unfolded.push(if segmented {
+                window.acc.unfolded()
+            } else {
+                Unfolded::Nothing
+            });
         }
-        window.acc.add(contribution);
+        let dirty = window.dirty as usize;
+        if window.acc.add(contribution) && segmented {
+            // Only distinct users note anything per event (a count's or sum's difference is
+            // taken at the emission).
+            if let (Contribution::Member(m), Unfolded::Members(new)) =
+                (contribution, &mut self.unfolded[dirty])
+            {
+                new.push(m);
+            }
+        }
         if created {
-            let at = self.closes_at_key(&key);
-            self.closing.entry(at).or_default().push(key);
+            self.index_new(key);
+        }
+    }
+
+    /// Indexes a new window by when it closes.
+    #[cold]
+    fn index_new(&mut self, key: WindowKey) {
+        let at = self.closes_at_key(&key);
+        self.closing.entry(at).or_default().push(key);
+    }
+
+    /// Folds what the changed segment windows gained into their totals (see [`Unfolded`]).
+    fn fold_into_totals(&mut self) {
+        let catalog = self.catalog.clone();
+        for i in 0..self.dirty_keys.len() {
+            let gained = std::mem::take(&mut self.unfolded[i]);
+            if let Unfolded::Nothing = gained {
+                continue;
+            }
+            let key = self.dirty_keys[i];
+            let kpi = &catalog.kpis[key.kpi];
+            let total = WindowKey {
+                segment: total_segment(kpi.segments.len()),
+                ..key
+            };
+            self.add_to(total, &kpi.aggregation, Contribution::None, false);
+            let [Some(segment), Some(total)] = self.windows.get_disjoint_mut([&key, &total]) else {
+                continue;
+            };
+            total.acc.fold(&gained, &segment.acc);
         }
     }
 
@@ -686,15 +803,13 @@ impl PartitionState {
                     start,
                     segment,
                 };
-                self.add_to(key, &kpi.aggregation, contribution);
-                // Every segmented KPI keeps its all-segments total as a window of its own.
-                if !kpi.segments.is_empty() {
-                    let total = WindowKey {
-                        segment: total_segment(kpi.segments.len()),
-                        ..key
-                    };
-                    self.add_to(total, &kpi.aggregation, contribution);
-                }
+                // The all-segments total follows at the emission (fold_into_totals).
+                self.add_to(
+                    key,
+                    &kpi.aggregation,
+                    contribution,
+                    !kpi.segments.is_empty(),
+                );
             }
             if dropped {
                 self.late_dropped[ki] += 1;
@@ -711,6 +826,8 @@ enum Contribution {
     One,
     Amount(i128),
     Member(u64),
+    /// Nothing (marks a window changed).
+    None,
 }
 
 mod emit;

@@ -62,7 +62,12 @@ pub fn label_name(dim: &str) -> String {
 
 /// A client's segment value as stored: a value spelled like a marker, after any number of
 /// leading underscores (`__all__`, `___other__`), gets one more leading underscore.
+#[inline]
 pub fn escape_value(value: &str) -> Cow<'_, str> {
+    // Once per event and segment dimension: most values cannot be a marker.
+    if !value.starts_with("__") {
+        return Cow::Borrowed(value);
+    }
     let core = value.trim_start_matches('_');
     let marker = [OTHER, NONE, ALL]
         .iter()

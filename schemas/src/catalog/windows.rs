@@ -86,7 +86,16 @@ impl WindowSpec {
 
     /// The start of the window containing `ts_ms` (clamped to `i64::MIN` for event times so
     /// early that their window would start before it).
+    #[inline]
     pub fn start(&self, ts_ms: i64) -> i64 {
+        // The hot path (once per event and window): 64-bit unless it would overflow.
+        let fast = ts_ms
+            .checked_sub(self.offset_ms)
+            .and_then(|t| t.div_euclid(self.millis).checked_mul(self.millis))
+            .and_then(|floor| floor.checked_add(self.offset_ms));
+        if let Some(start) = fast {
+            return start;
+        }
         let (ts, offset, len) = (
             i128::from(ts_ms),
             i128::from(self.offset_ms),
@@ -167,6 +176,27 @@ mod tests {
         assert!(!WindowSpec::parse("2w").expect("2w").divides_week());
         assert!(!WindowSpec::parse("11m").expect("11m").divides_week());
         assert!(WindowSpec::parse("45m").expect("45m").divides_week());
+    }
+
+    proptest::proptest! {
+        /// The 64-bit fast path gives the exact window start wherever it does not overflow,
+        /// and falls back to the 128-bit one (clamped) where it would.
+        #[test]
+        fn start_is_the_exact_floor(
+            ts in proptest::prop_oneof![
+                proptest::num::i64::ANY,
+                -4_000_000_000_000i64..4_000_000_000_000,
+                (i64::MIN..i64::MIN + 2 * WEEK_MS),
+                (i64::MAX - 2 * WEEK_MS..=i64::MAX),
+            ],
+            label in proptest::sample::select(vec!["1s", "1m", "7m", "1h", "1d", "1w", "3w"]),
+        ) {
+            let w = WindowSpec::parse(label).expect("window");
+            let (t, o, l) = (i128::from(ts), i128::from(w.offset_ms), i128::from(w.millis));
+            let exact = (t - o).div_euclid(l) * l + o;
+            let start = w.start(ts);
+            proptest::prop_assert_eq!(start, i64::try_from(exact).unwrap_or(i64::MIN));
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! Contract: [`PartitionState::drain_updates`] returns, sorted by (KPI, window length, start,
 //! segment): every window that changed since the last call (partial) and every window that
-//! became final (then forgotten), all-segments totals included (they are windows of their own,
-//! changed with their segments and closing with them); and every ratio whose numerator or
+//! became final (then forgotten), all-segments totals included (windows of their own, into
+//! which the changed segment windows are folded first, closing with them); and every ratio whose numerator or
 //! denominator window was emitted, its total included. Deterministic: the same state gives the
 //! same list. Its cost follows the windows that changed or closed, not the state's size: the
 //! changed windows are listed as they change, and held windows are indexed by when they close.
@@ -22,8 +22,10 @@ impl PartitionState {
     pub fn drain_updates(&mut self) -> Vec<Update> {
         self.reported_watermark_ms = self.drained_watermark_ms;
         self.drained_watermark_ms = self.watermark_ms;
+        self.fold_into_totals();
         let closing = self.take_closing();
         let mut keys = std::mem::take(&mut self.dirty_keys);
+        self.unfolded.clear();
         keys.extend(closing.iter().copied());
         keys.sort_unstable();
         keys.dedup();
@@ -44,7 +46,7 @@ impl PartitionState {
         }
         for key in &keys {
             if let Some(w) = self.windows.get_mut(key) {
-                w.dirty = false;
+                w.dirty = super::CLEAN;
             }
         }
         self.report_progress(&mut out);

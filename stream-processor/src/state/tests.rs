@@ -399,12 +399,14 @@ mod properties {
     }
 
     proptest! {
-        /// Whatever the segments, the caps and the emission points, every emitted total is the
-        /// KPI computed over all of the window's events at once.
+        /// Whatever the segments, the caps, the emission points and the restores from
+        /// checkpoints between them, every emitted total is the KPI computed over all of the
+        /// window's events at once.
         #[test]
         fn totals_equal_an_independent_computation(
             inputs in proptest::collection::vec((0..3usize, 0..12u8, 0..5usize, 0..500u16, 0..3i64), 1..120),
             emit_every in 1..40usize,
+            restore_every in 1..5usize,
         ) {
             let mut s = PartitionState::new(catalog(), LATE, 86_400);
             let mut last: BTreeMap<(usize, i64), f64> = BTreeMap::new();
@@ -415,6 +417,9 @@ mod properties {
                         if u.segment.iter().all(|v| v == ALL) && u.window_ms == MIN {
                             last.insert((u.kpi, u.start_ms), if u.kpi == CONVERSION { u.numerator * 1e6 + u.denominator } else { u.value });
                         }
+                    }
+                    if (i / emit_every) % restore_every == restore_every - 1 {
+                        s = PartitionState::restore(catalog(), LATE, 86_400, s.snapshot()).0;
                     }
                 }
             }
