@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops exactly the processes ./deploy/local/up.sh started (by pid): demo traffic and
 # monitoring first, then the services, the broker last, each with SIGTERM (so it drains,
-# flushes and commits) and SIGKILL after 20 s.
+# flushes and commits) and SIGKILL after 30 s (each service exits by itself within its 25 s
+# grace period, runtime::shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PIDS=data/pids
@@ -12,7 +13,7 @@ for name in demo-traffic alertmanager prometheus ingest processor lake-sink metr
   pid="$(cat "$f")"
   if kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid"
-    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "$name (pid $pid) killed"; else echo "$name (pid $pid) stopped"; fi
   fi
   rm -f "$f"

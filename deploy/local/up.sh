@@ -34,8 +34,50 @@ running() {
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+# Where each service answers while it runs (a service that no longer answers is shutting down).
+health_url() {
+  case "$1" in
+    broker) echo tcp:9092 ;;
+    registry) echo http://127.0.0.1:8081/subjects ;;
+    ingest) echo http://127.0.0.1:8080/healthz ;;
+    processor) echo http://127.0.0.1:9465/healthz ;;
+    lake-sink) echo http://127.0.0.1:9466/healthz ;;
+    metrics-sink) echo http://127.0.0.1:9464/healthz ;;
+    prometheus) echo http://127.0.0.1:9090/-/healthy ;;
+    alertmanager) echo http://127.0.0.1:9093/-/healthy ;;
+    *) echo "" ;;
+  esac
+}
+
+answers() {  # a health URL, or tcp:PORT
+  case "$1" in
+    tcp:*) (exec 3<>"/dev/tcp/127.0.0.1/${1#tcp:}") 2>/dev/null ;;
+    *) curl -sf -m 2 -o /dev/null "$1" ;;
+  esac
+}
+
+# A service stopped a moment ago (SIGTERM, down.sh, a reboot of the broker) may still be
+# draining: every service exits within its grace period (25 s by default). Wait for it to
+# finish rather than take it for running; one that neither answers nor exits is killed.
+settle() {
+  local name="$1" url pid
+  running "$name" || return 0
+  url="$(health_url "$name")" pid="$(cat "$STATE/pids/$name.pid")"
+  if [ -z "$url" ] || answers "$url"; then return 0; fi
+  echo "  $name (pid $pid) is not answering: waiting for it to finish shutting down…"
+  for _ in $(seq 1 70); do
+    running "$name" || return 0
+    answers "$url" && return 0  # it was starting, not stopping
+    sleep 0.5
+  done
+  echo "  $name (pid $pid) neither answers nor exits: killing it" >&2
+  kill -KILL "$pid" 2>/dev/null || true
+  sleep 0.5
+}
+
 start() {
   local name="$1"; shift
+  settle "$name"
   if running "$name"; then
     echo "  $name already running (pid $(cat "$STATE/pids/$name.pid"))"
     return

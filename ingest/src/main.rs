@@ -29,6 +29,7 @@ fn main() -> anyhow::Result<()> {
     let config: IngestConfig =
         load_config(cli.config.as_deref()).context("invalid configuration")?;
     telemetry::init(&config.telemetry);
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     tokio_runtime()?
-        .block_on(async move { northstar_ingest::run(config, shutdown::on_signals()).await })
+        .block_on(async move { northstar_ingest::run(config, shutdown::on_signals(grace)).await })
 }

@@ -85,8 +85,9 @@ fn main() -> anyhow::Result<()> {
             let config: RegistryConfig =
                 load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
+            let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
             tokio_runtime()?
-                .block_on(async move { registry::run(config, shutdown::on_signals()).await })
+                .block_on(async move { registry::run(config, shutdown::on_signals(grace)).await })
         }
         Command::CreateTopics {
             brokers,

@@ -133,8 +133,9 @@ fn main() -> anyhow::Result<()> {
             let config: LakeConfig =
                 load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
+            let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
             tokio_runtime()?
-                .block_on(async move { lake::run(config, shutdown::on_signals()).await })
+                .block_on(async move { lake::run(config, shutdown::on_signals(grace)).await })
         }
         Mode::LakeAdmin {
             config,
@@ -159,8 +160,10 @@ fn main() -> anyhow::Result<()> {
             let config: MetricsSinkConfig =
                 load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
-            tokio_runtime()?
-                .block_on(async move { metrics_sink::run(config, shutdown::on_signals()).await })
+            let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+            tokio_runtime()?.block_on(async move {
+                metrics_sink::run(config, shutdown::on_signals(grace)).await
+            })
         }
     }
 }

@@ -42,6 +42,11 @@ pub struct ProcessorConfig {
     pub checkpoint_interval_ms: u64,
     /// Checkpoints kept per partition.
     pub checkpoints_kept: usize,
+    /// Start a partition that this consumer group has read before but that has no checkpoint
+    /// (a lost or misconfigured `checkpoint_root`) with empty state instead of refusing to:
+    /// its deduplication ids are lost and the windows that began before its first event are
+    /// marked as missing input (`NORTHSTAR_ALLOW_EMPTY_STATE`, `--allow-empty-state`).
+    pub allow_empty_state: bool,
     /// Flush early once this many output records await acknowledgement.
     pub max_pending_outputs: usize,
     /// Outputs handed to the producer at a time; each burst first waits for the previous one's
@@ -57,6 +62,10 @@ pub struct ProcessorConfig {
     pub kafka: KafkaConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// After SIGTERM, the service has this many seconds to drain, flush and commit; past it, it
+    /// exits anyway (status 75), leaving what it could not commit to be replayed
+    /// (`NORTHSTAR_SHUTDOWN_GRACE_SECS`; keep it below the orchestrator's own grace period).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ProcessorConfig {
@@ -80,6 +89,8 @@ impl Default for ProcessorConfig {
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),
             telemetry: TelemetryConfig::default(),
+            allow_empty_state: false,
+            shutdown_grace_secs: northstar_runtime::shutdown::DEFAULT_GRACE_SECS,
         }
     }
 }

@@ -17,14 +17,20 @@ struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "NORTHSTAR_CONFIG")]
     config: Option<PathBuf>,
+    /// Start partitions read before but without a checkpoint with empty state (see
+    /// `allow_empty_state`) instead of refusing to.
+    #[arg(long)]
+    allow_empty_state: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config: ProcessorConfig =
+    let mut config: ProcessorConfig =
         load_config(cli.config.as_deref()).context("invalid configuration")?;
+    config.allow_empty_state |= cli.allow_empty_state;
     telemetry::init(&config.telemetry);
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     tokio_runtime()?.block_on(async move {
-        northstar_stream_processor::run(config, shutdown::on_signals()).await
+        northstar_stream_processor::run(config, shutdown::on_signals(grace)).await
     })
 }

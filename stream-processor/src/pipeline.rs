@@ -57,6 +57,22 @@ pub enum PipelineError {
     Checkpoint(String),
     #[error("topic {0} has no partitions (create the topics first)")]
     NoTopic(String),
+    #[error(
+        "partition {partition} of {topic}: the consumer group {group} has read it up to offset \
+         {offset} (the partition starts at {low}), but there is no checkpoint for it under \
+         {root}; starting with empty state would lose its deduplication ids and the input of \
+         its open windows. Point checkpoint_root at this group's checkpoints (shared by every \
+         instance), or accept the loss with --allow-empty-state (NORTHSTAR_ALLOW_EMPTY_STATE=true): \
+         the windows that began before it are then marked as missing input"
+    )]
+    NoCheckpoint {
+        topic: String,
+        partition: i32,
+        group: String,
+        offset: i64,
+        low: i64,
+        root: String,
+    },
 }
 
 /// Where an output goes.
@@ -277,137 +293,6 @@ impl Pipeline {
         Ok(())
     }
 
-    fn forget_revoked(&mut self) {
-        for p in self.consumer.context().take_revoked() {
-            tracing::info!(
-                partition = p,
-                "partition revoked, forgetting its in-memory state"
-            );
-            if self.partitions.remove(&p).is_some() {
-                // The next owner continues these totals from the checkpoint.
-                let label = p.to_string();
-                for kpi in &self.catalog.kpis {
-                    let _ = metrics::LATE_DROPPED.remove_label_values(&[&label, &kpi.name]);
-                }
-            }
-            self.processed.remove(&p);
-            self.committed.remove(&p);
-            self.checkpointed.remove(&p);
-            self.seek_pending.remove(&p);
-        }
-    }
-
-    /// First record of a newly assigned partition: restore its newest checkpoint (or start
-    /// empty at `first_offset`).
-    async fn open_partition(
-        &mut self,
-        partition: i32,
-        first_offset: i64,
-    ) -> Result<(), PipelineError> {
-        let lateness_ms = self.lateness_ms;
-        let window = self.config.dedup_window_secs;
-        let restored = self
-            .checkpoints
-            .restore(partition, lateness_ms, window)
-            .await
-            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
-        match restored {
-            Some(r) => {
-                let restarted = r.mapping.restarted(&self.catalog);
-                tracing::info!(
-                    partition,
-                    offset = r.next_offset,
-                    ids = r.state.remembered_ids(),
-                    windows = r.state.open_windows(),
-                    kpis_carried_over = self.catalog.kpis.len() - restarted.len(),
-                    "partition state restored from checkpoint"
-                );
-                if !restarted.is_empty() {
-                    tracing::warn!(
-                        partition,
-                        kpis = ?restarted,
-                        incomplete_through = r.state.watermark_ms(),
-                        "KPIs new or changed since the checkpoint start empty: their windows \
-                         starting at or before the checkpoint's event time are marked incomplete"
-                    );
-                }
-                let dropped = r.mapping.dropped(&r.checkpoint_kpis);
-                if !dropped.is_empty() {
-                    tracing::info!(partition, kpis = ?dropped, "state of KPIs removed or changed in the catalog dropped");
-                }
-                let label = partition.to_string();
-                for (k, kpi) in self.catalog.kpis.iter().enumerate() {
-                    let counter = metrics::LATE_DROPPED.with_label_values(&[&label, &kpi.name]);
-                    counter.reset();
-                    counter.inc_by(r.state.late_dropped(k));
-                }
-                self.partitions.insert(partition, r.state);
-                self.processed.insert(partition, r.next_offset);
-                self.checkpointed.insert(partition, r.next_offset);
-            }
-            None => {
-                tracing::info!(
-                    partition,
-                    offset = first_offset,
-                    "no checkpoint, starting with empty state"
-                );
-                let state = PartitionState::new(self.catalog.clone(), lateness_ms, window);
-                self.partitions.insert(partition, state);
-                self.processed.insert(partition, first_offset);
-            }
-        }
-        Ok(())
-    }
-
-    /// Whether the record at `offset` is the next one the partition's state expects; seeks back
-    /// to the checkpoint when the consumer resumed past it.
-    async fn in_sequence(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Result<bool, PipelineError> {
-        if !self.partitions.contains_key(&partition) {
-            self.open_partition(partition, offset).await?;
-        }
-        let expected = self.processed.get(&partition).copied().unwrap_or(offset);
-        if offset < expected {
-            // Already reflected in the restored state.
-            metrics::REPLAY_SKIPPED
-                .with_label_values(&[&partition.to_string()])
-                .inc();
-            return Ok(false);
-        }
-        if offset > expected {
-            if self.seek_pending.insert(partition) {
-                tracing::info!(
-                    partition,
-                    from = offset,
-                    to = expected,
-                    "seeking back to the checkpoint offset"
-                );
-                let consumer = &self.consumer;
-                tokio::task::block_in_place(|| {
-                    consumer.seek(
-                        topic,
-                        partition,
-                        Offset::Offset(expected),
-                        Duration::from_secs(10),
-                    )
-                })?;
-                return Ok(false);
-            }
-            tracing::warn!(
-                partition,
-                expected,
-                offset,
-                "offsets skipped by the broker (gap), continuing"
-            );
-        }
-        self.seek_pending.remove(&partition);
-        Ok(true)
-    }
-
     async fn process(
         &mut self,
         msg: &BorrowedMessage<'_>,
@@ -580,6 +465,72 @@ impl Pipeline {
         Ok(self.producer.delivered().await?)
     }
 
+    /// Queues the aggregate updates of one partition's changed and final windows (its input
+    /// processed up to `next`), and updates its state gauges.
+    async fn emit_partition(&mut self, partition: i32, next: i64) -> Result<(), PipelineError> {
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return Ok(());
+        };
+        let updates = state.drain_updates();
+        let watermark = state.watermark_ms();
+        let p = partition.to_string();
+        metrics::WATERMARK
+            .with_label_values(&[&p])
+            .set(watermark.max(0) / 1000);
+        if watermark != i64::MIN {
+            metrics::WATERMARK_LAG
+                .with_label_values(&[&p])
+                .set(chrono_secs() - watermark / 1000);
+        }
+        metrics::STATE_IDS
+            .with_label_values(&[&p])
+            .set(state.remembered_ids() as i64);
+        metrics::STATE_BYTES
+            .with_label_values(&[&p])
+            .set(state.dedup_bytes() as i64);
+        metrics::OPEN_WINDOWS
+            .with_label_values(&[&p])
+            .set(state.open_windows() as i64);
+        let progress = state.progress();
+        let mut finals = 0u64;
+        let total = updates.len() as u64;
+        for u in updates {
+            let slots = self.slots(u.kpi, u.window_ms);
+            let agg = u.into_aggregate(
+                &self.catalog,
+                progress,
+                &self.config.topics.raw,
+                partition,
+                next - 1,
+            );
+            let datum = self
+                .agg_codec
+                .encode(&agg)
+                .map_err(|e| PipelineError::Encode(e.to_string()))?;
+            let payload = wire::frame(self.agg_schema_id, &datum);
+            let key = agg.record_key(slots);
+            let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
+            let to = partition.rem_euclid(self.aggregates_partitions);
+            self.enqueue_to(
+                Dest::Aggregates,
+                Some(to),
+                Some(key.as_bytes()),
+                Some(&payload),
+                hdrs,
+            )
+            .await?;
+            finals += u64::from(agg.is_final);
+        }
+        for (is_final, n) in [("true", finals), ("false", total - finals)] {
+            if n > 0 {
+                metrics::AGGREGATES_OUT
+                    .with_label_values(&[p.as_str(), is_final])
+                    .inc_by(n);
+            }
+        }
+        Ok(())
+    }
+
     /// Emits changed and final windows, waits for every pending output, then commits.
     async fn flush_and_commit(&mut self, mode: CommitMode) -> Result<(), PipelineError> {
         self.forget_revoked();
@@ -587,61 +538,8 @@ impl Pipeline {
         let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
         partitions.sort_unstable();
         for partition in partitions {
-            let Some(next) = self.processed.get(&partition).copied() else {
-                continue;
-            };
-            let Some(state) = self.partitions.get_mut(&partition) else {
-                continue;
-            };
-            let updates = state.drain_updates();
-            let watermark = state.watermark_ms();
-            let p = partition.to_string();
-            metrics::WATERMARK
-                .with_label_values(&[&p])
-                .set(watermark.max(0) / 1000);
-            if watermark != i64::MIN {
-                metrics::WATERMARK_LAG
-                    .with_label_values(&[&p])
-                    .set(chrono_secs() - watermark / 1000);
-            }
-            metrics::STATE_IDS
-                .with_label_values(&[&p])
-                .set(state.remembered_ids() as i64);
-            metrics::STATE_BYTES
-                .with_label_values(&[&p])
-                .set(state.dedup_bytes() as i64);
-            metrics::OPEN_WINDOWS
-                .with_label_values(&[&p])
-                .set(state.open_windows() as i64);
-            let progress = state.progress();
-            for u in updates {
-                let slots = self.slots(u.kpi, u.window_ms);
-                let agg = u.into_aggregate(
-                    &self.catalog,
-                    progress,
-                    &self.config.topics.raw,
-                    partition,
-                    next - 1,
-                );
-                let datum = self
-                    .agg_codec
-                    .encode(&agg)
-                    .map_err(|e| PipelineError::Encode(e.to_string()))?;
-                let payload = wire::frame(self.agg_schema_id, &datum);
-                let key = agg.record_key(slots);
-                let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
-                let to = partition.rem_euclid(self.aggregates_partitions);
-                self.enqueue_to(
-                    Dest::Aggregates,
-                    Some(to),
-                    Some(key.as_bytes()),
-                    Some(&payload),
-                    hdrs,
-                )
-                .await?;
-                metrics::AGGREGATES_OUT
-                    .with_label_values(&[p.as_str(), if agg.is_final { "true" } else { "false" }])
-                    .inc();
+            if let Some(next) = self.processed.get(&partition).copied() {
+                self.emit_partition(partition, next).await?;
             }
         }
         self.await_pending().await?;
@@ -764,3 +662,5 @@ fn chrono_secs() -> i64 {
 pub fn source_of(msg: &BorrowedMessage<'_>) -> Option<headers::SourcePosition> {
     msg.headers().and_then(headers::source_position)
 }
+
+mod partitions;

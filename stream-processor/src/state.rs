@@ -14,7 +14,7 @@
 //! changed segment window and emission, not once per event. Deduplication is bounded by a time
 //! window ([`Dedup`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use northstar_schemas::Event;
@@ -25,12 +25,12 @@ use std::borrow::Cow;
 use smallvec::SmallVec;
 
 use crate::catalog::{
-    fixed_to_f64, scalar_fixed_point, Aggregation, Catalog, EventView, Matches, ALL, MAX_SEGMENTS,
-    OTHER,
+    scalar_fixed_point, Aggregation, Catalog, EventView, Matches, ALL, MAX_SEGMENTS, OTHER,
 };
-use crate::dedup::{fingerprint_parts as fingerprint, Dedup, IdentityHasher};
+use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
+pub use acc::Acc;
+use acc::{Contribution, Unfolded, Window, CLEAN};
 pub use evolve::KpiMeta;
-use std::hash::BuildHasherDefault;
 
 /// A segment dimension read from one event: its name and its value's id once interned, or the
 /// value itself before.
@@ -119,105 +119,6 @@ impl Interner {
             return ALL;
         }
         self.values.get(id as usize).map_or("", String::as_str)
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Acc {
-    Count(u64),
-    /// Fixed point, 6 decimals.
-    Sum(i128),
-    /// Fingerprints of the distinct ids (already uniformly hashed: no rehashing).
-    Distinct(HashSet<u64, BuildHasherDefault<IdentityHasher>>),
-}
-
-impl Acc {
-    fn empty(aggregation: &Aggregation) -> Acc {
-        match aggregation {
-            Aggregation::Sum(_) => Acc::Sum(0),
-            Aggregation::DistinctUsers => Acc::Distinct(HashSet::default()),
-            _ => Acc::Count(0),
-        }
-    }
-
-    fn value(&self) -> f64 {
-        match self {
-            Acc::Count(n) => *n as f64,
-            Acc::Sum(s) => fixed_to_f64(*s),
-            Acc::Distinct(set) => set.len() as f64,
-        }
-    }
-
-    /// Adds another count or sum (totals of a group); sets are never merged here.
-    fn merge(&mut self, other: &Acc) {
-        match (self, other) {
-            (Acc::Count(a), Acc::Count(b)) => *a += b,
-            (Acc::Sum(a), Acc::Sum(b)) => *a += b,
-            _ => {}
-        }
-    }
-
-    /// Adds one event's contribution; false if it changed nothing (a member already in the
-    /// set).
-    fn add(&mut self, contribution: Contribution) -> bool {
-        match (self, contribution) {
-            (Acc::Count(n), Contribution::One) => *n += 1,
-            (Acc::Sum(s), Contribution::Amount(a)) => *s += a,
-            (Acc::Distinct(set), Contribution::Member(m)) => return set.insert(m),
-            _ => return false,
-        }
-        true
-    }
-
-    /// Adds what a segment window gained to its total.
-    fn fold(&mut self, gained: &Unfolded, segment: &Acc) {
-        match (self, gained, segment) {
-            (Acc::Count(n), Unfolded::Since(base), Acc::Count(now)) => {
-                *n += u64::try_from(i128::from(*now) - base).unwrap_or(0);
-            }
-            (Acc::Sum(s), Unfolded::Since(base), Acc::Sum(now)) => *s += now - base,
-            (Acc::Distinct(set), Unfolded::Members(m), _) => set.extend(m.iter().copied()),
-            _ => {}
-        }
-    }
-
-    /// What a segment window's total will need at the next emission, noted when the window
-    /// starts changing: a count's or sum's value then, or an empty list of new members.
-    fn unfolded(&self) -> Unfolded {
-        match self {
-            Acc::Count(n) => Unfolded::Since(i128::from(*n)),
-            Acc::Sum(s) => Unfolded::Since(*s),
-            Acc::Distinct(_) => Unfolded::Members(Vec::new()),
-        }
-    }
-}
-
-/// What a changed segment window gained since the last emission that its all-segments total
-/// has not yet: for a count or sum, its value before (the total gains the difference), for
-/// distinct users, the members new to its set.
-#[derive(Debug, Default)]
-enum Unfolded {
-    /// Not a segment window.
-    #[default]
-    Nothing,
-    Since(i128),
-    Members(Vec<u64>),
-}
-
-#[derive(Debug)]
-struct Window {
-    acc: Acc,
-    /// Its place in [`PartitionState::dirty_keys`] while it has changed since the last
-    /// emission, [`CLEAN`] otherwise.
-    dirty: u32,
-}
-
-/// A window unchanged since the last emission.
-const CLEAN: u32 = u32::MAX;
-
-impl Window {
-    fn new(acc: Acc) -> Self {
-        Window { acc, dirty: CLEAN }
     }
 }
 
@@ -383,6 +284,10 @@ pub struct PartitionState {
     /// Per KPI: windows starting after this event time (ms) saw all their input
     /// ([`evolve`]).
     full_input_after_ms: Vec<i64>,
+    /// Started without the state of the records before its first one
+    /// ([`PartitionState::mark_started_mid_stream`]): the first event sets
+    /// `full_input_after_ms`.
+    mid_stream: bool,
 }
 
 impl PartitionState {
@@ -410,7 +315,15 @@ impl PartitionState {
             lateness_ms,
             late_dropped,
             full_input_after_ms,
+            mid_stream: false,
         }
+    }
+
+    /// The partition starts empty although records before its first one were processed
+    /// before (their state is lost): every window that begins at or before the first event's
+    /// time is marked as missing input, for every KPI.
+    pub fn mark_started_mid_stream(&mut self) {
+        self.mid_stream = true;
     }
 
     /// The state to checkpoint (call right after [`PartitionState::drain_updates`]).
@@ -742,6 +655,12 @@ impl PartitionState {
     /// Counts one valid, unique event at event time `ts_ms` in every KPI it matches, then
     /// advances the watermark.
     pub fn count(&mut self, event: &Event, ts_ms: i64) -> Counted {
+        if self.mid_stream {
+            self.mid_stream = false;
+            for after in &mut self.full_input_after_ms {
+                *after = (*after).max(ts_ms);
+            }
+        }
         let catalog = self.catalog.clone();
         let mut out = Counted::default();
         let mut view = EventView::new(event);
@@ -821,15 +740,7 @@ impl PartitionState {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Contribution {
-    One,
-    Amount(i128),
-    Member(u64),
-    /// Nothing (marks a window changed).
-    None,
-}
-
+mod acc;
 mod emit;
 pub mod evolve;
 #[cfg(test)]

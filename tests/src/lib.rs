@@ -21,7 +21,9 @@ pub mod prom;
 pub mod s3;
 
 pub use demo::{demo_events, repo};
-pub use membership::{await_assigned, await_held_together, await_partitions, Membership};
+pub use membership::{
+    await_assigned, await_held_together, await_partitions, signed_up, Membership,
+};
 
 /// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999), so
 /// neither the kernel's own `bind(0)` nor the local side of an outgoing connection can take one

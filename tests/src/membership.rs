@@ -146,3 +146,33 @@ async fn assigned_partitions(port: u16) -> Option<i64> {
         .find_map(|l| l.strip_prefix("northstar_processor_assigned_partitions "))
         .and_then(|v| v.trim().parse::<i64>().ok())
 }
+
+impl Stack {
+    /// The whole stack with `env` for every service: broker, registry, the services, and the
+    /// processor holding partitions.
+    pub async fn start_all(env: &[(&str, &str)]) -> Stack {
+        let mut stack = Stack::start_core().await;
+        stack
+            .env
+            .extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        stack.start_services().await;
+        assert!(
+            await_assigned(stack.ports.processor).await,
+            "the processor holds no partition\n{}",
+            stack.logs()
+        );
+        stack
+    }
+}
+
+/// `n` `Signed Up` track events of distinct users from number `from`, message ids
+/// `{prefix}-{i}`, timestamped now.
+pub fn signed_up(prefix: &str, from: usize, n: usize) -> Vec<serde_json::Value> {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    (from..from + n)
+        .map(|i| {
+            serde_json::json!({"type": "track", "event": "Signed Up", "userId": format!("u{i}"),
+            "messageId": format!("{prefix}-{i}"), "timestamp": now})
+        })
+        .collect()
+}

@@ -8,18 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use northstar_e2e::{lake, Stack};
-use serde_json::json;
-
-fn events(from: usize, n: usize) -> Vec<serde_json::Value> {
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    (from..from + n)
-        .map(|i| {
-            json!({"type": "track", "event": "Signed Up", "userId": format!("u{i}"),
-            "messageId": format!("stall-{i}"), "timestamp": now})
-        })
-        .collect()
-}
+use northstar_e2e::{lake, signed_up, Stack};
 
 async fn status(url: &str) -> u16 {
     match reqwest::get(url).await {
@@ -55,7 +44,7 @@ async fn consumers_left_without_partitions_rejoin_by_themselves() {
         stack.env.push((k.into(), v.into()));
     }
     stack.start_services().await;
-    stack.send_batches(&events(0, 300), 100).await;
+    stack.send_batches(&signed_up("stall", 0, 300), 100).await;
     assert!(
         northstar_e2e::await_assigned(stack.ports.processor).await,
         "{}",
@@ -70,7 +59,7 @@ async fn consumers_left_without_partitions_rejoin_by_themselves() {
     stack.restart("tansu");
     stack.restart("processor");
     stack.restart("lake");
-    stack.send_batches(&events(300, 300), 100).await;
+    stack.send_batches(&signed_up("stall", 300, 300), 100).await;
 
     let (proc_ready, lake_ready) = (
         format!("http://127.0.0.1:{}/readyz", stack.ports.processor),

@@ -22,6 +22,8 @@ http://{{ .Release.Name }}-registry:8081
   value: {{ include "northstar.registryUrl" . | quote }}
 - name: NORTHSTAR_TELEMETRY__LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
+- name: NORTHSTAR_SHUTDOWN_GRACE_SECS
+  value: {{ .Values.shutdownGraceSecs | quote }}
 - name: NORTHSTAR_TOPICS__RAW
   value: {{ .Values.topics.raw | quote }}
 - name: NORTHSTAR_TOPICS__CLEAN

@@ -30,6 +30,10 @@ pub struct RegistryConfig {
     pub kafka: KafkaConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// After SIGTERM, the service has this many seconds to drain, flush and commit; past it, it
+    /// exits anyway (status 75), leaving what it could not commit to be replayed
+    /// (`NORTHSTAR_SHUTDOWN_GRACE_SECS`; keep it below the orchestrator's own grace period).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for RegistryConfig {
@@ -39,6 +43,7 @@ impl Default for RegistryConfig {
             schemas_topic: "_schemas".into(),
             kafka: KafkaConfig::default(),
             telemetry: TelemetryConfig::default(),
+            shutdown_grace_secs: northstar_runtime::shutdown::DEFAULT_GRACE_SECS,
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct LakeConfig {
     pub kafka: KafkaConfig,
     /// Logging.
     pub telemetry: TelemetryConfig,
+    /// After SIGTERM, the service has this many seconds to drain, flush and commit; past it, it
+    /// exits anyway (status 75), leaving what it could not commit to be replayed
+    /// (`NORTHSTAR_SHUTDOWN_GRACE_SECS`; keep it below the orchestrator's own grace period).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for LakeConfig {
@@ -53,6 +57,7 @@ impl Default for LakeConfig {
             topics: TopicsConfig::default(),
             kafka: KafkaConfig::default(),
             telemetry: TelemetryConfig::default(),
+            shutdown_grace_secs: northstar_runtime::shutdown::DEFAULT_GRACE_SECS,
         }
     }
 }

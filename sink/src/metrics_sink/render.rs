@@ -234,7 +234,7 @@ fn render_missing_input(
     min_start: i64,
     out: &mut Exposition,
 ) {
-    out.family("northstar_kpi_window_missing_input", "gauge", "1 when the open (state=open) or last final (state=final) window lacks input: its KPI was added or changed in the catalog after the window began, so its value misses the events before the edit (alerts skip it).");
+    out.family("northstar_kpi_window_missing_input", "gauge", "1 when the open (state=open) or last final (state=final) window lacks input: its KPI was added or changed in the catalog after the window began, or a partition was started with empty state (allow_empty_state), so its value misses the events before that (alerts skip it).");
     for (kpi, f) in families {
         let base = window_labels(kpi, &f.spec.label);
         let open_start = f.start_of(open);

@@ -475,3 +475,27 @@ fn emissions_report_the_previous_emissions_watermark() {
         "then nothing until something changes"
     );
 }
+
+/// A partition started empty although it was read before: the windows that began at or before
+/// its first event are marked as missing input, for every KPI; later windows are not.
+#[test]
+fn a_partition_started_mid_stream_marks_the_windows_it_cannot_know_in_full() {
+    let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    s.mark_started_mid_stream();
+    let first = T0 + 30_000;
+    s.count(&ev("Signed Up", "u1", "iOS", 0.0), first);
+    s.count(&ev("Signed Up", "u2", "iOS", 0.0), T0 + 2 * MIN + 1);
+    let updates = s.drain_updates();
+    assert!(!updates.is_empty());
+    for u in &updates {
+        assert_eq!(u.full_input_after_ms, first, "{u:?}");
+        let complete = u.start_ms > u.full_input_after_ms;
+        assert_eq!(complete, u.start_ms == T0 + 2 * MIN, "{u:?}");
+    }
+    let fresh = {
+        let mut s = PartitionState::new(catalog(), LATE, 86_400);
+        s.count(&ev("Signed Up", "u1", "iOS", 0.0), first);
+        s.drain_updates()
+    };
+    assert!(fresh.iter().all(|u| u.full_input_after_ms == i64::MIN));
+}

@@ -1,0 +1,186 @@
+//! The partition cursor of the processor: which input partitions it holds, where each one's
+//! state starts (its checkpoint, or empty where that loses nothing), and whether a record is
+//! the next one its state expects.
+//!
+//! Contract: a partition's first record restores its newest checkpoint; without one, it starts
+//! empty only if the group has not read it before (its first record is at the start of the
+//! partition) or `allow_empty_state` says so, marking its windows as missing input
+//! ([`PipelineError::NoCheckpoint`] otherwise). Records already reflected in the restored state
+//! are skipped (counted); a consumer that resumed past the checkpoint is sought back to it.
+//! Revoked partitions are forgotten before the next emission.
+
+use super::*;
+
+impl Pipeline {
+    pub(super) fn forget_revoked(&mut self) {
+        for p in self.consumer.context().take_revoked() {
+            tracing::info!(
+                partition = p,
+                "partition revoked, forgetting its in-memory state"
+            );
+            if self.partitions.remove(&p).is_some() {
+                // The next owner continues these totals from the checkpoint.
+                let label = p.to_string();
+                for kpi in &self.catalog.kpis {
+                    let _ = metrics::LATE_DROPPED.remove_label_values(&[&label, &kpi.name]);
+                }
+            }
+            self.processed.remove(&p);
+            self.committed.remove(&p);
+            self.checkpointed.remove(&p);
+            self.seek_pending.remove(&p);
+        }
+    }
+
+    /// First record of a newly assigned partition: restore its newest checkpoint (or start
+    /// empty at `first_offset`).
+    async fn open_partition(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        first_offset: i64,
+    ) -> Result<(), PipelineError> {
+        let lateness_ms = self.lateness_ms;
+        let window = self.config.dedup_window_secs;
+        let restored = self
+            .checkpoints
+            .restore(partition, lateness_ms, window)
+            .await
+            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        match restored {
+            Some(r) => {
+                let restarted = r.mapping.restarted(&self.catalog);
+                tracing::info!(
+                    partition,
+                    offset = r.next_offset,
+                    ids = r.state.remembered_ids(),
+                    windows = r.state.open_windows(),
+                    kpis_carried_over = self.catalog.kpis.len() - restarted.len(),
+                    "partition state restored from checkpoint"
+                );
+                if !restarted.is_empty() {
+                    tracing::warn!(
+                        partition,
+                        kpis = ?restarted,
+                        incomplete_through = r.state.watermark_ms(),
+                        "KPIs new or changed since the checkpoint start empty: their windows \
+                         starting at or before the checkpoint's event time are marked incomplete"
+                    );
+                }
+                let dropped = r.mapping.dropped(&r.checkpoint_kpis);
+                if !dropped.is_empty() {
+                    tracing::info!(partition, kpis = ?dropped, "state of KPIs removed or changed in the catalog dropped");
+                }
+                let label = partition.to_string();
+                for (k, kpi) in self.catalog.kpis.iter().enumerate() {
+                    let counter = metrics::LATE_DROPPED.with_label_values(&[&label, &kpi.name]);
+                    counter.reset();
+                    counter.inc_by(r.state.late_dropped(k));
+                }
+                self.partitions.insert(partition, r.state);
+                self.processed.insert(partition, r.next_offset);
+                self.checkpointed.insert(partition, r.next_offset);
+            }
+            None => {
+                let mut state = PartitionState::new(self.catalog.clone(), lateness_ms, window);
+                if self.read_before(topic, partition, first_offset)? {
+                    tracing::warn!(
+                        partition,
+                        offset = first_offset,
+                        "no checkpoint for a partition this group has read before: starting with \
+                         empty state as allowed (allow_empty_state); windows that began before \
+                         its first event are marked as missing input"
+                    );
+                    state.mark_started_mid_stream();
+                } else {
+                    tracing::info!(
+                        partition,
+                        offset = first_offset,
+                        "no checkpoint, starting with empty state"
+                    );
+                }
+                self.partitions.insert(partition, state);
+                self.processed.insert(partition, first_offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a partition without a checkpoint was read before by this group (its first
+    /// record is past the start of the partition): allowed with `allow_empty_state`, refused
+    /// otherwise ([`PipelineError::NoCheckpoint`]).
+    fn read_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        first_offset: i64,
+    ) -> Result<bool, PipelineError> {
+        let consumer = &self.consumer;
+        let (low, _) = tokio::task::block_in_place(|| {
+            consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))
+        })?;
+        if first_offset <= low {
+            return Ok(false);
+        }
+        if self.config.allow_empty_state {
+            return Ok(true);
+        }
+        Err(PipelineError::NoCheckpoint {
+            topic: topic.to_string(),
+            partition,
+            group: self.config.group_id.clone(),
+            offset: first_offset,
+            low,
+            root: self.config.checkpoint_root.clone(),
+        })
+    }
+
+    /// Whether the record at `offset` is the next one the partition's state expects; seeks back
+    /// to the checkpoint when the consumer resumed past it.
+    pub(super) async fn in_sequence(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<bool, PipelineError> {
+        if !self.partitions.contains_key(&partition) {
+            self.open_partition(topic, partition, offset).await?;
+        }
+        let expected = self.processed.get(&partition).copied().unwrap_or(offset);
+        if offset < expected {
+            // Already reflected in the restored state.
+            metrics::REPLAY_SKIPPED
+                .with_label_values(&[&partition.to_string()])
+                .inc();
+            return Ok(false);
+        }
+        if offset > expected {
+            if self.seek_pending.insert(partition) {
+                tracing::info!(
+                    partition,
+                    from = offset,
+                    to = expected,
+                    "seeking back to the checkpoint offset"
+                );
+                let consumer = &self.consumer;
+                tokio::task::block_in_place(|| {
+                    consumer.seek(
+                        topic,
+                        partition,
+                        Offset::Offset(expected),
+                        Duration::from_secs(10),
+                    )
+                })?;
+                return Ok(false);
+            }
+            tracing::warn!(
+                partition,
+                expected,
+                offset,
+                "offsets skipped by the broker (gap), continuing"
+            );
+        }
+        self.seek_pending.remove(&partition);
+        Ok(true)
+    }
+}
