@@ -11,6 +11,7 @@ pub mod group_watch;
 pub mod kafka;
 pub mod objstore;
 pub mod producer;
+pub mod resume;
 pub mod shutdown;
 pub mod telemetry;
 

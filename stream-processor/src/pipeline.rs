@@ -57,6 +57,8 @@ pub enum PipelineError {
     Checkpoint(String),
     #[error("topic {0} has no partitions (create the topics first)")]
     NoTopic(String),
+    #[error(transparent)]
+    Resume(#[from] northstar_runtime::resume::ResumeError),
     #[error(
         "partition {partition} of {topic}: the consumer group {group} has read it up to offset \
          {offset} (the partition starts at {low}), but there is no checkpoint for it under \

@@ -95,6 +95,24 @@ fn parse_labels(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
     }
 }
 
+/// The samples on `http://127.0.0.1:{port}/metrics` (none when it does not answer).
+pub async fn scrape(port: u16) -> Vec<Sample> {
+    match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+        Ok(r) => samples(&r.text().await.unwrap_or_default()),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The sum of every sample of `name` on `port`'s `/metrics` (0 when it does not answer).
+pub async fn metric_sum(port: u16, name: &str) -> f64 {
+    scrape(port)
+        .await
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| s.value)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

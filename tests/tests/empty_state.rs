@@ -10,26 +10,9 @@ use std::time::{Duration, Instant};
 
 use northstar_e2e::{signed_up, Stack};
 
-async fn metrics(port: u16) -> Vec<northstar_e2e::prom::Sample> {
-    let text = match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    };
-    northstar_e2e::prom::samples(&text)
-}
-
-async fn metric_sum(port: u16, name: &str) -> f64 {
-    metrics(port)
-        .await
-        .iter()
-        .filter(|s| s.name == name)
-        .map(|s| s.value)
-        .sum()
-}
-
 /// The open 1m window of the `events` KPI: whether the metrics sink marks it missing input.
 async fn open_window_missing_input(port: u16) -> Option<f64> {
-    metrics(port)
+    northstar_e2e::prom::scrape(port)
         .await
         .iter()
         .find(|s| {
@@ -50,7 +33,7 @@ async fn a_group_that_read_before_needs_its_checkpoints_or_an_explicit_override(
     .await;
     stack.send_batches(&signed_up("empty", 0, 300), 100).await;
     let deadline = Instant::now() + Duration::from_secs(90);
-    while metric_sum(
+    while northstar_e2e::prom::metric_sum(
         stack.ports.processor,
         "northstar_processor_checkpoint_offset",
     )

@@ -17,18 +17,6 @@ async fn status(url: &str) -> u16 {
     }
 }
 
-async fn metric(port: u16, name: &str) -> f64 {
-    let text = match reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => return 0.0,
-    };
-    northstar_e2e::prom::samples(&text)
-        .iter()
-        .filter(|s| s.name == name)
-        .map(|s| s.value)
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumers_left_without_partitions_rejoin_by_themselves() {
     let mut stack = Stack::start_core().await;
@@ -90,11 +78,16 @@ async fn consumers_left_without_partitions_rejoin_by_themselves() {
     let rejoins = [
         (
             "processor",
-            metric(stack.ports.processor, "northstar_consumer_rejoins_total").await,
+            northstar_e2e::prom::metric_sum(
+                stack.ports.processor,
+                "northstar_consumer_rejoins_total",
+            )
+            .await,
         ),
         (
             "lake",
-            metric(stack.ports.lake, "northstar_consumer_rejoins_total").await,
+            northstar_e2e::prom::metric_sum(stack.ports.lake, "northstar_consumer_rejoins_total")
+                .await,
         ),
     ];
     assert!(

@@ -8,7 +8,9 @@
 //! range again, rewriting the same files, so a file is never duplicated. Records whose source
 //! position (processor input topic, partition, offset) is at or below the highest one already
 //! in the lake for that source partition were re-emitted by a processor restoring a checkpoint
-//! and are skipped, so each event is written once.
+//! and are skipped, so each event is written once. A ledger that resumes a partition past its
+//! end (the topic was recreated: its offsets, and so the file names, start again) is refused
+//! with an error, never skipped ([`northstar_runtime::resume`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -278,7 +280,8 @@ impl LakeSink {
             .set(self.parts.values().map(|p| p.row_count() as i64).sum());
     }
 
-    /// First record of a newly assigned partition: resume from the ledger.
+    /// First record of a newly assigned partition: resume from the ledger (refused when it is
+    /// past the partition's end).
     async fn open(&mut self, partition: i32, first_offset: i64) -> anyhow::Result<()> {
         let resume = self.ledger.resume(partition).await?;
         let (next, sources) = match resume.entry {
@@ -288,6 +291,21 @@ impl LakeSink {
                 BTreeMap::new(),
             ),
         };
+        // A ledger past the partition's end belongs to an earlier incarnation of the topic:
+        // its offsets (and file names) would be reused, so refuse rather than skip.
+        let (consumer, topic) = (&self.consumer, &self.topic);
+        tokio::task::block_in_place(|| {
+            northstar_runtime::resume::check(consumer, topic, partition, next, || {
+                (
+                    "the lake ledger".to_string(),
+                    "Recover: keep the old lake as it is and start the lake sink on a new root \
+                     (the new topic's offsets would reuse the old files' names), or archive this \
+                     table's files and its ledger first; see docs/operations.md, \"A recreated \
+                     topic\"."
+                        .to_string(),
+                )
+            })
+        })?;
         tracing::info!(
             partition,
             next,

@@ -2,7 +2,8 @@
 //! state starts (its checkpoint, or empty where that loses nothing), and whether a record is
 //! the next one its state expects.
 //!
-//! Contract: a partition's first record restores its newest checkpoint; without one, it starts
+//! Contract: a partition's first record restores its newest checkpoint, unless that resumes
+//! past the partition's end (a recreated topic: refused, `resume::TopicReset`); without one, it starts
 //! empty only if the group has not read it before (its first record is at the start of the
 //! partition) or `allow_empty_state` says so, marking its windows as missing input
 //! ([`PipelineError::NoCheckpoint`] otherwise). Records already reflected in the restored state
@@ -49,6 +50,24 @@ impl Pipeline {
             .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
         match restored {
             Some(r) => {
+                let (consumer, root) = (&self.consumer, &self.config.checkpoint_root);
+                tokio::task::block_in_place(|| {
+                    northstar_runtime::resume::check(
+                        &**consumer,
+                        topic,
+                        partition,
+                        r.next_offset,
+                        || {
+                            (
+                                format!("the checkpoint under {root}"),
+                                "Recover: move this partition's checkpoints away (or point \
+                             checkpoint_root at an empty place) and start again; see \
+                             docs/operations.md, \"A recreated topic\"."
+                                    .to_string(),
+                            )
+                        },
+                    )
+                })?;
                 let restarted = r.mapping.restarted(&self.catalog);
                 tracing::info!(
                     partition,
