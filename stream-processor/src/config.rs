@@ -18,6 +18,12 @@ pub struct ProcessorConfig {
     pub registry_url: String,
     /// How often open windows are emitted and processed offsets committed, in milliseconds.
     pub emit_interval_ms: u64,
+    /// The input is catching up once the newest record processed is older than this (by its
+    /// Kafka timestamp against the wall clock), in milliseconds.
+    pub catch_up_after_ms: u64,
+    /// How often open windows are emitted while catching up, in milliseconds (freshness cannot
+    /// beat the backlog then; fewer aggregate records leave the CPU to catching up).
+    pub catch_up_emit_interval_ms: u64,
     /// How long after a window's end late events still update it, in seconds, when the
     /// catalog does not say (`defaults.allowed_lateness` in the catalog wins; setting both to
     /// different values is refused).
@@ -75,6 +81,8 @@ impl Default for ProcessorConfig {
             group_id: "northstar-stream-processor".into(),
             registry_url: "http://127.0.0.1:8081".into(),
             emit_interval_ms: 500,
+            catch_up_after_ms: 3_000,
+            catch_up_emit_interval_ms: 5_000,
             allowed_lateness_secs: None,
             catalog: None,
             max_future_skew_secs: 300,
@@ -105,6 +113,12 @@ impl ProcessorConfig {
         }
         if self.emit_interval_ms == 0 {
             return Err("emit_interval_ms must be > 0".into());
+        }
+        if self.catch_up_emit_interval_ms < self.emit_interval_ms {
+            return Err(format!(
+                "catch_up_emit_interval_ms ({}) is below emit_interval_ms ({}): catching up would emit more often, not less",
+                self.catch_up_emit_interval_ms, self.emit_interval_ms
+            ));
         }
         Ok(())
     }

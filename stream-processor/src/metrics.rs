@@ -165,6 +165,14 @@ pub static ASSIGNED: LazyLock<IntGauge> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+#[allow(clippy::expect_used)]
+pub static CATCHING_UP: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "northstar_processor_catching_up",
+        "1 while the newest input record processed is older than catch_up_after_ms: open windows are then emitted every catch_up_emit_interval_ms instead of every emit_interval_ms"
+    )
+    .expect("metric registers")
+});
 gauge!(
     WATERMARK_LAG,
     "northstar_processor_watermark_lag_seconds",

@@ -35,6 +35,7 @@ use crate::config::ProcessorConfig;
 use crate::metrics;
 use crate::state::PartitionState;
 use crate::validate::{validate, Invalid};
+use cadence::Cadence;
 use northstar_runtime::objstore::ObjectRoot;
 
 /// How many ready messages are processed in a row before the loop looks at its timers and
@@ -184,6 +185,9 @@ pub struct Pipeline {
     aggregates_topic: Arc<str>,
     /// Partitions of the aggregates topic.
     aggregates_partitions: i32,
+    /// How often ticks emit (slower while catching up on a backlog).
+    cadence: Cadence,
+    last_emission: Instant,
 }
 
 impl Pipeline {
@@ -237,6 +241,11 @@ impl Pipeline {
             dlq_topic: config.topics.dlq.as_str().into(),
             aggregates_topic: config.topics.aggregates.as_str().into(),
             aggregates_partitions,
+            cadence: Cadence::new(
+                config.catch_up_after_ms as i64,
+                Duration::from_millis(config.catch_up_emit_interval_ms),
+            ),
+            last_emission: Instant::now(),
             config,
         })
     }
@@ -260,7 +269,13 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.flush_and_commit(CommitMode::Async).await?,
+                _ = tick.tick() => {
+                    let now = wall_clock_ms();
+                    metrics::CATCHING_UP.set(i64::from(self.cadence.behind(now)));
+                    if self.cadence.due(now, self.last_emission.elapsed()) {
+                        self.flush_and_commit(CommitMode::Async).await?;
+                    }
+                }
                 _ = watch_tick.tick() => {
                     let assigned = consumer.context().assigned();
                     let (topic, group) = (&self.config.topics.raw, &self.config.group_id);
@@ -305,6 +320,7 @@ impl Pipeline {
         if !self.in_sequence(topic, partition, offset).await? {
             return Ok(());
         }
+        self.cadence.saw(msg.timestamp().to_millis());
         let counters = self
             .counters
             .entry(partition)
@@ -535,6 +551,7 @@ impl Pipeline {
 
     /// Emits changed and final windows, waits for every pending output, then commits.
     async fn flush_and_commit(&mut self, mode: CommitMode) -> Result<(), PipelineError> {
+        self.last_emission = Instant::now();
         self.forget_revoked();
         metrics::ASSIGNED.set(self.consumer.context().assigned() as i64);
         let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
@@ -665,4 +682,12 @@ pub fn source_of(msg: &BorrowedMessage<'_>) -> Option<headers::SourcePosition> {
     msg.headers().and_then(headers::source_position)
 }
 
+mod cadence;
 mod partitions;
+
+/// Milliseconds since the epoch by the wall clock (0 before 1970).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
