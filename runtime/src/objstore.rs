@@ -29,6 +29,13 @@ pub const MULTIPART_THRESHOLD: usize = 32 * 1024 * 1024;
 /// The part size of multipart uploads (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 16 * 1024 * 1024;
 
+/// Retries of one S3 request inside the client, and how long after the first attempt no
+/// retry starts: a request to an unreachable store fails within about this plus the client's
+/// 30 s request timeout.
+pub const S3_MAX_RETRIES: usize = 3;
+/// See [`S3_MAX_RETRIES`].
+pub const S3_RETRY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// An error opening or using an object-store root.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectRootError {
@@ -125,7 +132,15 @@ impl ObjectRoot {
                 .with_endpoint(endpoint)
                 .with_allow_http(endpoint.starts_with("http://"));
         }
-        builder = builder.with_bucket_name(bucket);
+        // Bounded retries inside the client (the default retries for 3 minutes): callers
+        // retry on their own schedule, and a consumer must not block past its poll interval.
+        builder = builder
+            .with_retry(object_store::RetryConfig {
+                max_retries: S3_MAX_RETRIES,
+                retry_timeout: S3_RETRY_TIMEOUT,
+                ..Default::default()
+            })
+            .with_bucket_name(bucket);
         let s3 = builder.build()?;
         let prefix = prefix.trim_matches('/');
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {

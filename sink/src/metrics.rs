@@ -21,10 +21,14 @@ metric!(LAKE_FILES: IntCounterVec = register_int_counter_vec!("northstar_lake_si
 metric!(LAKE_BYTES: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_bytes_written_total", "Parquet bytes written, by table", &["table"]));
 metric!(LAKE_ROWS: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_rows_written_total", "Rows written to Parquet, by table", &["table"]));
 metric!(LAKE_FLUSH_SECONDS: Histogram = register_histogram!("northstar_lake_sink_flush_duration_seconds", "Time to encode, upload and commit one flush"));
-metric!(LAKE_UPLOAD_ERRORS: IntCounter = register_int_counter!("northstar_lake_sink_upload_errors_total", "Failed uploads (retried)"));
+metric!(LAKE_UPLOAD_ERRORS: IntCounter = register_int_counter!("northstar_lake_sink_upload_errors_total", "Failed writes to the lake: file upload attempts (each file is tried upload_attempts times) and ledger writes; past them the partition pauses and its flush is repeated after a backoff"));
 metric!(LAKE_REJECTED: IntCounterVec = register_int_counter_vec!("northstar_lake_sink_rejected_total", "Records sent to the dead-letter topic by the lake sink, by reason", &["reason"]));
 metric!(LAKE_OPEN_FILES: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_open_files", "Files being buffered, by table", &["table"]));
 metric!(LAKE_OPEN_FILES_CAPPED: IntCounter = register_int_counter!("northstar_lake_sink_open_files_capped_total", "Flushes forced because more than max_open_files files were buffered"));
+metric!(LAKE_BUDGET_FLUSHES: IntCounter = register_int_counter!("northstar_lake_sink_budget_flushes_total", "Flushes forced because more than max_buffered_bytes were buffered over all partitions (the largest partitions first)"));
+metric!(LAKE_NAMES_CAPPED: IntCounter = register_int_counter!("northstar_lake_sink_event_names_capped_total", "Rows written under event_name=__other__ because their partition already had max_event_names event_name directories"));
+metric!(LAKE_BUFFERED_BYTES: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_buffered_bytes", "Bytes of events buffered, not yet in the lake, by table (bounded by max_buffered_bytes)", &["table"]));
+metric!(LAKE_PAUSED_PARTITIONS: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_paused_partitions", "Partitions paused after a flush failed against the object store, waiting for their backoff to read and flush their range again, by table", &["table"]));
 metric!(LAKE_TYPE_CONFLICTS: IntCounter = register_int_counter!("northstar_lake_sink_type_conflicts_total", "Values left out of a typed column (context_* or prop_*) because their type differs from the column's; they stay in the JSON column"));
 metric!(LAKE_BUFFERED_ROWS: IntGaugeVec = register_int_gauge_vec!("northstar_lake_sink_buffered_rows", "Rows buffered, not yet in the lake, by table", &["table"]));
 metric!(LAKE_REPLAY_SKIPPED: IntCounter = register_int_counter!("northstar_lake_sink_replay_skipped_total", "Records skipped because their source position is already in the lake (re-emitted by a restored processor)"));
@@ -37,6 +41,8 @@ pub fn register_lake(tables: &[&str]) {
     for c in [
         &*LAKE_UPLOAD_ERRORS,
         &*LAKE_OPEN_FILES_CAPPED,
+        &*LAKE_BUDGET_FLUSHES,
+        &*LAKE_NAMES_CAPPED,
         &*LAKE_TYPE_CONFLICTS,
         &*LAKE_REPLAY_SKIPPED,
     ] {
@@ -51,6 +57,8 @@ pub fn register_lake(tables: &[&str]) {
         for g in [
             &*LAKE_OPEN_FILES,
             &*LAKE_BUFFERED_ROWS,
+            &*LAKE_BUFFERED_BYTES,
+            &*LAKE_PAUSED_PARTITIONS,
             &*LAKE_OLDEST_UNFLUSHED,
             &*LAKE_OLDEST_UNFLUSHED_EVENT,
         ] {

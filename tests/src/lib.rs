@@ -18,6 +18,7 @@ pub mod lake;
 pub mod membership;
 pub mod monitor;
 pub mod prom;
+pub mod proxy;
 pub mod s3;
 
 pub use demo::{demo_events, repo};
@@ -581,6 +582,21 @@ impl Stack {
         cmd.env("NORTHSTAR_ROOT", root);
         let p = Proc::spawn("lake", cmd, self.dir.path());
         self.procs.push(p);
+    }
+
+    /// Starts another lake-sink instance in the same consumer group, named `name`, on the same
+    /// lake, with its metrics on a free port; returns the port.
+    pub fn start_extra_lake_sink(&mut self, name: &str) -> u16 {
+        let port = free_port();
+        let mut cmd = self.service(name, "northstar-sink", &["lake"], port);
+        let root = self
+            .lake_root
+            .clone()
+            .unwrap_or_else(|| format!("file://{}", self.lake_dir().display()));
+        cmd.env("NORTHSTAR_ROOT", root);
+        let p = Proc::spawn(name, cmd, self.dir.path());
+        self.procs.push(p);
+        port
     }
 
     pub fn start_metrics_sink(&mut self) {

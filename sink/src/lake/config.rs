@@ -26,6 +26,17 @@ pub struct LakeConfig {
     /// the oldest buffered rows is flushed. Bounds memory when events spread over many
     /// hours and event names.
     pub max_open_files: usize,
+    /// Most bytes of events buffered over all partitions of a table: past it, the partitions
+    /// holding the most are flushed first until the rest fits (`NORTHSTAR_MAX_BUFFERED_BYTES`).
+    pub max_buffered_bytes: usize,
+    /// Most distinct `event_name` directories per clean-topic partition: the rows of names past
+    /// it go to `event_name=__other__`, still queryable by their `event` column
+    /// (`NORTHSTAR_MAX_EVENT_NAMES`).
+    pub max_event_names: usize,
+    /// Attempts of one file upload before the flush is given up: the partition is then paused
+    /// and its range read again and flushed after a backoff (1 s doubling to a minute), while
+    /// the other partitions go on (`NORTHSTAR_UPLOAD_ATTEMPTS`).
+    pub upload_attempts: u32,
     /// Also write `topics.dlq` to the dead-letter table (`dlq/`, consumer group
     /// `<group_id>-dlq`).
     pub dead_letter_table: bool,
@@ -52,6 +63,9 @@ impl Default for LakeConfig {
             max_file_bytes: 128 * 1024 * 1024,
             max_file_age_secs: 300,
             max_open_files: 512,
+            max_buffered_bytes: 256 * 1024 * 1024,
+            max_event_names: 1_000,
+            upload_attempts: 3,
             dead_letter_table: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9466)),
             topics: TopicsConfig::default(),
@@ -70,8 +84,18 @@ impl LakeConfig {
         if self.root.trim().is_empty() {
             return Err("root (NORTHSTAR_ROOT) is empty".into());
         }
-        if self.max_file_bytes == 0 || self.max_file_age_secs == 0 || self.max_open_files == 0 {
-            return Err("max_file_bytes, max_file_age_secs and max_open_files must be > 0".into());
+        if self.max_file_bytes == 0
+            || self.max_file_age_secs == 0
+            || self.max_open_files == 0
+            || self.max_buffered_bytes == 0
+            || self.max_event_names == 0
+            || self.upload_attempts == 0
+        {
+            return Err(
+                "max_file_bytes, max_file_age_secs, max_open_files, max_buffered_bytes, \
+                        max_event_names and upload_attempts must be > 0"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -33,6 +33,11 @@ pub struct Entry {
     pub next_offset: i64,
     /// Highest source offset in the lake, by `<source topic>/<source partition>`.
     pub sources: BTreeMap<String, i64>,
+    /// The event names of this partition with their own `event_name` directory (at most
+    /// `max_event_names`; the rest go to the catch-all, [`super::budget`]). Entries written
+    /// before the cap existed have none: their names are admitted again as they come.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub names: std::collections::BTreeSet<String>,
 }
 
 /// Where a newly assigned partition resumes.
@@ -217,7 +222,19 @@ mod tests {
         Entry {
             next_offset: next,
             sources: BTreeMap::from([("events.raw/0".to_string(), hwm)]),
+            names: ["Signed Up".to_string()].into(),
         }
+    }
+
+    #[test]
+    fn entries_from_before_the_name_cap_still_read() {
+        let old: Entry = serde_json::from_str(r#"{"next_offset":7,"sources":{"events.raw/0":3}}"#)
+            .expect("old entry");
+        assert_eq!(old.next_offset, 7);
+        assert!(old.names.is_empty());
+        let round: Entry = serde_json::from_slice(&serde_json::to_vec(&entry(5, 4)).expect("json"))
+            .expect("read back");
+        assert_eq!(round, entry(5, 4));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The lake sink: clean events as Parquet in an object-store lake.
 
+mod budget;
 mod config;
 pub mod dead_letters;
 pub mod layout;

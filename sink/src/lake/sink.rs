@@ -11,6 +11,14 @@
 //! and are skipped, so each event is written once. A ledger that resumes a partition past its
 //! end (the topic was recreated: its offsets, and so the file names, start again) is refused
 //! with an error, never skipped ([`northstar_runtime::resume`]).
+//!
+//! Budgets ([`super::budget`]): past `max_buffered_bytes` over all partitions the largest are
+//! flushed; past `max_event_names` per partition, new names share `event_name=__other__`. A
+//! partition revoked is forgotten before any flush, so it is never flushed after the revoke. A
+//! flush whose upload fails `upload_attempts` times is given up without committing anything:
+//! the partition is paused, its rows dropped, and after a backoff its range is read again from
+//! Kafka and flushed exactly as before (same ledger intent, same files), while the poll loop
+//! serves the other partitions.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -27,6 +35,7 @@ use rdkafka::message::{Header, Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::budget::{self, CATCH_ALL_NAME};
 use super::dead_letters::{self, DeadRow};
 use super::layout::{file_key, file_name, partition_path, Table};
 use super::ledger::{Entry, Ledger};
@@ -59,6 +68,14 @@ struct Part {
     replay_until: Option<i64>,
     seek_pending: bool,
     committed: Option<i64>,
+    /// Event names with their own directory (`max_event_names`), buffered rows included.
+    names: std::collections::BTreeSet<String>,
+    /// The partition's newest ledger entry: where a failed flush starts again from.
+    base: Entry,
+    /// While a failed flush waits to be repeated: when it is read again.
+    paused_until: Option<Instant>,
+    /// Failed flushes in a row (the backoff).
+    failures: u32,
 }
 
 impl Part {
@@ -70,6 +87,32 @@ impl Part {
     fn open_files(&self) -> usize {
         self.rows.len() + self.dead.len()
     }
+
+    /// Gives up the range being flushed: back to the last ledger entry, to read
+    /// `[next, last]` again and flush it exactly as before after `backoff`.
+    fn give_up(&mut self, last: i64, backoff: Duration) {
+        self.processed = self.next;
+        self.sources = self.base.sources.clone();
+        self.names = self.base.names.clone();
+        self.rows.clear();
+        self.dead.clear();
+        self.bytes = 0;
+        self.oldest = None;
+        self.earliest_event = None;
+        self.replay_until = Some(last);
+        self.paused_until = Some(Instant::now() + backoff);
+    }
+}
+
+/// Why a flush failed.
+#[derive(Debug, thiserror::Error)]
+enum FlushError {
+    /// The object store (files or ledger): retried after a backoff.
+    #[error("lake write: {0}")]
+    Store(String),
+    /// Anything else (encoding, a task): fatal.
+    #[error(transparent)]
+    Fatal(#[from] anyhow::Error),
 }
 
 /// Test hook for crash tests: `NORTHSTAR_LAKE_CRASH_IN_WRITE=<n>` aborts the process while it
@@ -186,6 +229,7 @@ impl LakeSink {
                 }
                 _ = tick.tick() => {
                     self.forget_revoked();
+                    self.resume_paused();
                     let oldest = self.parts.values().filter_map(|p| p.oldest).min();
                     let age = oldest.map(|t| t.elapsed()).unwrap_or_default();
                     metrics::LAKE_OLDEST_UNFLUSHED
@@ -246,7 +290,61 @@ impl LakeSink {
                 due.push(oldest);
             }
         }
+        let total: usize = self.parts.values().map(|p| p.bytes).sum();
+        if total > self.config.max_buffered_bytes {
+            let left: Vec<(i32, usize)> = self
+                .parts
+                .iter()
+                .filter(|(id, _)| !due.contains(id))
+                .map(|(&id, p)| (id, p.bytes))
+                .collect();
+            let busy: Vec<i32> = self
+                .parts
+                .iter()
+                .filter(|(_, p)| p.replay_until.is_some())
+                .map(|(&id, _)| id)
+                .collect();
+            for p in budget::over_budget(&left, self.config.max_buffered_bytes, &busy) {
+                metrics::LAKE_BUDGET_FLUSHES.inc();
+                due.push(p);
+            }
+        }
         due
+    }
+
+    /// Partitions whose failed flush has waited its backoff: resumed and sought back to the
+    /// start of their range, which is then read and flushed again.
+    fn resume_paused(&mut self) {
+        let due: Vec<i32> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.paused_until.is_some_and(|t| t <= Instant::now()))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in due {
+            let Some(part) = self.parts.get_mut(&id) else {
+                continue;
+            };
+            part.paused_until = None;
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition(&self.topic, id);
+            let (consumer, topic, next) = (&self.consumer, &self.topic, part.next);
+            let resumed = consumer.resume(&tpl).and_then(|()| {
+                tokio::task::block_in_place(|| {
+                    consumer.seek(topic, id, Offset::Offset(next), Duration::from_secs(10))
+                })
+            });
+            match resumed {
+                Ok(()) => tracing::info!(
+                    partition = id,
+                    from = next,
+                    "reading the failed flush's range again"
+                ),
+                // The next record read is then out of sequence and seeks (`in_sequence`).
+                Err(e) => tracing::warn!(partition = id, error = %e, "seek after a pause failed"),
+            }
+        }
+        self.update_gauges();
     }
 
     /// Partitions that may flush now (not repeating an interrupted flush).
@@ -278,19 +376,29 @@ impl LakeSink {
         metrics::LAKE_BUFFERED_ROWS
             .with_label_values(&table)
             .set(self.parts.values().map(|p| p.row_count() as i64).sum());
+        metrics::LAKE_BUFFERED_BYTES
+            .with_label_values(&table)
+            .set(self.parts.values().map(|p| p.bytes as i64).sum());
+        metrics::LAKE_PAUSED_PARTITIONS
+            .with_label_values(&table)
+            .set(
+                self.parts
+                    .values()
+                    .filter(|p| p.paused_until.is_some())
+                    .count() as i64,
+            );
     }
 
     /// First record of a newly assigned partition: resume from the ledger (refused when it is
     /// past the partition's end).
     async fn open(&mut self, partition: i32, first_offset: i64) -> anyhow::Result<()> {
         let resume = self.ledger.resume(partition).await?;
-        let (next, sources) = match resume.entry {
-            Some(e) => (e.next_offset, e.sources),
-            None => (
-                resume.interrupted.map_or(first_offset, |(first, _)| first),
-                BTreeMap::new(),
-            ),
+        let next = match &resume.entry {
+            Some(e) => e.next_offset,
+            None => resume.interrupted.map_or(first_offset, |(first, _)| first),
         };
+        let base = resume.entry.clone().unwrap_or_default();
+        let sources = base.sources.clone();
         // A ledger past the partition's end belongs to an earlier incarnation of the topic:
         // its offsets (and file names) would be reused, so refuse rather than skip.
         let (consumer, topic) = (&self.consumer, &self.topic);
@@ -343,6 +451,10 @@ impl LakeSink {
                 replay_until: resume.interrupted.map(|(_, last)| last),
                 seek_pending: false,
                 committed: None,
+                names: base.names.clone(),
+                base,
+                paused_until: None,
+                failures: 0,
             },
         );
         Ok(())
@@ -388,9 +500,18 @@ impl LakeSink {
     }
 
     async fn handle(&mut self, msg: OwnedMessage, shutdown: &Shutdown) -> anyhow::Result<()> {
+        self.forget_revoked();
         let (partition, offset) = (msg.partition(), msg.offset());
         if !self.parts.contains_key(&partition) {
             self.open(partition, offset).await?;
+        }
+        if self
+            .parts
+            .get(&partition)
+            .is_some_and(|p| p.paused_until.is_some())
+        {
+            // Fetched before the pause: read again once the flush is repeated.
+            return Ok(());
         }
         if !self.in_sequence(msg.topic(), partition, offset)? {
             return Ok(());
@@ -434,7 +555,18 @@ impl LakeSink {
         }
         match self.decoder.decode(msg.payload(), shutdown).await {
             Ok(event) => {
-                let path = self.path_of(event.timestamp, event.event_name());
+                let cap = self.config.max_event_names;
+                let own = self
+                    .parts
+                    .get_mut(&partition)
+                    .is_some_and(|p| budget::admit(&mut p.names, cap, event.event_name()));
+                let dir_name = if own {
+                    event.event_name()
+                } else {
+                    metrics::LAKE_NAMES_CAPPED.inc();
+                    CATCH_ALL_NAME
+                };
+                let path = self.path_of(event.timestamp, dir_name);
                 let size = msg.payload().map_or(0, <[u8]>::len) + 64;
                 if let Some(part) = self.parts.get_mut(&partition) {
                     part.bytes += size;
@@ -542,18 +674,31 @@ impl LakeSink {
         mode: CommitMode,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
+        // A partition revoked since the last record is never flushed: its next owner may
+        // already be reading the same range.
+        self.forget_revoked();
         self.await_dead_letters().await?;
         let mut tpl = TopicPartitionList::new();
         for &p in partitions {
             let Some(mut part) = self.parts.remove(&p) else {
                 continue;
             };
-            let result = self.flush_part(p, &mut part, shutdown).await;
-            if result.is_ok() && part.committed != Some(part.next) {
-                tpl.add_partition_offset(&self.topic, p, Offset::Offset(part.next))?;
+            match self.flush_part(p, &mut part, shutdown).await {
+                Ok(()) => {
+                    part.failures = 0;
+                    if part.committed != Some(part.next) {
+                        tpl.add_partition_offset(&self.topic, p, Offset::Offset(part.next))?;
+                    }
+                }
+                Err(FlushError::Store(e)) if !shutdown.is_cancelled() => {
+                    self.pause(p, &mut part, &e)
+                }
+                Err(e) => {
+                    self.parts.insert(p, part);
+                    return Err(e.into());
+                }
             }
             self.parts.insert(p, part);
-            result?;
         }
         if tpl.count() > 0 {
             let res = match mode {
@@ -582,12 +727,35 @@ impl LakeSink {
         Ok(())
     }
 
+    /// A flush of `partition` failed against the object store: nothing was committed; pause
+    /// the partition and repeat the range after a backoff.
+    fn pause(&self, partition: i32, part: &mut Part, error: &str) {
+        part.failures += 1;
+        let wait = budget::backoff(part.failures);
+        let last = part.processed - 1;
+        tracing::warn!(
+            partition,
+            first = part.next,
+            last,
+            failures = part.failures,
+            retry_in_secs = wait.as_secs(),
+            error,
+            "lake flush failed; partition paused, its range is read and flushed again after the backoff"
+        );
+        part.give_up(last, wait);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(partition, error = %e, "cannot pause the partition; its records are ignored until the retry");
+        }
+    }
+
     async fn flush_part(
         &self,
         partition: i32,
         part: &mut Part,
         shutdown: &Shutdown,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), FlushError> {
         if part.processed == part.next {
             return Ok(());
         }
@@ -595,8 +763,15 @@ impl LakeSink {
         let topic = &self.topic;
         let buffers = std::mem::take(&mut part.rows);
         let dead = std::mem::take(&mut part.dead);
+        let store = |e: super::ledger::LedgerError| {
+            metrics::LAKE_UPLOAD_ERRORS.inc();
+            FlushError::Store(e.to_string())
+        };
         if !buffers.is_empty() || !dead.is_empty() {
-            self.ledger.begin(partition, first, last).await?;
+            self.ledger
+                .begin(partition, first, last)
+                .await
+                .map_err(store)?;
         }
         // One encoding job per file: the events table's or the dead-letter table's.
         type Job = Box<
@@ -613,7 +788,10 @@ impl LakeSink {
         }
         for (path, count, job) in jobs {
             let key = file_key(self.table, &path, topic, partition, first, last);
-            let encoded = tokio::task::spawn_blocking(job).await??;
+            let encoded = tokio::task::spawn_blocking(job)
+                .await
+                .map_err(anyhow::Error::from)?
+                .map_err(anyhow::Error::from)?;
             metrics::LAKE_TYPE_CONFLICTS.inc_by(encoded.type_conflicts);
             let bytes = encoded.bytes;
             let size = bytes.len() as u64;
@@ -625,11 +803,13 @@ impl LakeSink {
                     Err(e) => {
                         metrics::LAKE_UPLOAD_ERRORS.inc();
                         attempt += 1;
-                        if shutdown.is_cancelled() && attempt > 3 {
-                            anyhow::bail!("cannot write {key}: {e}; offsets not committed");
+                        if attempt >= self.config.upload_attempts || shutdown.is_cancelled() {
+                            return Err(FlushError::Store(format!(
+                                "cannot write {key} ({attempt} attempts): {e}; offsets not committed"
+                            )));
                         }
                         tracing::warn!(key, attempt, error = %e, "lake write failed, retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        tokio::time::sleep(Duration::from_millis(500) * attempt).await;
                     }
                 }
             }
@@ -642,8 +822,13 @@ impl LakeSink {
         let entry = Entry {
             next_offset: last + 1,
             sources: part.sources.clone(),
+            names: part.names.clone(),
         };
-        self.ledger.commit(partition, first, &entry).await?;
+        self.ledger
+            .commit(partition, first, &entry)
+            .await
+            .map_err(store)?;
+        part.base = entry;
         part.next = last + 1;
         part.bytes = 0;
         part.oldest = None;
