@@ -8,7 +8,10 @@
 # clean partition), then, for each cap, runs a lake sink (release build, its own consumer group
 # and lake, files rolled only by the cap — age 1 h, size 128 MiB) until every event is consumed,
 # stops it with SIGTERM (its drain writes what is still buffered) and reports its peak resident
-# memory (VmHWM), CPU per event, files written and how often the cap forced a flush.
+# memory (VmHWM), CPU per event, files written, how often the cap or the byte budget forced a
+# flush, and how many rows went to `event_name=__other__` past the name cap. The other budgets
+# come from the caller's environment, e.g. NORTHSTAR_MAX_EVENT_NAMES=100000 (the default cap is
+# 1,000 names per clean partition) or NORTHSTAR_MAX_BUFFERED_BYTES=33554432 (default 256 MiB).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -47,6 +50,8 @@ for cap in "${CAPS[@]}"; do
   done
   open="$(metric 'northstar_lake_sink_open_files{table="events"}')"
   capped="$(metric 'northstar_lake_sink_open_files_capped_total')"
+  budget="$(metric 'northstar_lake_sink_budget_flushes_total')"
+  other="$(metric 'northstar_lake_sink_event_names_capped_total')"
   kill -TERM "$SINK"
   hwm=0; cpu1="$cpu0"
   while kill -0 "$SINK" 2>/dev/null; do
@@ -59,8 +64,8 @@ for cap in "${CAPS[@]}"; do
   wait "$SINK" 2>/dev/null || true
   files="$(find "$LAKE/events" -name '*.parquet' | wc -l)"
   awk -v cap="$cap" -v n="$N" -v c0="$cpu0" -v c1="$cpu1" -v t="$TICK" -v hwm="$hwm" -v files="$files" \
-      -v open="$open" -v capped="$capped" 'BEGIN {
+      -v open="$open" -v capped="$capped" -v budget="$budget" -v other="$other" 'BEGIN {
     cpu = (c1 - c0) / t
-    printf "max_open_files %6d: peak RSS %5.0f MB, %5.2f us/event (%.0f events per CPU-second), %5d files, %d open at the end of input, %d cap flushes\n", cap, hwm / 1024, cpu * 1e6 / n, n / cpu, files, open, capped
+    printf "max_open_files %6d: peak RSS %5.0f MB, %5.2f us/event (%.0f events per CPU-second), %5d files, %d open at the end of input, %d cap flushes, %d budget flushes, %d rows under __other__\n", cap, hwm / 1024, cpu * 1e6 / n, n / cpu, files, open, capped, budget, other
   }'
 done

@@ -28,7 +28,7 @@ BROKER_PORT=39192 REGISTRY_PORT=38181
 # shellcheck source=bench/stack.sh
 source "$ROOT/bench/stack.sh"
 # The second processor's outputs (the first one writes to the default topics).
-NORTHSTAR_CLEAN=events.clean.b NORTHSTAR_DLQ=events.dlq.b NORTHSTAR_AGGREGATES=kpi.aggregates.b \
+NORTHSTAR_TOPICS__CLEAN=events.clean.b NORTHSTAR_TOPICS__DLQ=events.dlq.b NORTHSTAR_TOPICS__AGGREGATES=kpi.aggregates.b \
   "$BIN/northstar-schemas" create-topics --partitions 3 2>/dev/null
 echo "filling events.raw with $N events…" >&2
 "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" --events "$N" >&2

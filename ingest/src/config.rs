@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-use northstar_runtime::{KafkaConfig, TelemetryConfig};
+use northstar_runtime::{KafkaConfig, TelemetryConfig, TopicsConfig};
 
 pub use crate::enrich::IpPolicy;
 use serde::{Deserialize, Serialize};
@@ -107,8 +107,12 @@ pub struct SourceConfig {
 pub struct IngestConfig {
     /// Address of the tracking API, health and metrics (`NORTHSTAR_LISTEN`).
     pub listen: SocketAddr,
-    /// Topic events are produced to (`NORTHSTAR_TOPIC`).
-    pub topic: String,
+    /// Topic names, as in every service: events are produced to `topics.raw`
+    /// (`NORTHSTAR_TOPICS__RAW`).
+    pub topics: TopicsConfig,
+    /// Replaced by `topics.raw`; refused when set, so an old setting is not silently ignored
+    /// (serialised even when unset: the environment loader only reads known top-level keys).
+    pub topic: Option<String>,
     /// Schema registry base URL; the envelope schema is registered there at startup.
     pub registry_url: String,
     /// Accepted write keys and the source each belongs to (`[write_keys] "key" = "source"`).
@@ -148,7 +152,8 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            topic: "events.raw".into(),
+            topics: TopicsConfig::default(),
+            topic: None,
             registry_url: "http://127.0.0.1:8081".into(),
             write_keys: WriteKeys::default(),
             limits: Limits::default(),
@@ -187,9 +192,13 @@ impl IngestConfig {
     /// Refuses an unusable configuration, naming the setting.
     pub fn validate(&self) -> Result<(), String> {
         self.kafka.validate()?;
-        if self.topic.trim().is_empty() {
-            return Err("topic (NORTHSTAR_TOPIC) is empty".into());
+        if let Some(t) = &self.topic {
+            return Err(format!(
+                "topic (NORTHSTAR_TOPIC={t}) was replaced by topics.raw (NORTHSTAR_TOPICS__RAW), \
+                 the same topics section as every other service: rename the setting"
+            ));
         }
+        self.topics.validate()?;
         if self.write_keys.0.is_empty() {
             return Err("write_keys is empty: configure at least one write key (NORTHSTAR_WRITE_KEYS__<key>=<source>)".into());
         }
@@ -227,6 +236,23 @@ impl IngestConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_topic_comes_from_the_shared_topics_section() {
+        let mut c: IngestConfig = serde_json::from_value(serde_json::json!({
+            "topics": { "raw": "tenant-a.events.raw" },
+            "write_keys": { "k1": "web" },
+        }))
+        .expect("config");
+        assert_eq!(c.topics.raw, "tenant-a.events.raw");
+        assert!(c.validate().is_ok());
+        // The old key is a known top-level key (so NORTHSTAR_TOPIC is read, not ignored) and
+        // is refused with the new name.
+        let keys = serde_json::to_value(IngestConfig::default()).expect("json");
+        assert!(keys.get("topic").is_some() && keys.get("topics").is_some());
+        c.topic = Some("events.raw".into());
+        assert!(c.validate().unwrap_err().contains("NORTHSTAR_TOPICS__RAW"));
+    }
 
     #[test]
     fn refuses_empty_write_keys_and_redacts_them() {

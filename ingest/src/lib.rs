@@ -28,13 +28,13 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
         .context("invalid configuration")?;
     let registry = RegistryClient::new(&config.registry_url);
     let schema_id = registry
-        .register_with_retry(&value_subject(&config.topic), EVENT_SCHEMA_V1, 60)
+        .register_with_retry(&value_subject(&config.topics.raw), EVENT_SCHEMA_V1, 60)
         .await
         .context("cannot register the event schema")?;
-    tracing::info!(schema_id, topic = %config.topic, "event schema registered");
+    tracing::info!(schema_id, topic = %config.topics.raw, "event schema registered");
     let producer = producer::EventProducer::new(
         &config.kafka,
-        &config.topic,
+        &config.topics.raw,
         schema_id,
         Duration::from_millis(config.delivery_timeout_ms),
     )

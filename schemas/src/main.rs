@@ -12,6 +12,14 @@ use northstar_schemas::catalog::Catalog;
 use northstar_schemas::registry::{self, RegistryConfig};
 use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA};
 
+/// The `[topics]` section alone (`NORTHSTAR_TOPICS__*`, as every service reads it), for the
+/// commands that need only the topic names.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+struct TopicsSection {
+    topics: TopicsConfig,
+}
+
 /// The Northstar event contract: schema registry and topic/schema setup.
 #[derive(Parser)]
 #[command(version, about)]
@@ -99,7 +107,9 @@ fn main() -> anyhow::Result<()> {
                 brokers,
                 ..Default::default()
             };
-            let topics: TopicsConfig = load_config(None).context("invalid configuration")?;
+            let topics = load_config::<TopicsSection>(None)
+                .context("invalid configuration")?
+                .topics;
             let mut specs: Vec<TopicSpec> = [&topics.raw, &topics.clean, &topics.dlq]
                 .into_iter()
                 .map(|name| TopicSpec {
@@ -127,7 +137,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Register { registry_url } => {
             telemetry::init(&Default::default());
-            let topics: TopicsConfig = load_config(None).context("invalid configuration")?;
+            let topics = load_config::<TopicsSection>(None)
+                .context("invalid configuration")?
+                .topics;
             let client = RegistryClient::new(&registry_url);
             tokio_runtime()?.block_on(async move {
                 for (topic, schema) in [

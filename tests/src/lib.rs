@@ -374,17 +374,7 @@ impl Stack {
             broker_maintenance: maintenance,
         };
         stack.start_broker();
-        let status = Command::new(bin("northstar-schemas"))
-            .args([
-                "create-topics",
-                "--brokers",
-                &stack.brokers(),
-                "--partitions",
-                "3",
-            ])
-            .env("RUST_LOG", "warn")
-            .status();
-        assert!(status.is_ok_and(|s| s.success()), "create-topics failed");
+        stack.create_topics(&[]);
         stack.start_registry();
         assert!(
             wait_for_http(
@@ -396,6 +386,22 @@ impl Stack {
             stack.logs()
         );
         stack
+    }
+
+    /// Runs `northstar-schemas create-topics` (3 partitions) with `env` added (topic names, say).
+    pub fn create_topics(&self, env: &[(&str, &str)]) {
+        let status = Command::new(bin("northstar-schemas"))
+            .args([
+                "create-topics",
+                "--brokers",
+                &self.brokers(),
+                "--partitions",
+                "3",
+            ])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "create-topics failed");
     }
 
     /// Starts the broker on its sqlite storage inside the stack directory.

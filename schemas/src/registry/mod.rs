@@ -12,7 +12,7 @@ mod store;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use northstar_runtime::{admin, KafkaConfig, Shutdown, TelemetryConfig};
+use northstar_runtime::{admin, KafkaConfig, Shutdown, TelemetryConfig, TopicsConfig};
 use serde::{Deserialize, Serialize};
 
 use state::{Compatibility, Plan, Record, RegistryError, State};
@@ -24,8 +24,12 @@ pub use store::{Store, StoreError};
 pub struct RegistryConfig {
     /// Address of the REST API (`NORTHSTAR_LISTEN`).
     pub listen: SocketAddr,
-    /// The compacted topic the schemas are stored in (`NORTHSTAR_SCHEMAS_TOPIC`).
-    pub schemas_topic: String,
+    /// Topic names, as in every service: the schemas are stored in the compacted
+    /// `topics.schemas` (`NORTHSTAR_TOPICS__SCHEMAS`).
+    pub topics: TopicsConfig,
+    /// Replaced by `topics.schemas`; refused when set, so an old setting is not silently
+    /// ignored.
+    pub schemas_topic: Option<String>,
     /// Kafka connection.
     pub kafka: KafkaConfig,
     /// Logging.
@@ -40,7 +44,8 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
-            schemas_topic: "_schemas".into(),
+            topics: TopicsConfig::default(),
+            schemas_topic: None,
             kafka: KafkaConfig::default(),
             telemetry: TelemetryConfig::default(),
             shutdown_grace_secs: northstar_runtime::shutdown::DEFAULT_GRACE_SECS,
@@ -106,13 +111,28 @@ impl Registry {
     }
 }
 
+impl RegistryConfig {
+    /// Refuses an unusable configuration, naming the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        self.kafka.validate()?;
+        if let Some(t) = &self.schemas_topic {
+            return Err(format!(
+                "schemas_topic (NORTHSTAR_SCHEMAS_TOPIC={t}) was replaced by topics.schemas \
+                 (NORTHSTAR_TOPICS__SCHEMAS), the same topics section as every other service: \
+                 rename the setting"
+            ));
+        }
+        self.topics.validate()
+    }
+}
+
 /// Loads the log, then serves the API until `shutdown`.
 pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     use anyhow::Context;
-    config.kafka.validate().map_err(anyhow::Error::msg)?;
-    let (store, state) = Store::open(&config.kafka, &config.schemas_topic)
+    config.validate().map_err(anyhow::Error::msg)?;
+    let (store, state) = Store::open(&config.kafka, &config.topics.schemas)
         .await
-        .with_context(|| format!("cannot open the schema log {}", config.schemas_topic))?;
+        .with_context(|| format!("cannot open the schema log {}", config.topics.schemas))?;
     let registry = Arc::new(Registry {
         state: RwLock::new(state),
         store,
@@ -125,4 +145,29 @@ pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<(
         .await
         .context("registry http server")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schemas_topic_comes_from_the_shared_topics_section() {
+        let mut c: RegistryConfig = serde_json::from_value(
+            serde_json::json!({ "topics": { "schemas": "tenant-a._schemas" } }),
+        )
+        .expect("config");
+        assert_eq!(c.topics.schemas, "tenant-a._schemas");
+        assert!(c.validate().is_ok());
+        let keys = serde_json::to_value(RegistryConfig::default()).expect("json");
+        assert!(
+            keys.get("schemas_topic").is_some(),
+            "the old key is still read, to be refused"
+        );
+        c.schemas_topic = Some("_schemas".into());
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .contains("NORTHSTAR_TOPICS__SCHEMAS"));
+    }
 }
