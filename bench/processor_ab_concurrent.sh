@@ -59,7 +59,7 @@ for r in $(seq 1 "$RUNS"); do
   while [ -z "${c1[a]:-}" ] || [ -z "${c1[b]:-}" ]; do
     for side in a b; do
       if [ "$side" = a ]; then pid="$A" port="$pa"; else pid="$B" port="$pb"; fi
-      kill -0 "$pid" 2>/dev/null || { echo "processor $side of run $r exited:" >&2; grep -v "^ *[0-9]*: \|^ *at " "$DIR/$side-$r/processor.log" | tail -20 >&2; exit 1; }
+      kill -0 "$pid" 2>/dev/null || { echo "processor $side of run $r exited:" >&2; sed '/^Stack backtrace/q' "$DIR/$side-$r/processor.log" | tail -20 >&2; exit 1; }
       if [ -z "${c0[$side]:-}" ] && [ "$(metric_sum "$port" northstar_processor_events_in_total 2>/dev/null || echo 0)" -gt 0 ]; then
         c0[$side]="$(cpu "$pid")" e0[$side]="$(metric_sum "$port" northstar_processor_events_in_total)"
       fi
