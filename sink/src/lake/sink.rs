@@ -12,8 +12,9 @@
 //! end (the topic was recreated: its offsets, and so the file names, start again) is refused
 //! with an error, never skipped ([`northstar_runtime::resume`]).
 //!
-//! Budgets ([`super::budget`]): past `max_buffered_bytes` over all partitions the largest are
-//! flushed; past `max_event_names` per partition, new names share `event_name=__other__`. A
+//! Budgets ([`super::budget`], ADR 0011): past `max_buffered_bytes` over all partitions the
+//! largest are flushed; past `max_event_names` per partition, new names share
+//! `event_name=__other__` (the admitted names are in the ledger entry). A
 //! partition revoked is forgotten before any flush, so it is never flushed after the revoke. A
 //! flush whose upload fails `upload_attempts` times is given up without committing anything:
 //! the partition is paused, its rows dropped, and after a backoff its range is read again from
