@@ -6,7 +6,9 @@
 //! HTTP surface (`/healthz`, `/readyz`, `/metrics`) the services expose.
 
 pub mod admin;
+pub mod commit;
 pub mod config;
+pub mod cursor;
 pub mod group_watch;
 pub mod kafka;
 pub mod objstore;

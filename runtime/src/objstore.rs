@@ -154,6 +154,18 @@ impl ObjectRoot {
         })
     }
 
+    /// The same root with its store wrapped by `wrap` (fault injection in tests, a cache, a
+    /// metrics layer); local paths are kept, so the wrapper must keep keys where they are.
+    pub fn map_store(
+        self,
+        wrap: impl FnOnce(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore>,
+    ) -> Self {
+        ObjectRoot {
+            store: wrap(self.store),
+            local_root: self.local_root,
+        }
+    }
+
     /// Whether objects are local files.
     pub fn is_local(&self) -> bool {
         self.local_root.is_some()

@@ -38,6 +38,25 @@ pub fn source_headers(topic: &str, partition: i32, offset: i64) -> OwnedHeaders 
         })
 }
 
+/// Headers of a dead-letter record: the source position, [`DLQ_REASON`] and [`DLQ_DETAIL`].
+pub fn dead_letter_headers(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    reason: &str,
+    detail: &str,
+) -> OwnedHeaders {
+    source_headers(topic, partition, offset)
+        .insert(Header {
+            key: DLQ_REASON,
+            value: Some(reason),
+        })
+        .insert(Header {
+            key: DLQ_DETAIL,
+            value: Some(detail),
+        })
+}
+
 /// Reads a header's value as UTF-8 text.
 pub fn header_str<'a, H: Headers>(headers: &'a H, key: &str) -> Option<&'a str> {
     headers
@@ -59,6 +78,14 @@ pub fn source_position<H: Headers>(headers: &H) -> Option<SourcePosition> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dead_letter_headers_carry_the_reason_and_the_source() {
+        let h = dead_letter_headers("events.clean", 1, 7, "invalid_json", "line 1");
+        assert_eq!(header_str(&h, DLQ_REASON), Some("invalid_json"));
+        assert_eq!(header_str(&h, DLQ_DETAIL), Some("line 1"));
+        assert_eq!(source_position(&h).map(|p| p.offset), Some(7));
+    }
 
     #[test]
     fn source_headers_round_trip() {

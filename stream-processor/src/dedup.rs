@@ -200,4 +200,49 @@ mod tests {
         };
         assert_eq!(run(), run());
     }
+
+    /// The rule of the module header with every id kept forever (no sweeping, no memory
+    /// bound): what the bounded set must decide.
+    #[derive(Default)]
+    struct Model {
+        first: std::collections::HashMap<u64, u32>,
+        now: u32,
+    }
+
+    impl Model {
+        fn check(&mut self, fp: u64, at: u32, window: u32) -> bool {
+            self.now = self.now.max(at);
+            match self.first.get(&fp).copied() {
+                Some(first) if at.abs_diff(first) <= window && self.now - first <= window => true,
+                _ => {
+                    self.first.insert(fp, at);
+                    false
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of times (late, early, repeated), sweeping and a checkpoint
+        /// round trip in the middle never change a decision: the bounded set decides as if it
+        /// remembered every id.
+        #[test]
+        fn decides_like_an_unbounded_model(
+            window in 1u32..200,
+            events in proptest::collection::vec((0u64..40, 0u32..1_000), 1..400),
+            restore_at in 0usize..400,
+        ) {
+            let mut d = Dedup::new(window);
+            let mut model = Model::default();
+            for (i, &(id, at)) in events.iter().enumerate() {
+                if i == restore_at {
+                    let bytes = serde_json::to_vec(&d).expect("serialise");
+                    d = serde_json::from_slice(&bytes).expect("deserialise");
+                }
+                let fp = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let at = 1_700_000_000 + at;
+                proptest::prop_assert_eq!(d.check_fingerprint(fp, at), model.check(fp, at, window), "event {}", i);
+            }
+        }
+    }
 }

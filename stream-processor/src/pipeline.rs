@@ -8,25 +8,26 @@
 //! partition mod their count), in emission order, so the watermark a record reports (the one of
 //! the previous emission) vouches for every earlier update of that input partition.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 
 use northstar_runtime::admin::Readiness;
+use northstar_runtime::commit::OffsetCommitter;
+use northstar_runtime::cursor::{self, Cursor, Step};
 use northstar_runtime::group_watch;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::producer::{AckError, AckProducer};
 use northstar_runtime::Shutdown;
 use northstar_schemas::aggregate::AggregateCodec;
-use northstar_schemas::headers::{self, source_headers};
+use northstar_schemas::headers::{self, dead_letter_headers, source_headers};
 use northstar_schemas::{wire, EventDecoder, RegistryClient};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
-use rdkafka::{Offset, TopicPartitionList};
 
 use crate::catalog::Catalog;
 use crate::checkpoint::Checkpoints;
@@ -164,17 +165,16 @@ pub struct Pipeline {
     clean_schema_id: u32,
     agg_schema_id: u32,
     partitions: HashMap<i32, PartitionState>,
-    /// Next offset to commit, per partition, covering records processed so far.
-    processed: HashMap<i32, i64>,
-    committed: HashMap<i32, i64>,
+    /// Per partition, the next offset its state expects (to commit, covering records processed
+    /// so far) and whether a seek back to it is pending.
+    cursors: HashMap<i32, Cursor>,
+    committer: OffsetCommitter,
     /// Outputs not yet handed to the producer (at most `output_burst`).
     outbox: Outbox,
     counters: HashMap<i32, PartitionCounters>,
     checkpoints: Checkpoints,
     /// The offset of each partition's newest checkpoint.
     checkpointed: HashMap<i32, i64>,
-    /// Partitions sought back to their checkpoint offset, awaiting the first record.
-    seek_pending: HashSet<i32>,
     last_checkpoint: Instant,
     catalog: Arc<Catalog>,
     /// The allowed lateness in force (the catalog's, else the configuration's).
@@ -226,13 +226,12 @@ impl Pipeline {
             clean_schema_id,
             agg_schema_id,
             partitions: HashMap::default(),
-            processed: HashMap::default(),
-            committed: HashMap::default(),
+            cursors: HashMap::default(),
+            committer: OffsetCommitter::new(config.topics.raw.clone()),
             outbox: Outbox::default(),
             counters: HashMap::default(),
             checkpoints,
             checkpointed: HashMap::default(),
-            seek_pending: HashSet::default(),
             last_checkpoint: Instant::now(),
             lateness_ms: config.lateness_ms(&catalog),
             catalog,
@@ -340,15 +339,8 @@ impl Pipeline {
                 metrics::INVALID
                     .with_label_values(&[&p, invalid.reason])
                     .inc();
-                let hdrs = source_headers(topic, partition, offset)
-                    .insert(Header {
-                        key: headers::DLQ_REASON,
-                        value: Some(invalid.reason),
-                    })
-                    .insert(Header {
-                        key: headers::DLQ_DETAIL,
-                        value: Some(&invalid.detail),
-                    });
+                let hdrs =
+                    dead_letter_headers(topic, partition, offset, invalid.reason, &invalid.detail);
                 self.enqueue(Dest::DeadLetter, msg.key(), msg.payload(), hdrs)
                     .await?;
             }
@@ -410,7 +402,9 @@ impl Pipeline {
                 }
             }
         }
-        self.processed.insert(partition, offset + 1);
+        if let Some(c) = self.cursors.get_mut(&partition) {
+            c.advance(offset);
+        }
         Ok(())
     }
 
@@ -557,7 +551,7 @@ impl Pipeline {
         let mut partitions: Vec<i32> = self.partitions.keys().copied().collect();
         partitions.sort_unstable();
         for partition in partitions {
-            if let Some(next) = self.processed.get(&partition).copied() {
+            if let Some(next) = self.cursors.get(&partition).map(Cursor::next) {
                 self.emit_partition(partition, next).await?;
             }
         }
@@ -570,33 +564,11 @@ impl Pipeline {
         }
         // Offsets are committed at the checkpointed positions (they show lag; restores use the
         // checkpoints).
-        let mut tpl = TopicPartitionList::new();
-        for (&partition, &next) in &self.checkpointed {
-            if self.committed.get(&partition) != Some(&next) {
-                tpl.add_partition_offset(&self.config.topics.raw, partition, Offset::Offset(next))?;
-            }
-        }
-        if tpl.count() == 0 {
-            return Ok(());
-        }
-        let result = match mode {
-            CommitMode::Sync => {
-                tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
-            }
-            CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
-        };
-        match result {
-            Ok(()) => {
-                for e in tpl.elements() {
-                    if let Offset::Offset(next) = e.offset() {
-                        self.committed.insert(e.partition(), next);
-                        let p = e.partition().to_string();
-                        metrics::COMMITS.with_label_values(&[&p]).inc();
-                        metrics::COMMITTED_OFFSET.with_label_values(&[&p]).set(next);
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "offset commit failed; retried at the next flush"),
+        let durable = self.checkpointed.iter().map(|(&p, &next)| (p, next));
+        for (partition, next) in self.committer.commit(&*self.consumer, durable, mode)? {
+            let p = partition.to_string();
+            metrics::COMMITS.with_label_values(&[&p]).inc();
+            metrics::COMMITTED_OFFSET.with_label_values(&[&p]).set(next);
         }
         Ok(())
     }
@@ -616,10 +588,10 @@ impl Pipeline {
     async fn checkpoint(&mut self) -> Result<(), PipelineError> {
         let started = Instant::now();
         let mut partitions: Vec<(i32, i64)> = self
-            .processed
+            .cursors
             .iter()
+            .map(|(p, c)| (*p, c.next()))
             .filter(|(p, next)| self.checkpointed.get(p) != Some(next))
-            .map(|(p, next)| (*p, *next))
             .collect();
         partitions.sort_unstable();
         for (partition, next) in partitions {

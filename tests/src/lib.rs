@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod demo;
+pub mod faults;
 pub mod kafka;
 pub mod lake;
 pub mod membership;
@@ -336,6 +337,9 @@ pub struct Stack {
     /// Extra environment for the services whose name starts with the first element
     /// (`"processor"` also matches `"processor2"`), applied after [`Stack::env`].
     pub service_env: Vec<(String, String, String)>,
+    /// Another binary for the services whose name starts with the first element (e.g.
+    /// `northstar-sink-faulty` for `"lake"`: fault injection, `northstar_e2e::faults`).
+    pub service_bin: Vec<(String, String)>,
     /// The lake sink's root (`NORTHSTAR_ROOT`); `file://<dir>/lake` when `None`.
     pub lake_root: Option<String>,
     /// How often the broker compacts and deletes by retention (Tansu's default: 10 minutes).
@@ -370,6 +374,7 @@ impl Stack {
             procs: Vec::new(),
             env: Vec::new(),
             service_env: Vec::new(),
+            service_bin: Vec::new(),
             lake_root: None,
             broker_maintenance: maintenance,
         };
@@ -482,6 +487,11 @@ impl Stack {
     }
 
     fn service(&self, name: &str, program: &str, args: &[&str], listen: u16) -> Command {
+        let program = self
+            .service_bin
+            .iter()
+            .find(|(s, _)| name.starts_with(s.as_str()))
+            .map_or(program, |(_, b)| b.as_str());
         let mut cmd = Command::new(bin(program));
         cmd.args(args)
             .current_dir(self.dir.path())

@@ -279,11 +279,11 @@ async fn final_windows_in_topic(stack: &Stack) -> (BTreeMap<WindowId, Value3>, u
 }
 
 /// Lake sink chaos: `kill` (SIGKILL), `start` (once the killed member's session expired),
-/// `start, crashing in its second file write` (the same, with the test hook set), `replace the
+/// `start, crashing in its second file write` (the same, as `northstar-sink-faulty` with its store set to abort), `replace the
 /// crashed one` (checks it crashed in a write, then starts a clean one after the session expiry).
 async fn lake_act(stack: &mut Stack, action: &str, killed_at: &mut Instant) {
     let expiry = Duration::from_millis(SESSION_TIMEOUT_MS + 2_000);
-    let hook = "NORTHSTAR_LAKE_CRASH_IN_WRITE";
+    let hook = northstar_e2e::faults::ABORT_IN_WRITE;
     match action {
         "kill" => {
             stack.kill9("lake");
@@ -298,8 +298,12 @@ async fn lake_act(stack: &mut Stack, action: &str, killed_at: &mut Instant) {
             stack
                 .service_env
                 .push(("lake".into(), hook.into(), "2".into()));
+            stack
+                .service_bin
+                .push(("lake".into(), "northstar-sink-faulty".into()));
             stack.restart("lake");
             stack.service_env.retain(|(_, k, _)| k != hook);
+            stack.service_bin.clear();
         }
         "replace the crashed one" => {
             let deadline = Instant::now() + Duration::from_secs(60);
@@ -308,7 +312,7 @@ async fn lake_act(stack: &mut Stack, action: &str, killed_at: &mut Instant) {
                 if !p.is_running() {
                     let log = p.log_tail(50);
                     assert!(
-                        log.contains("aborting in the middle of a write"),
+                        log.contains(northstar_e2e::faults::ABORT_IN_WRITE_MESSAGE),
                         "the lake sink stopped, but not in a write:\n{log}"
                     );
                     break;
@@ -464,8 +468,8 @@ async fn exact_results_through_sigkills_rebalances_duplicates_and_late_events() 
     let leave = frac(&mut rng, 0.4, 0.5).max(join + 3);
     let k2 = frac(&mut rng, 0.55, 0.7).max(leave + 3);
     let k3 = frac(&mut rng, 0.75, 0.9).max(k2 + 4);
-    // The lake sink: three SIGKILLs and one crash in the middle of a file write (a test hook
-    // aborts the process after leaving a half-written staging file), each replaced once its
+    // The lake sink: three SIGKILLs and one crash in the middle of a file write (the
+    // fault-injecting store of `northstar-sink-faulty` aborts the process after leaving a half-written staging file), each replaced once its
     // session expired (the same Tansu caveat as above).
     let l1 = frac(&mut rng, 0.1, 0.3);
     let l2 = frac(&mut rng, 0.4, 0.55).max(l1 + 3);

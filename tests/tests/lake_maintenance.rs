@@ -21,8 +21,15 @@ const INVALID_PER_WAVE: usize = 5;
 /// Event dates: today, 5 and 12 days ago.
 const AGES_DAYS: [i64; 3] = [0, 5, 12];
 
+/// Runs `lake-admin args`; with `env` (fault injection, `northstar_e2e::faults`), the faulty
+/// build of the same command line.
 fn admin(lake: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(bin("northstar-sink"))
+    let program = if env.is_empty() {
+        "northstar-sink"
+    } else {
+        "northstar-sink-faulty"
+    };
+    Command::new(bin(program))
         .arg("lake-admin")
         .args(args)
         .env("NORTHSTAR_ROOT", format!("file://{}", lake.display()))
@@ -142,9 +149,12 @@ async fn compact_erase_and_retention_keep_exact_row_sets_through_crashes() {
     let crashed = admin(
         &lake_dir,
         &["compact"],
-        &[("NORTHSTAR_MAINTENANCE_CRASH_AFTER", "2")],
+        &[(northstar_e2e::faults::ABORT_AFTER, "2")],
     );
-    assert!(!crashed.status.success(), "the crash hook aborts the run");
+    assert!(
+        !crashed.status.success(),
+        "the injected fault aborts the run"
+    );
     let locked = admin(&lake_dir, &["compact"], &[]);
     assert!(
         !locked.status.success()
@@ -199,7 +209,7 @@ async fn compact_erase_and_retention_keep_exact_row_sets_through_crashes() {
     let crashed = admin(
         &lake_dir,
         &args,
-        &[("NORTHSTAR_MAINTENANCE_CRASH_AFTER", "1")],
+        &[(northstar_e2e::faults::ABORT_AFTER, "1")],
     );
     assert!(!crashed.status.success());
     let mut full = vec!["--break-lock"];
@@ -250,7 +260,7 @@ async fn compact_erase_and_retention_keep_exact_row_sets_through_crashes() {
     let crashed = admin(
         &lake_dir,
         &["retention", "--keep-days", "7"],
-        &[("NORTHSTAR_MAINTENANCE_CRASH_AFTER", "1")],
+        &[(northstar_e2e::faults::ABORT_AFTER, "1")],
     );
     assert!(!crashed.status.success());
     let summary = ok_summary(&admin(

@@ -19,14 +19,19 @@ pub use config::LakeConfig;
 pub use layout::{event_date, file_key, name_value, partition_path, Table};
 pub use sink::LakeSink;
 
-/// Runs the lake sink and its admin server until `shutdown`.
-pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+/// Opens the lake's object store at `config.root`.
+pub fn open_root(config: &LakeConfig) -> anyhow::Result<ObjectRoot> {
+    ObjectRoot::open(&config.root)
+        .with_context(|| format!("cannot open the lake at {}", config.root))
+}
+
+/// Runs the lake sink on the object store `lake` (see [`open_root`]) and its admin server
+/// until `shutdown`.
+pub async fn run(config: LakeConfig, lake: ObjectRoot, shutdown: Shutdown) -> anyhow::Result<()> {
     config
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let lake = ObjectRoot::open(&config.root)
-        .with_context(|| format!("cannot open the lake at {}", config.root))?;
     let decoder = EventDecoder::new(RegistryClient::new(&config.registry_url));
     let events = LakeSink::new(config.clone(), Table::Events, decoder.clone(), lake.clone())
         .context("cannot create the kafka clients")?;
@@ -69,15 +74,4 @@ pub async fn run(config: LakeConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     .await?;
     tracing::info!("lake sink stopped");
     Ok(())
-}
-
-/// Runs one maintenance command on the lake at `config.root`; returns its summary.
-pub async fn maintain(
-    config: &LakeConfig,
-    command: maintenance::Command,
-    break_lock: bool,
-) -> anyhow::Result<serde_json::Value> {
-    let lake = ObjectRoot::open(&config.root)
-        .with_context(|| format!("cannot open the lake at {}", config.root))?;
-    maintenance::run(lake, command, break_lock).await
 }

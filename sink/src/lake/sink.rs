@@ -25,16 +25,18 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use northstar_runtime::admin::Readiness;
+use northstar_runtime::commit::OffsetCommitter;
+use northstar_runtime::cursor::{self, Cursor, Step};
 use northstar_runtime::group_watch;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::producer::AckProducer;
 use northstar_runtime::Shutdown;
-use northstar_schemas::headers::{self, source_headers, source_position};
+use northstar_schemas::headers::{dead_letter_headers, source_position};
 use northstar_schemas::EventDecoder;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::BaseRecord;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 
 use super::budget::{self, CATCH_ALL_NAME};
 use super::dead_letters::{self, DeadRow};
@@ -53,8 +55,9 @@ const LEDGER_KEEP: usize = 3;
 struct Part {
     /// First offset not yet in the lake: the start of the range being buffered.
     next: i64,
-    /// One past the last record handled (buffered, skipped or dead-lettered).
-    processed: i64,
+    /// One past the last record handled (buffered, skipped or dead-lettered), and whether a
+    /// seek back to it is pending.
+    cursor: Cursor,
     /// Highest source offset in the lake or the buffer, by `<topic>/<partition>`.
     sources: BTreeMap<String, i64>,
     /// Buffered rows by partition path (one file each at the flush).
@@ -67,8 +70,6 @@ struct Part {
     earliest_event: Option<i64>,
     /// Last offset of an interrupted flush that must be repeated exactly.
     replay_until: Option<i64>,
-    seek_pending: bool,
-    committed: Option<i64>,
     /// Event names with their own directory (`max_event_names`), buffered rows included.
     names: std::collections::BTreeSet<String>,
     /// The partition's newest ledger entry: where a failed flush starts again from.
@@ -92,7 +93,7 @@ impl Part {
     /// Gives up the range being flushed: back to the last ledger entry, to read
     /// `[next, last]` again and flush it exactly as before after `backoff`.
     fn give_up(&mut self, last: i64, backoff: Duration) {
-        self.processed = self.next;
+        self.cursor.rewind(self.next);
         self.sources = self.base.sources.clone();
         self.names = self.base.names.clone();
         self.rows.clear();
@@ -116,32 +117,6 @@ enum FlushError {
     Fatal(#[from] anyhow::Error),
 }
 
-/// Test hook for crash tests: `NORTHSTAR_LAKE_CRASH_IN_WRITE=<n>` aborts the process while it
-/// writes its `n`-th file (counted from its start), after leaving half of the file as a staging
-/// file the way a write cut short inside the store does. Unset in production.
-fn crash_in_write(lake: &Lake, key: &str, bytes: &[u8]) {
-    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    static AT: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
-        std::env::var("NORTHSTAR_LAKE_CRASH_IN_WRITE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-    });
-    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    if *AT != Some(n) {
-        return;
-    }
-    if let Some(path) = lake.local_path(key) {
-        let staging = format!("{}#1", path.display());
-        let _ = std::fs::create_dir_all(path.parent().unwrap_or(&path));
-        let _ = std::fs::write(&staging, &bytes[..bytes.len() / 2]);
-    }
-    tracing::error!(
-        key,
-        "NORTHSTAR_LAKE_CRASH_IN_WRITE: aborting in the middle of a write"
-    );
-    std::process::abort();
-}
-
 /// The lake sink of one table.
 pub struct LakeSink {
     config: LakeConfig,
@@ -158,6 +133,8 @@ pub struct LakeSink {
     lake: Lake,
     ledger: Ledger,
     parts: HashMap<i32, Part>,
+    /// The offsets committed (only after the ledger entry covering them is written).
+    committer: OffsetCommitter,
     /// Scratch buffer for source-partition keys.
     key_buf: String,
     /// Partition paths by event hour (µs / 3.6e9) and event name: formatting dates and encoding
@@ -193,6 +170,7 @@ impl LakeSink {
         let producer = AckProducer::new(&pcfg)?;
         let ledger = Ledger::new(lake.clone(), &topic, LEDGER_KEEP);
         Ok(Self {
+            committer: OffsetCommitter::new(topic.clone()),
             config,
             table,
             topic,
@@ -330,11 +308,9 @@ impl LakeSink {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&self.topic, id);
             let (consumer, topic, next) = (&self.consumer, &self.topic, part.next);
-            let resumed = consumer.resume(&tpl).and_then(|()| {
-                tokio::task::block_in_place(|| {
-                    consumer.seek(topic, id, Offset::Offset(next), Duration::from_secs(10))
-                })
-            });
+            let resumed = consumer
+                .resume(&tpl)
+                .and_then(|()| cursor::seek(consumer, topic, id, next));
             match resumed {
                 Ok(()) => tracing::info!(
                     partition = id,
@@ -359,6 +335,7 @@ impl LakeSink {
 
     fn forget_revoked(&mut self) {
         for p in self.consumer.context().take_revoked() {
+            self.committer.forget(p);
             if self.parts.remove(&p).is_some() {
                 tracing::info!(
                     partition = p,
@@ -442,7 +419,7 @@ impl LakeSink {
             partition,
             Part {
                 next,
-                processed: next,
+                cursor: Cursor::at(next),
                 sources,
                 rows: BTreeMap::new(),
                 dead: BTreeMap::new(),
@@ -450,8 +427,6 @@ impl LakeSink {
                 oldest: None,
                 earliest_event: None,
                 replay_until: resume.interrupted.map(|(_, last)| last),
-                seek_pending: false,
-                committed: None,
                 names: base.names.clone(),
                 base,
                 paused_until: None,
@@ -466,38 +441,29 @@ impl LakeSink {
         let Some(part) = self.parts.get_mut(&partition) else {
             return Ok(false);
         };
-        if offset < part.processed {
-            return Ok(false);
-        }
-        if offset > part.processed {
-            if !part.seek_pending {
-                part.seek_pending = true;
+        match part.cursor.step(offset) {
+            Step::Process => Ok(true),
+            Step::Replayed => Ok(false),
+            Step::SeekTo(to) => {
                 tracing::info!(
                     partition,
                     from = offset,
-                    to = part.processed,
+                    to,
                     "seeking to the lake ledger's offset"
                 );
-                let (consumer, to) = (&self.consumer, part.processed);
-                tokio::task::block_in_place(|| {
-                    consumer.seek(
-                        topic,
-                        partition,
-                        Offset::Offset(to),
-                        Duration::from_secs(10),
-                    )
-                })?;
-                return Ok(false);
+                cursor::seek(&self.consumer, topic, partition, to)?;
+                Ok(false)
             }
-            tracing::warn!(
-                partition,
-                expected = part.processed,
-                offset,
-                "offsets missing from the topic (retention or compaction), continuing"
-            );
+            Step::Gap { expected } => {
+                tracing::warn!(
+                    partition,
+                    expected,
+                    offset,
+                    "offsets missing from the topic (retention or compaction), continuing"
+                );
+                Ok(true)
+            }
         }
-        part.seek_pending = false;
-        Ok(true)
     }
 
     async fn handle(&mut self, msg: OwnedMessage, shutdown: &Shutdown) -> anyhow::Result<()> {
@@ -521,7 +487,7 @@ impl LakeSink {
         let Some(part) = self.parts.get_mut(&partition) else {
             return Ok(());
         };
-        part.processed = offset + 1;
+        part.cursor.advance(offset);
         part.oldest.get_or_insert_with(Instant::now);
         let (source_partition, source_offset) = match &source {
             Some(pos) => {
@@ -590,15 +556,7 @@ impl LakeSink {
                     "undecodable clean record sent to the dead-letter topic"
                 );
                 metrics::LAKE_REJECTED.with_label_values(&[u.reason]).inc();
-                let hdrs = source_headers(msg.topic(), partition, offset)
-                    .insert(Header {
-                        key: headers::DLQ_REASON,
-                        value: Some(u.reason),
-                    })
-                    .insert(Header {
-                        key: headers::DLQ_DETAIL,
-                        value: Some(&u.detail),
-                    });
+                let hdrs = dead_letter_headers(msg.topic(), partition, offset, u.reason, &u.detail);
                 let mut rec = BaseRecord::to(&self.config.topics.dlq).headers(hdrs);
                 if let Some(p) = msg.payload() {
                     rec = rec.payload(p);
@@ -679,7 +637,7 @@ impl LakeSink {
         // already be reading the same range.
         self.forget_revoked();
         self.await_dead_letters().await?;
-        let mut tpl = TopicPartitionList::new();
+        let mut durable = Vec::with_capacity(partitions.len());
         for &p in partitions {
             let Some(mut part) = self.parts.remove(&p) else {
                 continue;
@@ -687,9 +645,7 @@ impl LakeSink {
             match self.flush_part(p, &mut part, shutdown).await {
                 Ok(()) => {
                     part.failures = 0;
-                    if part.committed != Some(part.next) {
-                        tpl.add_partition_offset(&self.topic, p, Offset::Offset(part.next))?;
-                    }
+                    durable.push((p, part.next));
                 }
                 Err(FlushError::Store(e)) if !shutdown.is_cancelled() => {
                     self.pause(p, &mut part, &e)
@@ -701,28 +657,7 @@ impl LakeSink {
             }
             self.parts.insert(p, part);
         }
-        if tpl.count() > 0 {
-            let res = match mode {
-                CommitMode::Sync => {
-                    tokio::task::block_in_place(|| self.consumer.commit(&tpl, CommitMode::Sync))
-                }
-                CommitMode::Async => self.consumer.commit(&tpl, CommitMode::Async),
-            };
-            match res {
-                Ok(()) => {
-                    for e in tpl.elements() {
-                        if let (Offset::Offset(n), Some(part)) =
-                            (e.offset(), self.parts.get_mut(&e.partition()))
-                        {
-                            part.committed = Some(n);
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "offset commit failed; retried at the next flush")
-                }
-            }
-        }
+        self.committer.commit(&self.consumer, durable, mode)?;
         self.update_gauges();
         metrics::LAKE_FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
         Ok(())
@@ -733,7 +668,7 @@ impl LakeSink {
     fn pause(&self, partition: i32, part: &mut Part, error: &str) {
         part.failures += 1;
         let wait = budget::backoff(part.failures);
-        let last = part.processed - 1;
+        let last = part.cursor.next() - 1;
         tracing::warn!(
             partition,
             first = part.next,
@@ -757,10 +692,10 @@ impl LakeSink {
         part: &mut Part,
         shutdown: &Shutdown,
     ) -> Result<(), FlushError> {
-        if part.processed == part.next {
+        if part.cursor.next() == part.next {
             return Ok(());
         }
-        let (first, last) = (part.next, part.processed - 1);
+        let (first, last) = (part.next, part.cursor.next() - 1);
         let topic = &self.topic;
         let buffers = std::mem::take(&mut part.rows);
         let dead = std::mem::take(&mut part.dead);
@@ -796,7 +731,6 @@ impl LakeSink {
             metrics::LAKE_TYPE_CONFLICTS.inc_by(encoded.type_conflicts);
             let bytes = encoded.bytes;
             let size = bytes.len() as u64;
-            crash_in_write(&self.lake, &key, &bytes);
             let mut attempt = 0u32;
             loop {
                 match self.lake.put_durable(&key, bytes.clone()).await {

@@ -7,7 +7,8 @@
 //! empty only if the group has not read it before (its first record is at the start of the
 //! partition) or `allow_empty_state` says so, marking its windows as missing input
 //! ([`PipelineError::NoCheckpoint`] otherwise). Records already reflected in the restored state
-//! are skipped (counted); a consumer that resumed past the checkpoint is sought back to it.
+//! are skipped (counted); a consumer that resumed past the checkpoint is sought back to it
+//! (the decision is `northstar_runtime::cursor`, shared with the lake sink).
 //! Revoked partitions are forgotten before the next emission.
 
 use super::*;
@@ -26,10 +27,9 @@ impl Pipeline {
                     let _ = metrics::LATE_DROPPED.remove_label_values(&[&label, &kpi.name]);
                 }
             }
-            self.processed.remove(&p);
-            self.committed.remove(&p);
+            self.cursors.remove(&p);
+            self.committer.forget(p);
             self.checkpointed.remove(&p);
-            self.seek_pending.remove(&p);
         }
     }
 
@@ -97,7 +97,7 @@ impl Pipeline {
                     counter.inc_by(r.state.late_dropped(k));
                 }
                 self.partitions.insert(partition, r.state);
-                self.processed.insert(partition, r.next_offset);
+                self.cursors.insert(partition, Cursor::at(r.next_offset));
                 self.checkpointed.insert(partition, r.next_offset);
             }
             None => {
@@ -119,7 +119,7 @@ impl Pipeline {
                     );
                 }
                 self.partitions.insert(partition, state);
-                self.processed.insert(partition, first_offset);
+                self.cursors.insert(partition, Cursor::at(first_offset));
             }
         }
         Ok(())
@@ -165,41 +165,37 @@ impl Pipeline {
         if !self.partitions.contains_key(&partition) {
             self.open_partition(topic, partition, offset).await?;
         }
-        let expected = self.processed.get(&partition).copied().unwrap_or(offset);
-        if offset < expected {
-            // Already reflected in the restored state.
-            metrics::REPLAY_SKIPPED
-                .with_label_values(&[&partition.to_string()])
-                .inc();
+        let Some(cursor) = self.cursors.get_mut(&partition) else {
             return Ok(false);
-        }
-        if offset > expected {
-            if self.seek_pending.insert(partition) {
+        };
+        match cursor.step(offset) {
+            Step::Process => Ok(true),
+            Step::Replayed => {
+                // Already reflected in the restored state.
+                metrics::REPLAY_SKIPPED
+                    .with_label_values(&[&partition.to_string()])
+                    .inc();
+                Ok(false)
+            }
+            Step::SeekTo(to) => {
                 tracing::info!(
                     partition,
                     from = offset,
-                    to = expected,
+                    to,
                     "seeking back to the checkpoint offset"
                 );
-                let consumer = &self.consumer;
-                tokio::task::block_in_place(|| {
-                    consumer.seek(
-                        topic,
-                        partition,
-                        Offset::Offset(expected),
-                        Duration::from_secs(10),
-                    )
-                })?;
-                return Ok(false);
+                cursor::seek(&*self.consumer, topic, partition, to)?;
+                Ok(false)
             }
-            tracing::warn!(
-                partition,
-                expected,
-                offset,
-                "offsets skipped by the broker (gap), continuing"
-            );
+            Step::Gap { expected } => {
+                tracing::warn!(
+                    partition,
+                    expected,
+                    offset,
+                    "offsets skipped by the broker (gap), continuing"
+                );
+                Ok(true)
+            }
         }
-        self.seek_pending.remove(&partition);
-        Ok(true)
     }
 }

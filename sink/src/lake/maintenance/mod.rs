@@ -118,7 +118,6 @@ impl DataFile {
 pub(crate) struct Lake {
     pub root: ObjectRoot,
     committed: BTreeMap<(String, i32), i64>,
-    mutations: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,11 +133,7 @@ impl Lake {
         let committed = ledger::committed(&root)
             .await
             .context("cannot read the lake sink's ledger")?;
-        Ok(Lake {
-            root,
-            committed,
-            mutations: Default::default(),
-        })
+        Ok(Lake { root, committed })
     }
 
     async fn lock(&self, command: &Command, break_lock: bool) -> anyhow::Result<()> {
@@ -215,33 +210,13 @@ impl Lake {
             tokio::task::spawn_blocking(move || super::parquet::write_file(&batch)).await??;
         let size = bytes.len() as u64;
         self.root.put_durable(key, bytes).await?;
-        self.mutated();
         Ok(size)
     }
 
     /// Deletes the lake file `key`.
     pub async fn remove(&self, key: &str) -> anyhow::Result<()> {
         self.root.delete(key).await?;
-        self.mutated();
         Ok(())
-    }
-
-    /// Test hook for crash tests: `NORTHSTAR_MAINTENANCE_CRASH_AFTER=<n>` aborts the process
-    /// right after its `n`-th data-file write or delete. Unset in production.
-    fn mutated(&self) {
-        static AT: std::sync::LazyLock<Option<u64>> = std::sync::LazyLock::new(|| {
-            std::env::var("NORTHSTAR_MAINTENANCE_CRASH_AFTER")
-                .ok()
-                .and_then(|v| v.parse().ok())
-        });
-        let n = self
-            .mutations
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
-        if *AT == Some(n) {
-            eprintln!("NORTHSTAR_MAINTENANCE_CRASH_AFTER: aborting after change {n}");
-            std::process::abort();
-        }
     }
 }
 

@@ -1,0 +1,179 @@
+//! The `northstar-sink` command line: mode → config → telemetry → run.
+//!
+//! Contract: [`main`] is the whole binary; it opens the lake's object store from the
+//! configuration and hands it through `store` before any service uses it, so a caller can wrap
+//! the store (the crash tests' fault injection, in `northstar-e2e`) without special paths in
+//! the services. The shipped binary passes the store unchanged.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use northstar_runtime::objstore::ObjectRoot;
+use northstar_runtime::{load_config, shutdown, telemetry, tokio_runtime};
+
+use crate::dashboards;
+use crate::lake::{self, maintenance, LakeConfig};
+use crate::metrics_sink::{self, MetricsSinkConfig};
+
+/// Writes clean events to the Parquet lake, or exposes KPI aggregates to Prometheus.
+///
+/// Configuration: a TOML file (--config) overridden by NORTHSTAR_* environment variables,
+/// nested keys joined by "__" (e.g. NORTHSTAR_ROOT, NORTHSTAR_KAFKA__BROKERS).
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Consume clean events and write Parquet files to the lake.
+    Lake {
+        /// TOML configuration file.
+        #[arg(long, env = "NORTHSTAR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Maintain the lake: compact small files, apply retention, erase a user's events.
+    LakeAdmin {
+        /// TOML configuration file (the lake sink's: `root`).
+        #[arg(long, env = "NORTHSTAR_CONFIG")]
+        config: Option<PathBuf>,
+        /// Take over the lock of a maintenance run that was killed.
+        #[arg(long)]
+        break_lock: bool,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Consume KPI aggregates and serve them on /metrics and the KPI board.
+    Metrics {
+        /// TOML configuration file.
+        #[arg(long, env = "NORTHSTAR_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Grafana dashboards, Prometheus rules and an Alertmanager example from the KPI catalog.
+    Dashboards {
+        #[command(subcommand)]
+        command: dashboards::cli::Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Merge each partition's small files into files of about the target size (same rows).
+    Compact {
+        /// events, dlq or all.
+        #[arg(long, default_value = "all")]
+        table: String,
+        /// Target file size in MiB: smaller files are merged up to it.
+        #[arg(long, default_value_t = 128)]
+        target_mib: u64,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Delete the partitions whose event_date is older than the retention period.
+    Retention {
+        /// Keep today and the previous N days.
+        #[arg(long)]
+        keep_days: u64,
+        /// events, dlq or all.
+        #[arg(long, default_value = "all")]
+        table: String,
+        /// Show what would be deleted only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Erase every event of the given users from the lake (events and dead letters), with an
+    /// audit record.
+    Erase {
+        /// A userId to erase (repeatable).
+        #[arg(long = "user-id")]
+        user_ids: Vec<String>,
+        /// An anonymousId to erase (repeatable).
+        #[arg(long = "anonymous-id")]
+        anonymous_ids: Vec<String>,
+        /// Show the affected files only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+impl AdminCommand {
+    fn into_command(self) -> anyhow::Result<maintenance::Command> {
+        Ok(match self {
+            AdminCommand::Compact {
+                table,
+                target_mib,
+                dry_run,
+            } => maintenance::Command::Compact(maintenance::CompactOptions {
+                tables: maintenance::tables(&table)?,
+                target_bytes: target_mib.saturating_mul(1024 * 1024),
+                dry_run,
+            }),
+            AdminCommand::Retention {
+                keep_days,
+                table,
+                dry_run,
+            } => maintenance::Command::Retention(maintenance::RetentionOptions {
+                tables: maintenance::tables(&table)?,
+                keep_days,
+                dry_run,
+            }),
+            AdminCommand::Erase {
+                user_ids,
+                anonymous_ids,
+                dry_run,
+            } => maintenance::Command::Erase(maintenance::EraseOptions {
+                user_ids,
+                anonymous_ids,
+                dry_run,
+            }),
+        })
+    }
+}
+
+/// Runs the command line; `store` wraps the lake's object store (identity in production).
+pub fn main(store: fn(ObjectRoot) -> ObjectRoot) -> anyhow::Result<()> {
+    match Cli::parse().mode {
+        Mode::Lake { config } => {
+            let config: LakeConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
+            telemetry::init(&config.telemetry);
+            let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+            let root = store(lake::open_root(&config)?);
+            tokio_runtime()?
+                .block_on(async move { lake::run(config, root, shutdown::on_signals(grace)).await })
+        }
+        Mode::LakeAdmin {
+            config,
+            break_lock,
+            command,
+        } => {
+            let config: LakeConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
+            telemetry::init(&config.telemetry);
+            let command = command.into_command()?;
+            let root = store(lake::open_root(&config)?);
+            let summary = tokio_runtime()?
+                .block_on(async move { maintenance::run(root, command, break_lock).await })?;
+            println!("{summary}");
+            if summary["rerun_needed"] == true {
+                // Exit status 3: done as far as possible now, run again later.
+                std::process::exit(3);
+            }
+            Ok(())
+        }
+        Mode::Dashboards { command } => dashboards::cli::run(command),
+        Mode::Metrics { config } => {
+            let config: MetricsSinkConfig =
+                load_config(config.as_deref()).context("invalid configuration")?;
+            telemetry::init(&config.telemetry);
+            let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+            tokio_runtime()?.block_on(async move {
+                metrics_sink::run(config, shutdown::on_signals(grace)).await
+            })
+        }
+    }
+}
