@@ -6,10 +6,11 @@
 #   bash bench/kpi_latency.sh [PROBES] [RATE]        (default 200 probes, 36,000 events an hour)
 #
 # A throwaway Tansu broker and registry (bench/stack.sh), then ingest, the processor and the
-# metrics sink (release builds, example catalog, default settings: emit_interval_ms 1000).
+# metrics sink (release builds, example catalog, default settings).
 # Each probe is a `Latency Probe` track event; it is visible once the open 1h window of the
 # `events` KPI's `Latency Probe` segment holds it (bench/kpi_latency.py polls /metrics every
-# 10 ms).
+# 10 ms). Extra settings for the processor only: NS_PROCESSOR_ENV="K=V K=V" (e.g.
+# NORTHSTAR_KAFKA__PROPERTIES__FETCH_WAIT_MAX_MS=500).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -31,8 +32,9 @@ service() {
   PIDS+=($!)
 }
 service ingest NORTHSTAR_LISTEN="127.0.0.1:$INGEST_PORT" NORTHSTAR_WRITE_KEYS__bench-key=bench "$BIN/northstar-ingest"
+# shellcheck disable=SC2086 # NS_PROCESSOR_ENV is a list of K=V words
 service processor NORTHSTAR_LISTEN="127.0.0.1:$PROCESSOR_PORT" NORTHSTAR_CHECKPOINT_ROOT="file://$DIR/checkpoints" \
-  "$BIN/northstar-stream-processor"
+  ${NS_PROCESSOR_ENV:-} "$BIN/northstar-stream-processor"
 service metrics NORTHSTAR_LISTEN="127.0.0.1:$METRICS_PORT" "$BIN/northstar-sink" metrics
 for url in "http://127.0.0.1:$INGEST_PORT/readyz" "http://127.0.0.1:$METRICS_PORT/readyz"; do
   until curl -sf -o /dev/null "$url"; do sleep 0.2; done

@@ -6,6 +6,7 @@
 //! HTTP surface (`/healthz`, `/readyz`, `/metrics`) the services expose.
 
 pub mod admin;
+pub mod backoff;
 pub mod commit;
 pub mod config;
 pub mod cursor;

@@ -134,6 +134,12 @@ impl Checkpoints {
         Ok(size)
     }
 
+    /// Whether the store answers (one metadata request for a key that need not exist).
+    pub async fn probe(&self) -> Result<(), CheckpointError> {
+        self.root.exists(&format!("{}/probe", self.prefix)).await?;
+        Ok(())
+    }
+
     /// The offsets of the stored checkpoints of `partition`, ascending.
     async fn offsets(&self, partition: i32) -> Result<Vec<i64>, CheckpointError> {
         let mut offsets: Vec<i64> = self

@@ -6,8 +6,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
-    Histogram, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
 };
 
 macro_rules! counter {
@@ -146,6 +146,22 @@ pub static CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "northstar_processor_checkpoint_duration_seconds",
         "Time to write one round of checkpoints"
+    )
+    .expect("metric registers")
+});
+#[allow(clippy::expect_used)]
+pub static CHECKPOINT_FAILURES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "northstar_processor_checkpoint_failures_total",
+        "Checkpoint writes or restores that failed against the object store (input paused, retried)"
+    )
+    .expect("metric registers")
+});
+#[allow(clippy::expect_used)]
+pub static CHECKPOINT_STORE_UNAVAILABLE: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "northstar_processor_checkpoint_store_unavailable",
+        "1 while the checkpoint store fails and input is paused, else 0"
     )
     .expect("metric registers")
 });

@@ -30,7 +30,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
 use crate::catalog::Catalog;
-use crate::checkpoint::Checkpoints;
+use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::clock::{self, ClockBounds};
 use crate::config::ProcessorConfig;
 use crate::metrics;
@@ -175,6 +175,8 @@ pub struct Pipeline {
     checkpoints: Checkpoints,
     /// The offset of each partition's newest checkpoint.
     checkpointed: HashMap<i32, i64>,
+    /// The checkpoint store is failing: paused partitions and the next retry.
+    store_outage: Option<outage::StoreOutage>,
     last_checkpoint: Instant,
     catalog: Arc<Catalog>,
     /// The allowed lateness in force (the catalog's, else the configuration's).
@@ -218,6 +220,9 @@ impl Pipeline {
             .idempotent_producer("northstar-stream-processor", 300_000);
         let producer = AckProducer::new(&pcfg)?;
         let aggregates_partitions = partition_count(&consumer, &config.topics.aggregates)?;
+        // Shown from the start, so that "no failure yet" is a 0, not a missing series.
+        metrics::CHECKPOINT_STORE_UNAVAILABLE.set(0);
+        metrics::CHECKPOINT_FAILURES.inc_by(0);
         Ok(Self {
             consumer: Arc::new(consumer),
             producer,
@@ -232,6 +237,7 @@ impl Pipeline {
             counters: HashMap::default(),
             checkpoints,
             checkpointed: HashMap::default(),
+            store_outage: None,
             last_checkpoint: Instant::now(),
             lateness_ms: config.lateness_ms(&catalog),
             catalog,
@@ -557,8 +563,13 @@ impl Pipeline {
         }
         self.await_pending().await?;
         // Every output up to `processed` is acknowledged and no window is dirty: checkpoint.
-        let due = self.last_checkpoint.elapsed()
-            >= Duration::from_millis(self.config.checkpoint_interval_ms);
+        let due = match &self.store_outage {
+            Some(outage) => outage.retry_due(),
+            None => {
+                self.last_checkpoint.elapsed()
+                    >= Duration::from_millis(self.config.checkpoint_interval_ms)
+            }
+        };
         if due || matches!(mode, CommitMode::Sync) {
             self.checkpoint().await?;
         }
@@ -594,15 +605,21 @@ impl Pipeline {
             .filter(|(p, next)| self.checkpointed.get(p) != Some(next))
             .collect();
         partitions.sort_unstable();
+        let mut wrote = false;
         for (partition, next) in partitions {
             let Some(state) = self.partitions.get(&partition) else {
                 continue;
             };
-            let bytes = self
-                .checkpoints
-                .save(partition, next, state)
-                .await
-                .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+            let bytes = match self.checkpoints.save(partition, next, state).await {
+                Ok(bytes) => bytes,
+                Err(CheckpointError::Store(e)) => {
+                    let all = self.cursors.iter().map(|(&p, c)| (p, c.next())).collect();
+                    self.store_failed(&e.to_string(), all);
+                    return Ok(());
+                }
+                Err(e) => return Err(PipelineError::Checkpoint(e.to_string())),
+            };
+            wrote = true;
             self.checkpointed.insert(partition, next);
             let p = partition.to_string();
             metrics::CHECKPOINT_BYTES
@@ -614,6 +631,16 @@ impl Pipeline {
             if let Err(e) = self.checkpoints.prune(partition).await {
                 tracing::warn!(partition, error = %e, "cannot prune old checkpoints");
             }
+        }
+        if self.store_outage.is_some() {
+            // Nothing needed writing (partitions whose restore failed): ask the store itself.
+            if !wrote {
+                if let Err(e) = self.checkpoints.probe().await {
+                    self.store_failed(&e.to_string(), Vec::new());
+                    return Ok(());
+                }
+            }
+            self.store_recovered();
         }
         self.last_checkpoint = Instant::now();
         metrics::CHECKPOINT_SECONDS.observe(started.elapsed().as_secs_f64());
@@ -655,6 +682,7 @@ pub fn source_of(msg: &BorrowedMessage<'_>) -> Option<headers::SourcePosition> {
 }
 
 mod cadence;
+mod outage;
 mod partitions;
 
 /// Milliseconds since the epoch by the wall clock (0 before 1970).

@@ -68,6 +68,18 @@ impl S3Server {
         .collect()
     }
 
+    /// [`S3Server::env`] with the endpoint replaced by `endpoint` (a proxy in front of this
+    /// server, which a test can cut).
+    pub fn env_via(&self, endpoint: &str) -> Vec<(String, String)> {
+        let mut env = self.env();
+        for (k, v) in env.iter_mut() {
+            if k == "AWS_ENDPOINT_URL" {
+                *v = endpoint.to_string();
+            }
+        }
+        env
+    }
+
     /// Creates `bucket`.
     pub async fn create_bucket(&self, bucket: &str) {
         let resp = reqwest::Client::new()

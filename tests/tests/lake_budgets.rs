@@ -189,13 +189,7 @@ async fn an_object_store_outage_pauses_the_lake_sink_and_it_resumes_exactly() {
     let proxy = Proxy::start(([127, 0, 0, 1], s3.port).into()).await;
     let mut stack = Stack::start_core().await;
     stack.lake_root = Some("s3://lake/outage".into());
-    let mut env = s3.env();
-    for (k, v) in env.iter_mut() {
-        if k == "AWS_ENDPOINT_URL" {
-            *v = proxy.url();
-        }
-    }
-    stack.env.extend(env);
+    stack.env.extend(s3.env_via(&proxy.url()));
     stack.env.extend(
         [
             ("NORTHSTAR_EMIT_INTERVAL_MS", "200"),

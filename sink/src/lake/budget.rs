@@ -7,10 +7,9 @@
 //! crash or a failed upload starts from the same entry and reads the same records, so it puts
 //! every row under the same directory again (the files' names and contents do not change).
 //! [`over_budget`] picks the partitions to flush, largest first, until the rest fits.
-//! [`backoff`] doubles from 1 s to a minute.
+//! [`backoff`] (`northstar_runtime::backoff`) doubles from 1 s to a minute.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 /// The `event_name` directory value of the names past the cap (`event_name=__other__`); their
 /// rows keep their exact name in the `event` and `name` columns.
@@ -50,11 +49,9 @@ pub fn over_budget(parts: &[(i32, usize)], budget: usize, busy: &[i32]) -> Vec<i
     due
 }
 
-/// How long a partition waits before repeating a flush that failed `failures` times in a row.
-pub fn backoff(failures: u32) -> Duration {
-    let secs = 1u64 << failures.saturating_sub(1).min(6);
-    Duration::from_secs(secs.min(60))
-}
+/// How long a partition waits before repeating a flush that failed `failures` times in a row
+/// (the services' common backoff).
+pub use northstar_runtime::backoff::backoff;
 
 #[cfg(test)]
 mod tests {
@@ -78,13 +75,6 @@ mod tests {
         assert_eq!(over_budget(&parts, 300, &[]), vec![1]);
         assert_eq!(over_budget(&parts, 100, &[]), vec![1, 2]);
         assert_eq!(over_budget(&parts, 100, &[1]), vec![2, 0]);
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_a_minute() {
-        let s: Vec<u64> = (1..=9).map(|f| backoff(f).as_secs()).collect();
-        assert_eq!(s, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(backoff(0).as_secs(), 1);
     }
 
     proptest! {

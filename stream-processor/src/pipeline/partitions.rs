@@ -28,26 +28,36 @@ impl Pipeline {
                 }
             }
             self.cursors.remove(&p);
+            self.outage_forget(p);
             self.committer.forget(p);
             self.checkpointed.remove(&p);
         }
     }
 
     /// First record of a newly assigned partition: restore its newest checkpoint (or start
-    /// empty at `first_offset`).
+    /// empty at `first_offset`). False when the checkpoint store cannot be read: the partition
+    /// is paused until it can (`outage`).
     async fn open_partition(
         &mut self,
         topic: &str,
         partition: i32,
         first_offset: i64,
-    ) -> Result<(), PipelineError> {
+    ) -> Result<bool, PipelineError> {
         let lateness_ms = self.lateness_ms;
         let window = self.config.dedup_window_secs;
-        let restored = self
+        let restored = match self
             .checkpoints
             .restore(partition, lateness_ms, window)
             .await
-            .map_err(|e| PipelineError::Checkpoint(e.to_string()))?;
+        {
+            Ok(restored) => restored,
+            Err(CheckpointError::Store(e)) => {
+                // Opened again from this record once the store answers (`outage`).
+                self.store_failed(&e.to_string(), vec![(partition, first_offset)]);
+                return Ok(false);
+            }
+            Err(e) => return Err(PipelineError::Checkpoint(e.to_string())),
+        };
         match restored {
             Some(r) => {
                 let (consumer, root) = (&self.consumer, &self.config.checkpoint_root);
@@ -99,6 +109,9 @@ impl Pipeline {
                 self.partitions.insert(partition, r.state);
                 self.cursors.insert(partition, Cursor::at(r.next_offset));
                 self.checkpointed.insert(partition, r.next_offset);
+                metrics::CHECKPOINT_OFFSET
+                    .with_label_values(&[&partition.to_string()])
+                    .set(r.next_offset);
             }
             None => {
                 let mut state = PartitionState::new(self.catalog.clone(), lateness_ms, window);
@@ -122,7 +135,7 @@ impl Pipeline {
                 self.cursors.insert(partition, Cursor::at(first_offset));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether a partition without a checkpoint was read before by this group (its first
@@ -162,8 +175,18 @@ impl Pipeline {
         partition: i32,
         offset: i64,
     ) -> Result<bool, PipelineError> {
-        if !self.partitions.contains_key(&partition) {
-            self.open_partition(topic, partition, offset).await?;
+        if self
+            .store_outage
+            .as_ref()
+            .is_some_and(|o| o.holds(partition))
+        {
+            // Paused for the checkpoint store; read again from its offset on resume.
+            return Ok(false);
+        }
+        if !self.partitions.contains_key(&partition)
+            && !self.open_partition(topic, partition, offset).await?
+        {
+            return Ok(false);
         }
         let Some(cursor) = self.cursors.get_mut(&partition) else {
             return Ok(false);
