@@ -9,7 +9,8 @@
 //! cursor past each processed record with [`Cursor::advance`]. So, whatever the consumer
 //! delivers, the processed offsets strictly increase, and no offset the log still holds is
 //! passed over, provided the consumer's next delivery after a seek starts at the sought offset
-//! (librdkafka drops what it fetched before a seek). A property test drives it with a model
+//! (librdkafka drops what it fetched before a seek). [`Cursor::follow`] also carries the step out
+//! on the consumer (seeks, logs a gap), for the processor and the lake sink alike. A property test drives it with a model
 //! consumer.
 
 use std::time::Duration;
@@ -52,6 +53,13 @@ pub enum Step {
     },
 }
 
+impl Step {
+    /// Whether the record is to be processed (the next one, or the first after a gap).
+    pub fn processes(self) -> bool {
+        matches!(self, Step::Process | Step::Gap { .. })
+    }
+}
+
 /// Where one partition's state stands in its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {
@@ -90,6 +98,44 @@ impl Cursor {
         }
         self.seeking = false;
         Step::Process
+    }
+
+    /// [`Cursor::step`] for the record at `offset` of `partition`, carrying the step out on
+    /// `consumer`: a [`Step::SeekTo`] seeks (logged), a [`Step::Gap`] is logged as a warning.
+    /// The caller processes the record when [`Step::processes`] says so.
+    pub fn follow<C, K>(
+        &mut self,
+        consumer: &K,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> KafkaResult<Step>
+    where
+        C: ConsumerContext,
+        K: Consumer<C>,
+    {
+        let step = self.step(offset);
+        match step {
+            Step::SeekTo(to) => {
+                tracing::info!(
+                    topic,
+                    partition,
+                    from = offset,
+                    to,
+                    "seeking back to the offset the state expects"
+                );
+                seek(consumer, topic, partition, to)?;
+            }
+            Step::Gap { expected } => tracing::warn!(
+                topic,
+                partition,
+                expected,
+                offset,
+                "offsets missing from the topic (retention or compaction), continuing"
+            ),
+            Step::Process | Step::Replayed => {}
+        }
+        Ok(step)
     }
 
     /// The record at `offset` was processed.

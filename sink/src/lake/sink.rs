@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use northstar_runtime::admin::Readiness;
 use northstar_runtime::commit::OffsetCommitter;
-use northstar_runtime::cursor::{self, Cursor, Step};
+use northstar_runtime::cursor::{self, Cursor};
 use northstar_runtime::group_watch;
 use northstar_runtime::kafka::RevokeTracker;
 use northstar_runtime::producer::AckProducer;
@@ -441,29 +441,10 @@ impl LakeSink {
         let Some(part) = self.parts.get_mut(&partition) else {
             return Ok(false);
         };
-        match part.cursor.step(offset) {
-            Step::Process => Ok(true),
-            Step::Replayed => Ok(false),
-            Step::SeekTo(to) => {
-                tracing::info!(
-                    partition,
-                    from = offset,
-                    to,
-                    "seeking to the lake ledger's offset"
-                );
-                cursor::seek(&self.consumer, topic, partition, to)?;
-                Ok(false)
-            }
-            Step::Gap { expected } => {
-                tracing::warn!(
-                    partition,
-                    expected,
-                    offset,
-                    "offsets missing from the topic (retention or compaction), continuing"
-                );
-                Ok(true)
-            }
-        }
+        let step = part
+            .cursor
+            .follow(&self.consumer, topic, partition, offset)?;
+        Ok(step.processes())
     }
 
     async fn handle(&mut self, msg: OwnedMessage, shutdown: &Shutdown) -> anyhow::Result<()> {

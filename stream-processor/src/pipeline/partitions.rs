@@ -191,34 +191,13 @@ impl Pipeline {
         let Some(cursor) = self.cursors.get_mut(&partition) else {
             return Ok(false);
         };
-        match cursor.step(offset) {
-            Step::Process => Ok(true),
-            Step::Replayed => {
-                // Already reflected in the restored state.
-                metrics::REPLAY_SKIPPED
-                    .with_label_values(&[&partition.to_string()])
-                    .inc();
-                Ok(false)
-            }
-            Step::SeekTo(to) => {
-                tracing::info!(
-                    partition,
-                    from = offset,
-                    to,
-                    "seeking back to the checkpoint offset"
-                );
-                cursor::seek(&*self.consumer, topic, partition, to)?;
-                Ok(false)
-            }
-            Step::Gap { expected } => {
-                tracing::warn!(
-                    partition,
-                    expected,
-                    offset,
-                    "offsets skipped by the broker (gap), continuing"
-                );
-                Ok(true)
-            }
+        let step = cursor.follow(&*self.consumer, topic, partition, offset)?;
+        if step == Step::Replayed {
+            // Already reflected in the restored state.
+            metrics::REPLAY_SKIPPED
+                .with_label_values(&[&partition.to_string()])
+                .inc();
         }
+        Ok(step.processes())
     }
 }
