@@ -74,7 +74,22 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_on(bind(addr).await?, router, shutdown).await
+}
+
+/// Binds the admin listener, with the address in the error (a port already taken is the usual
+/// cause).
+async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+    })
+}
+
+async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "http listening");
     // With the peer address available to handlers (`ConnectInfo<SocketAddr>`).
     axum::serve(
@@ -86,15 +101,18 @@ pub async fn serve(
 }
 
 /// Serves `router` on `addr` while `work` runs, then stops the server and returns `work`'s
-/// result. The server also stops if `shutdown` is cancelled.
+/// result. The server also stops if `shutdown` is cancelled. The address is bound before `work`
+/// starts: a port that cannot be bound is an error at once, never a service running without its
+/// health and metrics endpoints.
 pub async fn serve_while<T>(
     addr: SocketAddr,
     router: Router,
     shutdown: &CancellationToken,
     work: impl std::future::Future<Output = T>,
-) -> T {
+) -> std::io::Result<T> {
+    let listener = bind(addr).await?;
     let server_shutdown = shutdown.child_token();
-    let server = tokio::spawn(serve(addr, router, server_shutdown.clone()));
+    let server = tokio::spawn(serve_on(listener, router, server_shutdown.clone()));
     let result = work.await;
     server_shutdown.cancel();
     match server.await {
@@ -102,5 +120,32 @@ pub async fn serve_while<T>(
         Err(e) => tracing::warn!(error = %e, "admin http server task failed"),
         Ok(Ok(())) => {}
     }
-    result
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_port_is_an_error_before_the_work_starts() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = taken.local_addr().expect("addr");
+        let started = std::sync::atomic::AtomicBool::new(false);
+        let work = async { started.store(true, std::sync::atomic::Ordering::SeqCst) };
+        let err = serve_while(addr, Router::new(), &CancellationToken::new(), work)
+            .await
+            .expect_err("the port is taken");
+        assert!(err.to_string().contains(&addr.to_string()), "{err}");
+        assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn the_work_runs_while_the_port_serves() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let out = serve_while(addr, Router::new(), &CancellationToken::new(), async { 7 })
+            .await
+            .expect("bound");
+        assert_eq!(out, 7);
+    }
 }

@@ -256,11 +256,28 @@ pub struct CreateTopicError {
     pub reason: String,
 }
 
-/// Creates the topics that do not exist yet; an existing topic is left as it is.
+/// Creates the topics that do not exist yet; an existing topic is left as it is. The broker's
+/// metadata is read first and only missing topics are asked for, so that a principal allowed to
+/// describe but not to create topics, or a broker without CreateTopics (librdkafka's mock
+/// cluster, used by the benchmarks), still starts when its topics are there.
 pub async fn create_topics(
     kafka: &KafkaConfig,
     specs: &[TopicSpec],
 ) -> Result<(), CreateTopicError> {
+    let existing = existing_topics(kafka).await?;
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| {
+            let there = existing.contains(&s.name);
+            if there {
+                tracing::info!(topic = %s.name, "topic exists");
+            }
+            !there
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config("northstar-admin")
         .create()
@@ -268,7 +285,7 @@ pub async fn create_topics(
             topic: "*".into(),
             reason: e.to_string(),
         })?;
-    let new_topics: Vec<NewTopic<'_>> = specs
+    let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|s| {
             let mut t = NewTopic::new(&s.name, s.partitions, TopicReplication::Fixed(1));
@@ -301,6 +318,35 @@ pub async fn create_topics(
         }
     }
     Ok(())
+}
+
+/// The names of the topics the broker's metadata lists.
+async fn existing_topics(
+    kafka: &KafkaConfig,
+) -> Result<std::collections::HashSet<String>, CreateTopicError> {
+    let failed = |e: rdkafka::error::KafkaError| CreateTopicError {
+        topic: "*".into(),
+        reason: format!("cannot read the broker's metadata: {e}"),
+    };
+    let client: BaseConsumer = kafka
+        .client_config("northstar-admin")
+        .create()
+        .map_err(failed)?;
+    let metadata = tokio::task::spawn_blocking(move || {
+        rdkafka::consumer::Consumer::fetch_metadata(&client, None, Duration::from_secs(30))
+    })
+    .await
+    .map_err(|e| CreateTopicError {
+        topic: "*".into(),
+        reason: e.to_string(),
+    })?
+    .map_err(failed)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name().to_string())
+        .collect())
 }
 
 /// A consumer context that only records revoked partitions, for the consuming loop to drop

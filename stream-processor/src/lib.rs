@@ -68,7 +68,7 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         &shutdown,
         pipeline.run(shutdown.clone(), readiness),
     )
-    .await;
+    .await?;
     result.context("stream processor stopped on an error")?;
     tracing::info!("stream processor stopped");
     Ok(())

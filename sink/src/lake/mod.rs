@@ -71,7 +71,7 @@ pub async fn run(config: LakeConfig, lake: ObjectRoot, shutdown: Shutdown) -> an
         &shutdown,
         both,
     )
-    .await?;
+    .await??;
     tracing::info!("lake sink stopped");
     Ok(())
 }

@@ -147,12 +147,8 @@ pub async fn run(config: MetricsSinkConfig, shutdown: Shutdown) -> anyhow::Resul
         .merge(api::router())
         .with_state(shared.clone())
         .merge(admin::health_router(readiness.clone()));
-    let http_shutdown = shutdown.child_token();
-    let http = tokio::spawn(admin::serve(config.listen, router, http_shutdown.clone()));
-    let result = consume(&config, shared, readiness, shutdown).await;
-    http_shutdown.cancel();
-    let _ = http.await;
-    result
+    let work = consume(&config, shared, readiness, shutdown.clone());
+    admin::serve_while(config.listen, router, &shutdown, work).await?
 }
 
 /// The partitions still to read up to their end as seen at start.

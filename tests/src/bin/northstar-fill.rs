@@ -7,6 +7,10 @@
 //! `../shared/bench/make_events.py`), deterministic. `--names K` renames event `i` to
 //! `event_<i mod K>` (K distinct event names: many open lake partitions at once).
 //!
+//! `--rate R` sends the N synthetic events as live traffic instead: R per second (a slice every
+//! 10 ms), each stamped with the wall clock at its send (event time and `receivedAt`), so that
+//! consumers that keep up see current input; the producer stays the same.
+//!
 //! `--from-batch FILE` instead produces the events of a Segment batch body (as the collector
 //! turns them into records: `northstar_ingest::segment`), cycling through them, with the
 //! collector's producer settings (`acks=all`, no idempotence, `linger.ms=5`): the raw client
@@ -34,6 +38,7 @@ struct Args {
     from_batch: Option<String>,
     paced: Option<f64>,
     seconds: u64,
+    rate: Option<f64>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -46,6 +51,7 @@ fn args() -> anyhow::Result<Args> {
         from_batch: None,
         paced: None,
         seconds: 15,
+        rate: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +65,7 @@ fn args() -> anyhow::Result<Args> {
             "--from-batch" => a.from_batch = Some(v),
             "--paced" => a.paced = Some(v.parse().context("--paced")?),
             "--seconds" => a.seconds = v.parse().context("--seconds")?,
+            "--rate" => a.rate = Some(v.parse().context("--rate")?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -102,6 +109,9 @@ async fn main() -> anyhow::Result<()> {
             Some(events) => events[i as usize % events.len()].clone(),
             None => synthetic::event(i, t0),
         };
+        if let Some(rate) = a.rate {
+            live(&mut e, i, rate, started).await;
+        }
         if let Some(k) = a.names {
             e.event = Some(format!("event_{:05}", i % k.max(1)));
         }
@@ -130,6 +140,20 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Waits until event `i` is due at `rate` per second (in 10 ms slices) and stamps it with the
+/// wall clock.
+async fn live(e: &mut northstar_schemas::Event, i: u64, rate: f64, started: Instant) {
+    let due = Duration::from_secs_f64(i as f64 / rate);
+    let slice = Duration::from_millis(10);
+    let elapsed = started.elapsed();
+    if due > elapsed + slice {
+        tokio::time::sleep(due - elapsed).await;
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    e.timestamp = now;
+    e.received_at = now;
 }
 
 /// The events of a Segment batch body, as the collector turns them into records.
