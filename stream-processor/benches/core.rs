@@ -1,7 +1,10 @@
 //! The processing core per event: decode (wire format + Avro) → validate → dedup → KPI windows
 //! → encode (clean record + aggregate updates), single-threaded, no Kafka.
 //!
-//! `cargo bench -p northstar-stream-processor --bench core [-- EVENTS [events.jsonl]]`
+//! `cargo bench -p northstar-stream-processor --bench core [-- EVENTS [events.jsonl]] [--emit-every N]`
+//!
+//! The changed windows are drained and encoded every `--emit-every` events (default 10,000): an
+//! emission interval replayed at a rate (500 ms at 5,000 events/s is every 2,500 events).
 //!
 //! Input: the events of `../shared/bench/make_events.py` (read from the JSONL file when given,
 //! otherwise `northstar_schemas::synthetic`, the same shape). Two catalogs are measured: the Flink reference
@@ -83,7 +86,7 @@ fn read_jsonl(path: &str, n: usize) -> Vec<Event> {
         .collect()
 }
 
-fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
+fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64, every: usize) {
     let catalog = Arc::new(Catalog::parse(catalog).expect("bench catalog"));
     let codec = EventCodec::new();
     let agg_codec = AggregateCodec::new();
@@ -100,7 +103,7 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
         }
         state.count(&e, e.timestamp / 1000);
         out_bytes += wire::frame(1, &codec.encode(&e).expect("encode")).len();
-        if i % 10_000 == 9_999 || i + 1 == records.len() {
+        if i % every == every - 1 || i + 1 == records.len() {
             for u in state.drain_updates() {
                 let agg = u.into_aggregate(&catalog, state.progress(), "events.raw", 0, i as i64);
                 out_bytes += wire::frame(2, &agg_codec.encode(&agg).expect("encode")).len();
@@ -123,9 +126,21 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let every: usize = all
+        .iter()
+        .position(|a| a == "--emit-every")
+        .and_then(|i| all.get(i + 1))
+        .map(|v| v.parse().expect("--emit-every takes a number of events"))
+        .unwrap_or(10_000)
+        .max(1);
+    let args: Vec<String> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| {
+            !a.starts_with("--") && (*i == 0 || all[*i - 1] != "--emit-every")
+        })
+        .map(|(_, a)| a.clone())
         .collect();
     let n: usize = args
         .first()
@@ -147,11 +162,13 @@ fn main() {
         FLINK_JOB,
         &records,
         10_000,
+        every,
     );
     run(
         "10 KPIs x 3 windows x 2 segment dimensions",
         &wide_catalog(),
         &records,
         600_000,
+        every,
     );
 }
