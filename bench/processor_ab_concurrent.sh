@@ -75,12 +75,16 @@ for r in $(seq 1 "$RUNS"); do
     before=$(((r - 1) * N)) total=$((r * N))
     for side in a b; do
       if [ "$side" = a ]; then pid="$A" port="$pa"; else pid="$B" port="$pb"; fi
+      caught_up=""
       for _ in $(seq 600); do
         kill -0 "$pid" 2>/dev/null || { echo "processor $side of run $r exited" >&2; tail -20 "$DIR/$side-$r/processor.log" >&2; exit 1; }
         [ "$(metric_sum "$port" northstar_processor_assigned_partitions 2>/dev/null || echo 0)" -ge 3 ] &&
-          [ "$(metric_sum "$port" northstar_processor_checkpoint_offset 2>/dev/null || echo 0)" -ge "$before" ] && break
+          [ "$(metric_sum "$port" northstar_processor_checkpoint_offset 2>/dev/null || echo 0)" -ge "$before" ] &&
+          { caught_up=1; break; }
         sleep 0.2
       done
+      # Measuring a processor still catching up would mix backlog and live costs.
+      [ -n "$caught_up" ] || { echo "processor $side of run $r did not catch up with $before events in 120 s" >&2; exit 1; }
     done
     for side in a b; do
       if [ "$side" = a ]; then pid="$A" port="$pa"; else pid="$B" port="$pb"; fi

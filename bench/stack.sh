@@ -2,7 +2,8 @@
 # Sourced by the bench scripts: a throwaway Tansu broker (sqlite storage, with the header index
 # of deploy/local/tansu-index.py), the topics (3 partitions) and the registry, in a temporary
 # directory removed on exit. Needs ROOT, BIN, TANSU, BROKER_PORT and REGISTRY_PORT; sets DIR,
-# PIDS (processes killed on exit), TANSU_PID, NORTHSTAR_KAFKA__BROKERS, NORTHSTAR_REGISTRY_URL,
+# PIDS (processes killed on exit), TANSU_PID (the broker's: the mock's with NS_BROKER=mock),
+# NORTHSTAR_KAFKA__BROKERS, NORTHSTAR_REGISTRY_URL,
 # and the helpers `cpu PID` (user + system seconds × CLK_TCK) and TICK.
 #
 # NS_BROKER=mock: librdkafka's in-memory mock cluster instead (target/release/northstar-mock-kafka,
