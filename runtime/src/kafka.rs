@@ -187,8 +187,13 @@ mod tests {
         };
         let specs = [spec];
         let done = tokio::time::timeout(Duration::from_secs(20), create_topics(&kafka, &specs));
-        done.await.expect("no CreateTopics request").expect("created");
-        assert!(existing_topics(&kafka).await.expect("metadata").contains("there"));
+        done.await
+            .expect("no CreateTopics request")
+            .expect("created");
+        assert!(existing_topics(&kafka)
+            .await
+            .expect("metadata")
+            .contains("there"));
     }
 
     #[test]

@@ -69,30 +69,103 @@ impl KpiAggregate {
             "{}|{}|{}|{}",
             self.kpi, self.window, self.window_start, self.source_partition
         );
-        self.with_segment(key)
-    }
-
-    fn with_segment(&self, mut key: String) -> String {
-        for (k, v) in &self.segment {
-            key.push('|');
-            key.push_str(k);
-            key.push('=');
-            key.push_str(v);
-        }
-        key
+        with_segment(
+            key,
+            self.segment.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
     }
 
     /// The Kafka record key: the same for every update of one value, and the same for the
     /// windows `slots` window lengths apart (compaction then keeps only the newer), with
     /// `slots` from [`crate::catalog::WindowSpec::retained_windows`].
     pub fn record_key(&self, slots: i64) -> String {
+        let mut out = Vec::new();
+        self.with_view(|v| v.write_record_key(slots, &mut out));
+        // Only `str`s were written.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Calls `f` with this record as an [`AggregateView`].
+    pub fn with_view<T>(&self, f: impl FnOnce(&AggregateView<'_>) -> T) -> T {
+        let segment: Vec<(&str, &str)> = self
+            .segment
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        f(&AggregateView {
+            kpi: &self.kpi,
+            kind: &self.kind,
+            window: &self.window,
+            window_start: self.window_start,
+            window_end: self.window_end,
+            segment: &segment,
+            value: self.value,
+            numerator: self.numerator,
+            denominator: self.denominator,
+            is_final: self.is_final,
+            watermark: self.watermark,
+            source_topic: &self.source_topic,
+            source_partition: self.source_partition,
+            source_offset: self.source_offset,
+            allowed_lateness_ms: self.allowed_lateness_ms,
+            full_input_after_ms: self.full_input_after_ms,
+        })
+    }
+}
+
+fn with_segment<'a>(mut key: String, segment: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    for (k, v) in segment {
+        key.push('|');
+        key.push_str(k);
+        key.push('=');
+        key.push_str(v);
+    }
+    key
+}
+
+/// A [`KpiAggregate`] made of borrowed parts: what a producer encodes without building the
+/// record's strings (the stream processor writes one per changed window and emission).
+/// `segment` holds (dimension, value) pairs sorted by dimension, each dimension once: the
+/// order of [`KpiAggregate::segment`].
+#[derive(Debug, Clone, Copy)]
+pub struct AggregateView<'a> {
+    pub kpi: &'a str,
+    pub kind: &'a str,
+    pub window: &'a str,
+    pub window_start: i64,
+    pub window_end: i64,
+    pub segment: &'a [(&'a str, &'a str)],
+    pub value: f64,
+    pub numerator: f64,
+    pub denominator: f64,
+    pub is_final: bool,
+    pub watermark: i64,
+    pub source_topic: &'a str,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub allowed_lateness_ms: i64,
+    pub full_input_after_ms: i64,
+}
+
+impl AggregateView<'_> {
+    /// Appends [`KpiAggregate::record_key`] of this record to `out`.
+    pub fn write_record_key(&self, slots: i64, out: &mut Vec<u8>) {
         let len = (self.window_end - self.window_start).max(1);
         let slot = self.window_start.div_euclid(len).rem_euclid(slots.max(1));
-        let key = format!(
-            "{}|{}|s{slot}|{}",
-            self.kpi, self.window, self.source_partition
-        );
-        self.with_segment(key)
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(self.kpi.as_bytes());
+        out.push(b'|');
+        out.extend_from_slice(self.window.as_bytes());
+        out.extend_from_slice(b"|s");
+        out.extend_from_slice(num.format(slot).as_bytes());
+        out.push(b'|');
+        out.extend_from_slice(num.format(self.source_partition).as_bytes());
+        for (k, v) in self.segment {
+            out.push(b'|');
+            out.extend_from_slice(k.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(v.as_bytes());
+        }
     }
 }
 
@@ -121,36 +194,41 @@ impl AggregateCodec {
         &self.schema
     }
 
-    /// The Avro binary datum of `a` (v3 schema), written by hand: the same bytes as
-    /// apache-avro's generic writer (checked by the tests), without building a generic value
-    /// and resolving the schema per record.
+    /// The Avro binary datum of `a` (v3 schema).
     pub fn encode(&self, a: &KpiAggregate) -> Result<Vec<u8>, CodecError> {
-        use crate::envelope_binary::{put_long, put_str};
         let mut out = Vec::with_capacity(128);
-        put_str(&mut out, &a.kpi);
-        put_str(&mut out, &a.window);
-        put_long(&mut out, a.window_start);
-        put_long(&mut out, a.window_end);
+        a.with_view(|v| self.write(v, &mut out));
+        Ok(out)
+    }
+
+    /// Appends the Avro binary datum of `a` (v3 schema) to `out`, written by hand: the same
+    /// bytes as apache-avro's generic writer (checked by the tests), without building a generic
+    /// value and resolving the schema per record.
+    pub fn write(&self, a: &AggregateView<'_>, out: &mut Vec<u8>) {
+        use crate::envelope_binary::{put_long, put_str};
+        put_str(out, a.kpi);
+        put_str(out, a.window);
+        put_long(out, a.window_start);
+        put_long(out, a.window_end);
         if !a.segment.is_empty() {
-            put_long(&mut out, a.segment.len() as i64);
-            for (k, v) in &a.segment {
-                put_str(&mut out, k);
-                put_str(&mut out, v);
+            put_long(out, a.segment.len() as i64);
+            for (k, v) in a.segment {
+                put_str(out, k);
+                put_str(out, v);
             }
         }
-        put_long(&mut out, 0);
-        put_str(&mut out, &a.kind);
+        put_long(out, 0);
+        put_str(out, a.kind);
         out.extend_from_slice(&a.value.to_le_bytes());
         out.extend_from_slice(&a.numerator.to_le_bytes());
         out.extend_from_slice(&a.denominator.to_le_bytes());
         out.push(u8::from(a.is_final));
-        put_long(&mut out, a.watermark);
-        put_str(&mut out, &a.source_topic);
-        put_long(&mut out, i64::from(a.source_partition));
-        put_long(&mut out, a.source_offset);
-        put_long(&mut out, a.allowed_lateness_ms);
-        put_long(&mut out, a.full_input_after_ms);
-        Ok(out)
+        put_long(out, a.watermark);
+        put_str(out, a.source_topic);
+        put_long(out, i64::from(a.source_partition));
+        put_long(out, a.source_offset);
+        put_long(out, a.allowed_lateness_ms);
+        put_long(out, a.full_input_after_ms);
     }
 
     pub fn decode(&self, writer: &Schema, mut datum: &[u8]) -> Result<KpiAggregate, CodecError> {

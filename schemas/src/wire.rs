@@ -17,10 +17,15 @@ pub const MAGIC: u8 = 0;
 /// Prepends the wire-format header for `schema_id` to `datum`.
 pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(5 + datum.len());
-    out.push(MAGIC);
-    out.extend_from_slice(&schema_id.to_be_bytes());
+    put_header(&mut out, schema_id);
     out.extend_from_slice(datum);
     out
+}
+
+/// Appends the wire-format header (magic byte, schema id) to `out`: the datum follows.
+pub fn put_header(out: &mut Vec<u8>, schema_id: u32) {
+    out.push(MAGIC);
+    out.extend_from_slice(&schema_id.to_be_bytes());
 }
 
 /// Splits a wire-format record into its schema id and Avro datum.

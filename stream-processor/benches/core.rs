@@ -19,7 +19,7 @@ use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::{synthetic, wire, Event};
 use northstar_stream_processor::catalog::Catalog;
-use northstar_stream_processor::state::PartitionState;
+use northstar_stream_processor::state::{PartitionState, Source};
 use northstar_stream_processor::validate::validate;
 
 const FLINK_JOB: &str = r#"
@@ -92,6 +92,7 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64, every:
     let agg_codec = AggregateCodec::new();
     let mut state = PartitionState::new(catalog.clone(), lateness_ms, 86_400);
     let (mut out_bytes, mut updates) = (0usize, 0usize);
+    let mut arena = Vec::new();
     let cpu0 = northstar_runtime::process_cpu_seconds();
     let wall = Instant::now();
     for (i, rec) in records.iter().enumerate() {
@@ -104,9 +105,21 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64, every:
         state.count(&e, e.timestamp / 1000);
         out_bytes += wire::frame(1, &codec.encode(&e).expect("encode")).len();
         if i % every == every - 1 || i + 1 == records.len() {
-            for u in state.drain_updates() {
-                let agg = u.into_aggregate(&catalog, state.progress(), "events.raw", 0, i as i64);
-                out_bytes += wire::frame(2, &agg_codec.encode(&agg).expect("encode")).len();
+            // As the pipeline writes them: key and payload into a reused buffer.
+            let source = Source {
+                topic: "events.raw",
+                partition: 0,
+                offset: i as i64,
+            };
+            for e in state.drain() {
+                let slots = catalog.kpis[e.kpi].windows[e.window].retained_windows(lateness_ms);
+                state.view(&e, source, |agg| {
+                    agg.write_record_key(slots, &mut arena);
+                    wire::put_header(&mut arena, 2);
+                    agg_codec.write(agg, &mut arena);
+                });
+                out_bytes += arena.len();
+                arena.clear();
                 updates += 1;
             }
         }
@@ -137,9 +150,7 @@ fn main() {
     let args: Vec<String> = all
         .iter()
         .enumerate()
-        .filter(|(i, a)| {
-            !a.starts_with("--") && (*i == 0 || all[*i - 1] != "--emit-every")
-        })
+        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || all[*i - 1] != "--emit-every"))
         .map(|(_, a)| a.clone())
         .collect();
     let n: usize = args

@@ -34,7 +34,7 @@ use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::clock::{self, ClockBounds};
 use crate::config::ProcessorConfig;
 use crate::metrics;
-use crate::state::PartitionState;
+use crate::state::{PartitionState, Source};
 use crate::validate::{validate, Invalid};
 use cadence::Cadence;
 use northstar_runtime::objstore::ObjectRoot;
@@ -126,6 +126,28 @@ impl Outbox {
             partition,
             key,
             payload,
+            headers,
+        });
+    }
+
+    /// Queues a record whose key and payload `key` and `payload` append to the arena.
+    fn push_with(
+        &mut self,
+        dest: Dest,
+        partition: Option<i32>,
+        headers: rdkafka::message::OwnedHeaders,
+        key: impl FnOnce(&mut Vec<u8>),
+        payload: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let start = self.bytes.len();
+        key(&mut self.bytes);
+        let mid = self.bytes.len();
+        payload(&mut self.bytes);
+        self.records.push(Outgoing {
+            dest,
+            partition,
+            key: Some(start..mid),
+            payload: Some(mid..self.bytes.len()),
             headers,
         });
     }
@@ -436,6 +458,11 @@ impl Pipeline {
         headers: rdkafka::message::OwnedHeaders,
     ) -> Result<(), PipelineError> {
         self.outbox.push(dest, partition, key, payload, headers);
+        self.after_push().await
+    }
+
+    /// Sends the queued outputs once they make a burst.
+    async fn after_push(&mut self) -> Result<(), PipelineError> {
         let burst = self.config.output_burst.max(1);
         if self.outbox.len() >= burst {
             if burst > 1 {
@@ -489,7 +516,6 @@ impl Pipeline {
         let Some(state) = self.partitions.get_mut(&partition) else {
             return Ok(());
         };
-        let updates = state.drain_updates();
         let watermark = state.watermark_ms();
         let p = partition.to_string();
         metrics::WATERMARK
@@ -509,35 +535,36 @@ impl Pipeline {
         metrics::OPEN_WINDOWS
             .with_label_values(&[&p])
             .set(state.open_windows() as i64);
-        let progress = state.progress();
+        let emitted = state.drain();
         let mut finals = 0u64;
-        let total = updates.len() as u64;
-        for u in updates {
-            let slots = self.slots(u.kpi, u.window_ms);
-            let agg = u.into_aggregate(
-                &self.catalog,
-                progress,
-                &self.config.topics.raw,
-                partition,
-                next - 1,
-            );
-            let datum = self
-                .agg_codec
-                .encode(&agg)
-                .map_err(|e| PipelineError::Encode(e.to_string()))?;
-            let payload = wire::frame(self.agg_schema_id, &datum);
-            let key = agg.record_key(slots);
-            let hdrs = source_headers(&agg.source_topic, partition, agg.source_offset);
-            let to = partition.rem_euclid(self.aggregates_partitions);
-            self.enqueue_to(
-                Dest::Aggregates,
-                Some(to),
-                Some(key.as_bytes()),
-                Some(&payload),
-                hdrs,
-            )
-            .await?;
-            finals += u64::from(agg.is_final);
+        let total = emitted.len() as u64;
+        // Owned: `self` is borrowed mutably between the records.
+        let topic = self.config.topics.raw.clone();
+        let source = Source {
+            topic: &topic,
+            partition,
+            offset: next - 1,
+        };
+        let to = partition.rem_euclid(self.aggregates_partitions);
+        for e in &emitted {
+            let slots = self.slots(e.kpi, e.window_ms);
+            let headers = source_headers(source.topic, partition, source.offset);
+            let (outbox, codec, schema_id) =
+                (&mut self.outbox, &self.agg_codec, self.agg_schema_id);
+            self.partitions[&partition].view(e, source, |agg| {
+                outbox.push_with(
+                    Dest::Aggregates,
+                    Some(to),
+                    headers,
+                    |key| agg.write_record_key(slots, key),
+                    |payload| {
+                        wire::put_header(payload, schema_id);
+                        codec.write(agg, payload);
+                    },
+                );
+            });
+            self.after_push().await?;
+            finals += u64::from(e.is_final);
         }
         for (is_final, n) in [("true", finals), ("false", total - finals)] {
             if n > 0 {

@@ -30,6 +30,7 @@ use crate::catalog::{
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
 pub use acc::Acc;
 use acc::{Contribution, Unfolded, Window, CLEAN};
+pub use emit::{Emitted, Source};
 pub use evolve::KpiMeta;
 
 /// A segment dimension read from one event: its name and its value's id once interned, or the
@@ -174,7 +175,8 @@ impl StateSnapshotV2 {
     }
 }
 
-/// One KPI value to emit.
+/// One KPI value to emit, with its strings ([`PartitionState::drain_updates`]; the pipeline
+/// encodes an [`Emitted`] through [`PartitionState::view`] instead).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Update {
     pub kpi: usize,
@@ -196,7 +198,8 @@ pub struct Update {
 
 impl Update {
     /// The aggregate record of this update, computed from input `source_partition` of
-    /// `source_topic` up to `source_offset`, with the partition's watermark and lateness.
+    /// `source_topic` up to `source_offset`, with the partition's watermark and lateness: the
+    /// record [`PartitionState::view`] lends, as an owned value.
     pub fn into_aggregate(
         self,
         catalog: &Catalog,

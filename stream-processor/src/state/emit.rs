@@ -1,25 +1,63 @@
-//! Emission: which window values leave the partition state at each emit tick.
+//! Emission: which window values leave the partition state at each emit tick, and their records.
 //!
-//! Contract: [`PartitionState::drain_updates`] returns, sorted by (KPI, window length, start,
-//! segment): every window that changed since the last call (partial) and every window that
+//! Contract: [`PartitionState::drain`] returns, sorted by (KPI, window length, start,
+//! segment value ids): every window that changed since the last call (partial) and every window that
 //! became final (then forgotten), all-segments totals included (windows of their own, into
 //! which the changed segment windows are folded first, closing with them); and every ratio whose numerator or
 //! denominator window was emitted, its total included. Deterministic: the same state gives the
 //! same list. Its cost follows the windows that changed or closed, not the state's size: the
 //! changed windows are listed as they change, and held windows are indexed by when they close.
+//! An [`Emitted`] names its segment by interned ids: [`PartitionState::view`] lends it as the
+//! contract's [`AggregateView`] (the strings borrowed from the catalog and the interner, so a
+//! record is encoded without building one), [`PartitionState::drain_updates`] resolves it into
+//! an owned [`Update`] (tests, tools).
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::{PartitionState, SegmentIds, Update, WindowKey};
-use crate::catalog::Aggregation;
+use northstar_schemas::aggregate::AggregateView;
+
+use super::{PartitionState, Progress, SegmentIds, Update, WindowKey, NO_VALUE};
+use crate::catalog::{Aggregation, MAX_SEGMENTS};
+
+/// One window value to emit, its segment as interned ids (resolved by [`PartitionState::view`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Emitted {
+    pub kpi: usize,
+    /// The window's index in the KPI's windows.
+    pub window: usize,
+    /// Window length in ms (ratios use their sides' windows of the same length).
+    pub window_ms: i64,
+    pub start_ms: i64,
+    segment: SegmentIds,
+    pub value: f64,
+    /// For ratios: the numerator and denominator values (0 otherwise).
+    pub numerator: f64,
+    pub denominator: f64,
+    pub is_final: bool,
+}
+
+/// Where the records of one emission come from: the same for all of them.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    /// The last input offset the values reflect.
+    pub offset: i64,
+}
 
 /// (kpi, window length ms, start, segment) of an emitted plain window → whether it is final.
 type Touched = BTreeMap<(usize, i64, i64, SegmentIds), bool>;
 
 impl PartitionState {
+    /// [`PartitionState::drain`], resolved into owned updates.
+    pub fn drain_updates(&mut self) -> Vec<Update> {
+        let emitted = self.drain();
+        emitted.iter().map(|e| self.resolve(e)).collect()
+    }
+
     /// The windows changed since the last call (partial), the windows that became final (then
     /// forgotten), and the ratios they feed, sorted.
-    pub fn drain_updates(&mut self) -> Vec<Update> {
+    pub fn drain(&mut self) -> Vec<Emitted> {
         self.reported_watermark_ms = self.drained_watermark_ms;
         self.drained_watermark_ms = self.watermark_ms;
         self.fold_into_totals();
@@ -50,14 +88,7 @@ impl PartitionState {
             }
         }
         self.report_progress(&mut out);
-        out.sort_by(|a, b| {
-            (a.kpi, a.window_ms, a.start_ms, &a.segment).cmp(&(
-                b.kpi,
-                b.window_ms,
-                b.start_ms,
-                &b.segment,
-            ))
-        });
+        out.sort_unstable_by_key(|u| (u.kpi, u.window_ms, u.start_ms, u.segment));
         out
     }
 
@@ -74,7 +105,7 @@ impl PartitionState {
     /// Readers learn event time only from records: when an emission has nothing to say but its
     /// watermark is newer than the last one sent (the input stopped right after a burst),
     /// re-emits the newest held window unchanged so that the watermark reaches them.
-    fn report_progress(&mut self, out: &mut Vec<Update>) {
+    fn report_progress(&mut self, out: &mut Vec<Emitted>) {
         if out.is_empty() && self.reported_watermark_ms > self.sent_watermark_ms {
             let newest = self.windows.iter().max_by_key(|(k, _)| (k.start, **k));
             if let Some((key, w)) = newest {
@@ -86,20 +117,71 @@ impl PartitionState {
         }
     }
 
-    fn update(&self, key: &WindowKey, value: f64, is_final: bool) -> Update {
-        let kpi = &self.catalog.kpis[key.kpi];
-        let spec = &kpi.windows[key.window];
-        Update {
+    fn update(&self, key: &WindowKey, value: f64, is_final: bool) -> Emitted {
+        Emitted {
             kpi: key.kpi,
-            window_ms: spec.millis,
-            window_label: spec.label.clone(),
+            window: key.window,
+            window_ms: self.catalog.kpis[key.kpi].windows[key.window].millis,
             start_ms: key.start,
-            segment: self.segment_strings(&key.segment, kpi.segments.len()),
+            segment: key.segment,
             value,
             numerator: 0.0,
             denominator: 0.0,
             is_final,
-            full_input_after_ms: self.full_input_after_ms[key.kpi],
+        }
+    }
+
+    /// Calls `f` with the record of `e` from `source`, its strings borrowed.
+    pub fn view<T>(
+        &self,
+        e: &Emitted,
+        source: Source<'_>,
+        f: impl FnOnce(&AggregateView<'_>) -> T,
+    ) -> T {
+        let kpi = &self.catalog.kpis[e.kpi];
+        let spec = &kpi.windows[e.window];
+        let mut pairs = [("", ""); MAX_SEGMENTS];
+        for (pair, (dim, &id)) in pairs.iter_mut().zip(kpi.segments.iter().zip(&e.segment)) {
+            debug_assert_ne!(id, NO_VALUE, "a segment dimension without a value");
+            *pair = (dim.name.as_str(), self.interner.value(id));
+        }
+        let segment = &mut pairs[..kpi.segments.len()];
+        segment.sort_unstable_by_key(|p| p.0);
+        let progress: Progress = self.progress();
+        f(&AggregateView {
+            kpi: &kpi.name,
+            kind: kpi.aggregation.kind(),
+            window: &spec.label,
+            window_start: e.start_ms,
+            window_end: e.start_ms + e.window_ms,
+            segment,
+            value: e.value,
+            numerator: e.numerator,
+            denominator: e.denominator,
+            is_final: e.is_final,
+            watermark: progress.watermark_ms.max(0),
+            source_topic: source.topic,
+            source_partition: source.partition,
+            source_offset: source.offset,
+            allowed_lateness_ms: progress.lateness_ms,
+            full_input_after_ms: self.full_input_after_ms[e.kpi],
+        })
+    }
+
+    /// `e` with its strings: the label of its window and its segment values.
+    fn resolve(&self, e: &Emitted) -> Update {
+        let kpi = &self.catalog.kpis[e.kpi];
+        Update {
+            kpi: e.kpi,
+            window_ms: e.window_ms,
+            window_label: kpi.windows[e.window].label.clone(),
+            start_ms: e.start_ms,
+            segment: self.segment_strings(&e.segment, kpi.segments.len()),
+            value: e.value,
+            numerator: e.numerator,
+            denominator: e.denominator,
+            is_final: e.is_final,
+            full_input_after_ms: self.full_input_after_ms[e.kpi],
         }
     }
 
@@ -119,7 +201,7 @@ impl PartitionState {
         self.windows.get(&key).map_or(0.0, |w| w.acc.value())
     }
 
-    fn emit_ratios(&self, touched: &Touched, out: &mut Vec<Update>) {
+    fn emit_ratios(&self, touched: &Touched, out: &mut Vec<Emitted>) {
         for (ri, r) in self.catalog.kpis.iter().enumerate() {
             let Aggregation::Ratio {
                 numerator,
@@ -148,7 +230,7 @@ impl PartitionState {
                     segment: *segment,
                 };
                 let value = if den == 0.0 { f64::NAN } else { num / den };
-                out.push(Update {
+                out.push(Emitted {
                     numerator: num,
                     denominator: den,
                     ..self.update(&key, value, *is_final)

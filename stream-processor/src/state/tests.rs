@@ -499,3 +499,60 @@ fn a_partition_started_mid_stream_marks_the_windows_it_cannot_know_in_full() {
     };
     assert!(fresh.iter().all(|u| u.full_input_after_ms == i64::MIN));
 }
+
+/// What the pipeline writes from the ids ([`PartitionState::view`]) is byte for byte the
+/// encoding of the owned record ([`Update::into_aggregate`]): keys and payloads, segments whose
+/// dimensions are listed out of name order, totals, ratios and final windows included.
+#[test]
+fn borrowed_records_match_the_owned_encoding() {
+    const TWO_DIMS: &str = r#"
+north_star: events
+defaults: {windows: [1m, 1h], max_segment_values: 2}
+kpis:
+  - {name: events, aggregate: count, segments: [event, context.os.name]}
+  - {name: upgrades, filter: {event: Upgraded}, aggregate: count, segments: [event, context.os.name]}
+  - {name: conversion, aggregate: {ratio: {numerator: upgrades, denominator: events}}, segments: [event, context.os.name]}
+  - {name: users, aggregate: distinct_users}
+"#;
+    let catalog = Arc::new(Catalog::parse(TWO_DIMS).expect("catalog"));
+    let codec = northstar_schemas::aggregate::AggregateCodec::new();
+    let mut owned = PartitionState::new(catalog.clone(), LATE, 86_400);
+    let mut borrowed = PartitionState::new(catalog.clone(), LATE, 86_400);
+    let events = [
+        ("Signed Up", "a", "iOS", T0 + 1),
+        ("Upgraded", "a", "Android", T0 + 2),
+        ("Upgraded", "b", "Windows", T0 + 3),
+        ("Signed Up", "c", "Linux", T0 + MIN + LATE + 5),
+    ];
+    let source = Source {
+        topic: "events.raw",
+        partition: 2,
+        offset: 41,
+    };
+    let mut compared = 0;
+    for (name, user, os, ts) in events {
+        for s in [&mut owned, &mut borrowed] {
+            s.count(&ev(name, user, os, 1.0), ts);
+        }
+        let updates = owned.drain_updates();
+        let emitted = borrowed.drain();
+        assert_eq!(updates.len(), emitted.len());
+        for (u, e) in updates.into_iter().zip(&emitted) {
+            let slots = catalog.kpis[u.kpi].windows[e.window].retained_windows(LATE);
+            let agg = u.into_aggregate(&catalog, owned.progress(), source.topic, 2, 41);
+            let want = (
+                agg.record_key(slots).into_bytes(),
+                codec.encode(&agg).expect("encode"),
+            );
+            let got = borrowed.view(e, source, |v| {
+                let (mut key, mut payload) = (Vec::new(), Vec::new());
+                v.write_record_key(slots, &mut key);
+                codec.write(v, &mut payload);
+                (key, payload)
+            });
+            assert_eq!(got, want, "{agg:?}");
+            compared += 1;
+        }
+    }
+    assert!(compared > 20, "{compared} records compared");
+}
