@@ -1,10 +1,16 @@
 """Probes of bench/kpi_latency.sh: sends one `Latency Probe` event at a time to the collector and
 times, from its HTTP 200, until the metrics sink's /metrics shows it in the open 1h window of the
-`events` KPI (segment event="Latency Probe"). Python stdlib only."""
+`events` KPI (segment event="Latency Probe"). Python stdlib only.
+
+Probes are spaced by a random gap (uniform over `--gap` seconds): a fixed gap would phase-lock the
+probes with the processor's emission tick (each probe becomes visible just after a tick, then the
+next is sent a fixed time later, always at the same point of the tick's cycle), and the measured
+latency would then be whatever that one phase gives, not its distribution."""
 
 import argparse
 import base64
 import json
+import random
 import re
 import time
 import urllib.request
@@ -49,7 +55,10 @@ def main():
     a.add_argument("--ingest", required=True)
     a.add_argument("--metrics", required=True)
     a.add_argument("--write-key", required=True)
+    a.add_argument("--gap", type=float, default=1.0, help="probe spacing: uniform over 0..GAP s")
+    a.add_argument("--seed", type=int, default=1)
     args = a.parse_args()
+    rng = random.Random(args.seed)
     acks, visible = [], []
     for _ in range(args.probes):
         before, start = scrape(args.metrics)
@@ -68,8 +77,8 @@ def main():
         t2 = time.monotonic()
         acks.append((t1 - t0) * 1000)
         visible.append((t2 - t1) * 1000)
-        time.sleep(0.2)
-    print(f"{args.probes} probes, 10 ms polling of /metrics")
+        time.sleep(rng.uniform(0, args.gap))
+    print(f"{args.probes} probes, random gaps of 0-{args.gap:g} s, 10 ms polling of /metrics")
     print("send -> HTTP 200:     p50 %.0f ms, p99 %.0f ms" % (pct(acks, 50), pct(acks, 99)))
     print("HTTP 200 -> /metrics: p50 %.0f ms, p99 %.0f ms, max %.0f ms"
           % (pct(visible, 50), pct(visible, 99), max(visible)))

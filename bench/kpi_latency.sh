@@ -9,7 +9,8 @@
 # metrics sink (release builds, example catalog, default settings).
 # Each probe is a `Latency Probe` track event; it is visible once the open 1h window of the
 # `events` KPI's `Latency Probe` segment holds it (bench/kpi_latency.py polls /metrics every
-# 10 ms). Extra settings for the processor only: NS_PROCESSOR_ENV="K=V K=V" (e.g.
+# 10 ms), spaced by random gaps of 0-1 s so that they sample every phase of the processor's
+# emission tick. Extra settings for the processor only: NS_PROCESSOR_ENV="K=V K=V" (e.g.
 # NORTHSTAR_KAFKA__PROPERTIES__FETCH_WAIT_MAX_MS=500).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

@@ -18,7 +18,7 @@ use northstar_runtime::admin::Readiness;
 use northstar_runtime::commit::OffsetCommitter;
 use northstar_runtime::cursor::{self, Cursor, Step};
 use northstar_runtime::group_watch;
-use northstar_runtime::kafka::RevokeTracker;
+use northstar_runtime::kafka::{self, RevokeTracker};
 use northstar_runtime::producer::{AckError, AckProducer};
 use northstar_runtime::Shutdown;
 use northstar_schemas::aggregate::AggregateCodec;
@@ -231,9 +231,11 @@ impl Pipeline {
             config.checkpoints_kept,
             catalog.clone(),
         );
-        let ccfg = config
-            .kafka
-            .manual_commit_consumer("northstar-stream-processor", &config.group_id);
+        let ccfg = config.kafka.manual_commit_consumer(
+            "northstar-stream-processor",
+            &config.group_id,
+            kafka::fetch_wait_ms::PROCESSOR,
+        );
         let consumer: StreamConsumer<RevokeTracker> =
             ccfg.create_with_context(RevokeTracker::default())?;
         consumer.subscribe(&[config.topics.raw.as_str()])?;

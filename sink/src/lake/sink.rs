@@ -28,7 +28,7 @@ use northstar_runtime::admin::Readiness;
 use northstar_runtime::commit::OffsetCommitter;
 use northstar_runtime::cursor::{self, Cursor};
 use northstar_runtime::group_watch;
-use northstar_runtime::kafka::RevokeTracker;
+use northstar_runtime::kafka::{self, RevokeTracker};
 use northstar_runtime::producer::AckProducer;
 use northstar_runtime::Shutdown;
 use northstar_schemas::headers::{dead_letter_headers, source_position};
@@ -158,9 +158,11 @@ impl LakeSink {
                 format!("{}-dlq", config.group_id),
             ),
         };
-        let ccfg = config
-            .kafka
-            .manual_commit_consumer("northstar-lake-sink", &group);
+        let ccfg = config.kafka.manual_commit_consumer(
+            "northstar-lake-sink",
+            &group,
+            kafka::fetch_wait_ms::LAKE_SINK,
+        );
         let consumer: StreamConsumer<RevokeTracker> =
             ccfg.create_with_context(RevokeTracker::default())?;
         consumer.subscribe(&[topic.as_str()])?;

@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use northstar_runtime::{admin, Shutdown};
+use northstar_runtime::{admin, kafka, Shutdown};
 use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::catalog::Catalog;
 use northstar_schemas::{wire, KpiAggregate, RegistryClient};
@@ -216,7 +216,9 @@ fn caught_up(shared: &Shared, readiness: &admin::Readiness, catch_up: &CatchUp) 
 /// high watermark at start (partitions with records only).
 fn assign_all(config: &MetricsSinkConfig) -> anyhow::Result<(StreamConsumer, HashMap<i32, i64>)> {
     let topic = config.topics.aggregates.as_str();
-    let mut cfg = config.kafka.consumer_config("northstar-metrics-sink");
+    let mut cfg = config
+        .kafka
+        .consumer_config("northstar-metrics-sink", kafka::fetch_wait_ms::METRICS_SINK);
     cfg.set("group.id", "northstar-metrics-sink")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
