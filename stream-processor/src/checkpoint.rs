@@ -21,10 +21,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::state::evolve::{self, Mapping};
-use crate::state::{PartitionState, StateSnapshot, StateSnapshotV2};
+use crate::state::{PartitionState, StateSnapshot, StateSnapshotV2, StateSnapshotV3};
 
 /// The checkpoint format version.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 
 /// A checkpoint that could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,14 @@ struct Envelope {
     format: u32,
     next_offset: i64,
     state: StateSnapshot,
+}
+
+/// Format 3 (segment values admitted per partition, not per window).
+#[derive(Serialize, Deserialize)]
+struct EnvelopeV3 {
+    format: u32,
+    next_offset: i64,
+    state: StateSnapshotV3,
 }
 
 /// Format 2.
@@ -188,7 +196,7 @@ impl Checkpoints {
         }))
     }
 
-    /// The offset and snapshot of a checkpoint of format 3 or 2.
+    /// The offset and snapshot of a checkpoint of format 4, 3 or 2.
     fn decode(&self, key: &str, bytes: &[u8]) -> Result<(i64, StateSnapshot), CheckpointError> {
         let corrupt = |e: postcard::Error| CheckpointError::Corrupt {
             key: key.to_string(),
@@ -201,6 +209,10 @@ impl Checkpoints {
             FORMAT => {
                 let env: Envelope = postcard::from_bytes(bytes).map_err(corrupt)?;
                 Ok((env.next_offset, env.state))
+            }
+            3 => {
+                let env: EnvelopeV3 = postcard::from_bytes(bytes).map_err(corrupt)?;
+                Ok((env.next_offset, env.state.upgrade()))
             }
             2 => {
                 let env: EnvelopeV2 = postcard::from_bytes(bytes).map_err(corrupt)?;

@@ -5,7 +5,8 @@
 //! tumbling windows by event time; a partition's watermark is the largest event time it has
 //! seen; a window is final once the watermark passes its end plus the allowed lateness, and an
 //! event for a final window is counted as late-dropped for that KPI, never silently. Segment
-//! values past a dimension's cap (per partition, first come first admitted) fold into
+//! values are admitted per window: the first by rank up to a dimension's cap ([`admission`],
+//! ADR 0013), so that every partition agrees once readers merge them; the others fold into
 //! `__other__` and are counted. Every segmented KPI also has an exact all-segments total
 //! (segment values [`ALL`]), kept as a window of its own: a count or sum adds up, a
 //! distinct-users total keeps its own set (a user in several segments counts once), a ratio's
@@ -20,8 +21,6 @@ use std::sync::Arc;
 use northstar_schemas::Event;
 use serde::{Deserialize, Serialize};
 
-use std::borrow::Cow;
-
 use smallvec::SmallVec;
 
 use crate::catalog::{
@@ -30,12 +29,12 @@ use crate::catalog::{
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
 pub use acc::Acc;
 use acc::{Contribution, Unfolded, Window, CLEAN};
+use admission::{Group, GroupKey, Slot};
 pub use emit::{Emitted, Source};
 pub use evolve::KpiMeta;
 
-/// A segment dimension read from one event: its name and its value's id once interned, or the
-/// value itself before.
-type FieldSlot<'a> = (&'a str, Result<u32, Cow<'a, str>>);
+/// A segment dimension read from one event: its name and its value.
+type FieldSlot<'a> = (&'a str, Slot<'a>);
 
 /// Interned segment values of one window, in the KPI's dimension order; unused slots hold
 /// [`NO_VALUE`].
@@ -43,6 +42,9 @@ type SegmentIds = [u32; MAX_SEGMENTS];
 
 /// An unused segment slot.
 const NO_VALUE: u32 = u32::MAX;
+
+/// Interned values below which the interner is never compacted.
+const MIN_COMPACT_AT: usize = 4096;
 
 /// The id of [`OTHER`] in every partition's interner.
 const OTHER_ID: u32 = 0;
@@ -79,8 +81,8 @@ impl std::hash::Hash for WindowKey {
     }
 }
 
-/// Segment values of one partition, each stored once and referred to by id (bounded by the
-/// catalog's per-dimension caps: only admitted values are interned).
+/// Segment values of one partition, each stored once and referred to by id (only values kept
+/// by a window group are interned; [`PartitionState::compact_interner`] forgets the others).
 #[derive(Debug, Clone)]
 struct Interner {
     ids: rustc_hash::FxHashMap<String, u32>,
@@ -134,10 +136,24 @@ pub struct StateSnapshot {
     windows: Vec<(WindowKey, Acc)>,
     /// The interned segment values, in id order.
     segment_values: Vec<String>,
-    /// Admitted segment value ids per KPI per dimension (sorted).
-    admitted: Vec<Vec<Vec<u32>>>,
+    /// The segment windows whose value was evicted from its group ([`admission`]): empty,
+    /// emitted as 0 until they close.
+    evicted: Vec<WindowKey>,
     watermark_ms: i64,
     /// Events dropped as too late, by KPI name (totals since the partition started).
+    late_dropped: Vec<(String, u64)>,
+}
+
+/// A snapshot in checkpoint format 3 (before admission per window): segment values were
+/// admitted per partition and KPI for good (`admitted`, ignored now).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateSnapshotV3 {
+    dedup: Dedup,
+    kpis: Vec<KpiMeta>,
+    windows: Vec<(WindowKey, Acc)>,
+    segment_values: Vec<String>,
+    admitted: Vec<Vec<Vec<u32>>>,
+    watermark_ms: i64,
     late_dropped: Vec<(String, u64)>,
 }
 
@@ -163,12 +179,30 @@ impl StateSnapshot {
 impl StateSnapshotV2 {
     /// The snapshot in the current format, its KPIs described by `kpis` (by index).
     pub fn upgrade(self, kpis: Vec<KpiMeta>) -> StateSnapshot {
-        StateSnapshot {
+        StateSnapshotV3 {
             dedup: self.dedup,
             kpis,
             windows: self.windows,
             segment_values: self.segment_values,
             admitted: self.admitted,
+            watermark_ms: self.watermark_ms,
+            late_dropped: self.late_dropped,
+        }
+        .upgrade()
+    }
+}
+
+impl StateSnapshotV3 {
+    /// The snapshot in the current format: no window was evicted (the values each window
+    /// holds become its groups' kept values; windows open at the upgrade keep what the old
+    /// rule admitted).
+    pub fn upgrade(self) -> StateSnapshot {
+        StateSnapshot {
+            dedup: self.dedup,
+            kpis: self.kpis,
+            windows: self.windows,
+            segment_values: self.segment_values,
+            evicted: Vec::new(),
             watermark_ms: self.watermark_ms,
             late_dropped: self.late_dropped,
         }
@@ -270,10 +304,14 @@ pub struct PartitionState {
     unfolded: Vec<Unfolded>,
     /// Held windows by the watermark at which they become final (start + length + lateness).
     closing: BTreeMap<i64, Vec<WindowKey>>,
-    /// Segment values seen in admitted windows.
+    /// Segment values kept by window groups (and by windows not yet closed).
     interner: Interner,
-    /// Admitted segment value ids per KPI per dimension.
-    admitted: Vec<Vec<rustc_hash::FxHashSet<u32>>>,
+    /// Interned values past which [`PartitionState::compact_interner`] runs.
+    compact_at: usize,
+    /// Each KPI's admission class ([`northstar_schemas::catalog::admission_classes`]).
+    classes: Vec<usize>,
+    /// Segment admission per window group ([`admission`]).
+    groups: HashMap<GroupKey, Group, rustc_hash::FxBuildHasher>,
     watermark_ms: i64,
     /// The watermark at the last [`PartitionState::drain_updates`], and at the one before: what
     /// an emission reports (see [`PartitionState::progress`]).
@@ -295,11 +333,7 @@ pub struct PartitionState {
 
 impl PartitionState {
     pub fn new(catalog: Arc<Catalog>, lateness_ms: i64, dedup_window_secs: u32) -> Self {
-        let admitted = catalog
-            .kpis
-            .iter()
-            .map(|k| vec![rustc_hash::FxHashSet::default(); k.segments.len()])
-            .collect();
+        let classes = northstar_schemas::catalog::admission_classes(&catalog.kpis);
         let late_dropped = vec![0; catalog.kpis.len()];
         let full_input_after_ms = vec![i64::MIN; catalog.kpis.len()];
         Self {
@@ -310,7 +344,9 @@ impl PartitionState {
             unfolded: Vec::new(),
             closing: BTreeMap::new(),
             interner: Interner::new(),
-            admitted,
+            compact_at: MIN_COMPACT_AT,
+            classes,
+            groups: HashMap::default(),
             watermark_ms: i64::MIN,
             drained_watermark_ms: i64::MIN,
             reported_watermark_ms: i64::MIN,
@@ -346,19 +382,7 @@ impl PartitionState {
             kpis: evolve::catalog_meta(&self.catalog, &self.full_input_after_ms),
             windows,
             segment_values: self.interner.values.clone(),
-            admitted: self
-                .admitted
-                .iter()
-                .map(|dims| {
-                    dims.iter()
-                        .map(|set| {
-                            let mut v: Vec<u32> = set.iter().copied().collect();
-                            v.sort_unstable();
-                            v
-                        })
-                        .collect()
-                })
-                .collect(),
+            evicted: self.evicted_windows(),
             watermark_ms: self.watermark_ms,
             late_dropped: self
                 .catalog
@@ -379,7 +403,7 @@ impl PartitionState {
             dedup: s.dedup,
             windows: s.windows,
             segment_values: s.segment_values,
-            admitted: s.admitted,
+            admitted: Vec::new(),
             watermark_ms: s.watermark_ms,
             late_dropped: s.late_dropped,
         }
@@ -409,32 +433,27 @@ impl PartitionState {
         state
             .full_input_after_ms
             .clone_from(&map.full_input_after_ms);
+        let carry = |k: WindowKey| {
+            let kpi = (*map.old_to_new.get(k.kpi)?)?;
+            Some(WindowKey { kpi, ..k })
+        };
         state.windows = snap
             .windows
             .into_iter()
-            .filter_map(|(k, acc)| {
-                let kpi = (*map.old_to_new.get(k.kpi)?)?;
-                Some((WindowKey { kpi, ..k }, Window::new(acc)))
-            })
+            .filter_map(|(k, acc)| Some((carry(k)?, Window::new(acc))))
             .collect();
-        let mut old_admitted = snap.admitted;
-        for (k, old) in map.new_to_old.iter().enumerate() {
-            let Some(dims) = old.and_then(|j| old_admitted.get_mut(j)) else {
-                continue;
-            };
-            // Equal fingerprints mean equal dimensions.
-            if dims.len() == state.admitted[k].len() {
-                state.admitted[k] = std::mem::take(dims)
-                    .into_iter()
-                    .map(|v| v.into_iter().collect())
-                    .collect();
-            }
-        }
+        let evicted: Vec<WindowKey> = snap.evicted.into_iter().filter_map(carry).collect();
         if snap.segment_values.first().map(String::as_str) == Some(OTHER) {
             state.interner = Interner::from_values(snap.segment_values);
         }
         state.rebuild_totals();
         state.index_closing();
+        state.rebuild_groups(&evicted);
+        // What a rebuild evicted is emitted with the next records; nothing is owed the totals.
+        state
+            .unfolded
+            .iter_mut()
+            .for_each(|u| *u = Unfolded::Nothing);
         (state, map)
     }
 
@@ -495,7 +514,7 @@ impl PartitionState {
         aggregation: &Aggregation,
         contribution: Contribution,
         segmented: bool,
-    ) {
+    ) -> bool {
         let mut created = false;
         let window = self.windows.entry(key).or_insert_with(|| {
             created = true;
@@ -523,6 +542,7 @@ impl PartitionState {
         if created {
             self.index_new(key);
         }
+        created
     }
 
     /// Indexes a new window by when it closes.
@@ -534,23 +554,10 @@ impl PartitionState {
 
     /// Folds what the changed segment windows gained into their totals (see [`Unfolded`]).
     fn fold_into_totals(&mut self) {
-        let catalog = self.catalog.clone();
         for i in 0..self.dirty_keys.len() {
-            let gained = std::mem::take(&mut self.unfolded[i]);
-            if let Unfolded::Nothing = gained {
-                continue;
+            if !matches!(self.unfolded[i], Unfolded::Nothing) {
+                self.settle_total(self.dirty_keys[i]);
             }
-            let key = self.dirty_keys[i];
-            let kpi = &catalog.kpis[key.kpi];
-            let total = WindowKey {
-                segment: total_segment(kpi.segments.len()),
-                ..key
-            };
-            self.add_to(total, &kpi.aggregation, Contribution::None, false);
-            let [Some(segment), Some(total)] = self.windows.get_disjoint_mut([&key, &total]) else {
-                continue;
-            };
-            total.acc.fold(&gained, &segment.acc);
         }
     }
 
@@ -611,40 +618,52 @@ impl PartitionState {
         self.watermark_ms != i64::MIN && self.closes_at(start, len) <= self.watermark_ms
     }
 
-    /// The id of a segment value for dimension `dim` of KPI `kpi`: admitted values keep theirs,
-    /// new values are admitted (and interned) while the dimension is under `cap`, others fold
-    /// into [`OTHER`] (second element true). `slot` is the value's lookup, shared by the KPIs of
-    /// one event: `Ok(id)` once interned, `Err(raw)` before.
-    fn admit(
-        &mut self,
-        kpi: usize,
-        dim: usize,
-        slot: &mut Result<u32, Cow<'_, str>>,
-        cap: usize,
-    ) -> (u32, bool) {
-        let admitted = &mut self.admitted[kpi][dim];
-        match slot {
-            Ok(id) => {
-                if admitted.contains(id) {
-                    (*id, false)
-                } else if admitted.len() < cap {
-                    admitted.insert(*id);
-                    (*id, false)
-                } else {
-                    (OTHER_ID, true)
-                }
-            }
-            Err(raw) => {
-                if admitted.len() < cap {
-                    let id = self.interner.intern(std::mem::take(raw).into_owned());
-                    *slot = Ok(id);
-                    self.admitted[kpi][dim].insert(id);
-                    (id, false)
-                } else {
-                    (OTHER_ID, true)
-                }
+    /// Forgets the interned values no window or group refers to any more (values of closed
+    /// windows, evicted values once their windows closed) and renumbers the others: called
+    /// at the start of an emission once the interner doubled since the last time, so it costs
+    /// O(1) per interned value.
+    fn compact_interner(&mut self) {
+        let mut used = vec![false; self.interner.values.len()];
+        used[OTHER_ID as usize] = true;
+        let ids = self
+            .windows
+            .keys()
+            .flat_map(|k| k.segment)
+            .chain(self.groups.values().flat_map(Group::ids));
+        for id in ids {
+            if let Some(u) = used.get_mut(id as usize) {
+                *u = true;
             }
         }
+        let mut new_id = vec![NO_VALUE; used.len()];
+        let mut values = Vec::new();
+        for (old, value) in std::mem::take(&mut self.interner.values)
+            .into_iter()
+            .enumerate()
+        {
+            if used[old] {
+                new_id[old] = values.len() as u32;
+                values.push(value);
+            }
+        }
+        let map = |id: u32| new_id.get(id as usize).copied().unwrap_or(id);
+        let key = |k: WindowKey| WindowKey {
+            segment: k.segment.map(map),
+            ..k
+        };
+        self.interner = Interner::from_values(values);
+        self.windows = std::mem::take(&mut self.windows)
+            .into_iter()
+            .map(|(k, w)| (key(k), w))
+            .collect();
+        for keys in self.closing.values_mut() {
+            keys.iter_mut().for_each(|k| *k = key(*k));
+        }
+        self.dirty_keys.iter_mut().for_each(|k| *k = key(*k));
+        for g in self.groups.values_mut() {
+            g.remap(&map, &key);
+        }
+        self.compact_at = (2 * self.interner.values.len()).max(MIN_COMPACT_AT);
     }
 
     /// The segment values of `ids` for a KPI with `dims` dimensions.
@@ -690,26 +709,20 @@ impl PartitionState {
             let Some(contribution) = contribution else {
                 continue;
             };
-            let mut segment = [NO_VALUE; MAX_SEGMENTS];
-            let mut folded = false;
+            // Where each dimension's value is in `fields`.
+            let mut slots = [0_usize; MAX_SEGMENTS];
             for (di, dim) in kpi.segments.iter().enumerate() {
-                let pos = match fields.iter().position(|(name, _)| *name == dim.name) {
+                slots[di] = match fields.iter().position(|(name, _)| *name == dim.name) {
                     Some(pos) => pos,
                     None => {
                         let raw = view.segment_value(&dim.field);
-                        let slot = self.interner.get(&raw).ok_or(raw);
-                        fields.push((dim.name.as_str(), slot));
+                        fields.push((dim.name.as_str(), Slot::new(raw, &self.interner)));
                         fields.len() - 1
                     }
                 };
-                let (id, f) = self.admit(ki, di, &mut fields[pos].1, kpi.max_segment_values);
-                folded |= f;
-                segment[di] = id;
-            }
-            if folded {
-                out.folded.push(ki);
             }
             let mut dropped = false;
+            let mut folded = false;
             for (wi, w) in kpi.windows.iter().enumerate() {
                 let start = w.start(ts_ms);
                 if self.is_final(start, w.millis) {
@@ -719,6 +732,9 @@ impl PartitionState {
                 if self.watermark_ms != i64::MIN && start + w.millis <= self.watermark_ms {
                     out.late_updated = true;
                 }
+                let gk = (self.classes[ki], w.millis, start);
+                let (segment, f) = self.segment_in(gk, kpi, &slots, &mut fields);
+                folded |= f;
                 let key = WindowKey {
                     kpi: ki,
                     window: wi,
@@ -726,12 +742,13 @@ impl PartitionState {
                     segment,
                 };
                 // The all-segments total follows at the emission (fold_into_totals).
-                self.add_to(
-                    key,
-                    &kpi.aggregation,
-                    contribution,
-                    !kpi.segments.is_empty(),
-                );
+                let segmented = !kpi.segments.is_empty();
+                if self.add_to(key, &kpi.aggregation, contribution, segmented) && segmented {
+                    self.note_live(gk, key);
+                }
+            }
+            if folded {
+                out.folded.push(ki);
             }
             if dropped {
                 self.late_dropped[ki] += 1;
@@ -741,9 +758,35 @@ impl PartitionState {
         self.watermark_ms = self.watermark_ms.max(ts_ms);
         out
     }
+
+    /// The segment of an event of `kpi` in window group `gk`, its dimensions' values at
+    /// `slots` of `fields`, and whether one folded into [`OTHER`]; values it evicts from the
+    /// group are moved out first.
+    fn segment_in(
+        &mut self,
+        gk: GroupKey,
+        kpi: &northstar_schemas::catalog::Kpi,
+        slots: &[usize; MAX_SEGMENTS],
+        fields: &mut [FieldSlot<'_>],
+    ) -> (SegmentIds, bool) {
+        let dims = kpi.segments.len();
+        let mut segment = [NO_VALUE; MAX_SEGMENTS];
+        let mut folded = false;
+        for di in 0..dims {
+            let slot = &mut fields[slots[di]].1;
+            let (id, evicted) = self.admit(gk, dims, di, slot, kpi.max_segment_values);
+            folded |= id == OTHER_ID;
+            segment[di] = id;
+            if let Some(e) = evicted {
+                self.evict(gk, di, e);
+            }
+        }
+        (segment, folded)
+    }
 }
 
 mod acc;
+mod admission;
 mod emit;
 pub mod evolve;
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! alignment and durations are in [`windows`]; label names and reserved segment values in
 //! [`labels`]; people fields and alerts in [`people`].
 
+pub mod admission;
 pub mod labels;
 mod model;
 mod parse;
@@ -17,6 +18,7 @@ pub mod people;
 mod tests;
 pub mod windows;
 
+pub use admission::{admission_classes, value_hash, Admitted};
 pub use labels::{escape_value, label_name, segment_label, ALL, NONE, OTHER};
 pub use model::{
     Aggregation, Catalog, CatalogError, Dimension, FieldPath, Filter, JsonPart, Kpi, Op, Predicate,

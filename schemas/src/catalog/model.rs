@@ -208,8 +208,8 @@ pub struct Kpi {
     pub aggregation: Aggregation,
     pub windows: Vec<WindowSpec>,
     pub segments: Vec<Dimension>,
-    /// Distinct values admitted per dimension (per input partition); later ones fold into
-    /// [`super::OTHER`].
+    /// Values admitted per dimension and window (the first by [`super::admission::rank`] over
+    /// all input partitions); the others fold into [`super::OTHER`].
     pub max_segment_values: usize,
     pub presentation: Presentation,
     pub alerts: Vec<AlertRule>,

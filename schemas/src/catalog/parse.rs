@@ -453,6 +453,17 @@ fn check_ratios(kpis: &[Kpi]) -> Result<(), CatalogError> {
                     ),
                 ));
             }
+            if !k.segments.is_empty() && other.max_segment_values != k.max_segment_values {
+                return Err(kpi_err(
+                    &k.name,
+                    "max_segment_values",
+                    format!(
+                        "must equal the {side} {:?}'s ({}): a ratio and its sides admit the same \
+                         segment values",
+                        other.name, other.max_segment_values
+                    ),
+                ));
+            }
             let mine: Vec<&str> = k.segments.iter().map(|d| d.name.as_str()).collect();
             let theirs: Vec<&str> = other.segments.iter().map(|d| d.name.as_str()).collect();
             if mine != theirs {

@@ -2,8 +2,10 @@
 //!
 //! Contract:
 //! - per (window start, segment, input partition) the record with the highest source offset
-//!   wins; a window's value is the sum over partitions (ratios: Σ numerators ÷ Σ denominators,
-//!   undefined while the denominators sum to 0);
+//!   wins; a series' value is the sum of the records that count in it (ratios: Σ numerators ÷
+//!   Σ denominators, undefined while the denominators sum to 0): a record counts in the series
+//!   its segment maps to by the window's [`Admitted`] values ([`Family::remerge`], ADR 0013),
+//!   itself when admitted, `__other__` in each dimension where not;
 //! - a known series (a segment with a record in a retained window) is 0 in a window where it has
 //!   no record, so a segment that goes quiet draws and alerts as 0, not as a gap (ratios: undefined);
 //! - windows become final in order: `final_through` is the newest start such that every window
@@ -19,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use northstar_schemas::catalog::WindowSpec;
+use northstar_schemas::catalog::{Admitted, WindowSpec};
 use smallvec::SmallVec;
 
 /// A segment: the values in the KPI's dimension order (empty for a KPI without segments).
@@ -51,12 +53,24 @@ pub enum Upsert {
     ChangedFinal,
 }
 
+/// A series' value in one window: its records summed.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Merged {
+    value: f64,
+    numerator: f64,
+    denominator: f64,
+}
+
 /// The windows of one KPI and window length.
 #[derive(Debug)]
 pub struct Family {
     pub spec: WindowSpec,
     pub ratio: bool,
+    /// The records, by their own segment.
     windows: BTreeMap<i64, HashMap<Segment, Cell>>,
+    /// The series shown, by the values each window admits ([`Family::remerge`]).
+    merged: BTreeMap<i64, HashMap<Segment, Merged>>,
+    admitted: BTreeMap<i64, Admitted>,
     /// Known series → newest start with a record.
     series: BTreeMap<Segment, i64>,
     final_through: Option<i64>,
@@ -72,6 +86,8 @@ impl Family {
             spec,
             ratio,
             windows: BTreeMap::new(),
+            merged: BTreeMap::new(),
+            admitted: BTreeMap::new(),
             series: BTreeMap::new(),
             final_through: None,
             finalized: VecDeque::new(),
@@ -79,10 +95,9 @@ impl Family {
         }
     }
 
-    /// Applies one partition's record for (`start`, `segment`).
+    /// Applies one partition's record for (`start`, `segment`); the series shown change at
+    /// the next [`Family::remerge`] of `start`.
     pub fn upsert(&mut self, start: i64, segment: Segment, part: u16, rec: Rec) -> Upsert {
-        let newest = self.series.entry(segment.clone()).or_insert(start);
-        *newest = (*newest).max(start);
         let cell = self
             .windows
             .entry(start)
@@ -112,6 +127,46 @@ impl Family {
             }
         }
         Upsert::Applied
+    }
+
+    /// Whether a record of `segment` is held in the window at `start`.
+    pub fn has_segment(&self, start: i64, segment: &Segment) -> bool {
+        self.windows
+            .get(&start)
+            .is_some_and(|w| w.contains_key(segment))
+    }
+
+    /// The segments with records in the window at `start` (candidates for admission).
+    pub fn raw_segments(&self, start: i64) -> impl Iterator<Item = &[String]> {
+        self.windows
+            .get(&start)
+            .into_iter()
+            .flat_map(|w| w.keys().map(Vec::as_slice))
+    }
+
+    /// The values the window at `start` admits (shared by the KPIs of one admission class).
+    pub fn admitted(&self, start: i64) -> Option<&Admitted> {
+        self.admitted.get(&start)
+    }
+
+    /// Sums the records of the window at `start` into the series their segments map to by
+    /// `admitted`.
+    pub fn remerge(&mut self, start: i64, admitted: Admitted) {
+        let mut merged: HashMap<Segment, Merged> = HashMap::new();
+        for (segment, cell) in self.windows.get(&start).into_iter().flatten() {
+            let m = merged.entry(admitted.series_of(segment)).or_default();
+            for (_, r) in &cell.parts {
+                m.value += r.value;
+                m.numerator += r.numerator;
+                m.denominator += r.denominator;
+            }
+        }
+        for segment in merged.keys() {
+            let newest = self.series.entry(segment.clone()).or_insert(start);
+            *newest = (*newest).max(start);
+        }
+        self.merged.insert(start, merged);
+        self.admitted.insert(start, admitted);
     }
 
     /// Notes a record's `fullInputAfter` from input partition `part` (the newest of a
@@ -180,6 +235,8 @@ impl Family {
             .saturating_sub(self.spec.retention_ms)
             .saturating_sub(len);
         self.windows = self.windows.split_off(&(cutoff + 1));
+        self.merged = self.merged.split_off(&(cutoff + 1));
+        self.admitted = self.admitted.split_off(&(cutoff + 1));
         self.series.retain(|_, newest| *newest > cutoff);
         while self
             .finalized
@@ -194,16 +251,14 @@ impl Family {
     /// series without a record, `None` when undefined (a ratio without denominator, or an
     /// unknown series).
     pub fn value(&self, start: i64, segment: &Segment) -> Option<f64> {
-        let cell = self.windows.get(&start).and_then(|w| w.get(segment));
+        let cell = self.merged.get(&start).and_then(|w| w.get(segment));
         let Some(cell) = cell else {
             return (!self.ratio && self.series.contains_key(segment)).then_some(0.0);
         };
         if self.ratio {
-            let num: f64 = cell.parts.iter().map(|(_, r)| r.numerator).sum();
-            let den: f64 = cell.parts.iter().map(|(_, r)| r.denominator).sum();
-            return (den != 0.0).then(|| num / den);
+            return (cell.denominator != 0.0).then(|| cell.numerator / cell.denominator);
         }
-        Some(cell.parts.iter().map(|(_, r)| r.value).sum())
+        Some(cell.value)
     }
 
     /// The known series, sorted.
@@ -255,10 +310,10 @@ impl Family {
             .collect()
     }
 
-    /// The segments with a record in the window at `start`.
+    /// The series with records in the window at `start`.
     pub fn segments_at(&self, start: i64) -> Vec<&Segment> {
         let mut v: Vec<&Segment> = self
-            .windows
+            .merged
             .get(&start)
             .map(|w| w.keys().collect())
             .unwrap_or_default();
@@ -289,6 +344,14 @@ mod tests {
         }
     }
 
+    /// Applies a record and merges its window as the table does (every value admitted).
+    fn up(f: &mut Family, start: i64, segment: Segment, part: u16, rec: Rec) -> Upsert {
+        let u = f.upsert(start, segment, part, rec);
+        let admitted = Admitted::from_segments(1, 100, f.raw_segments(start));
+        f.remerge(start, admitted);
+        u
+    }
+
     fn seg(v: &str) -> Segment {
         vec![v.to_string()]
     }
@@ -297,22 +360,25 @@ mod tests {
     fn newest_offset_wins_and_partitions_sum() {
         let mut f = family(false);
         assert_eq!(
-            f.upsert(0, seg("a"), 0, rec(3.0, false, 5)),
+            up(&mut f, 0, seg("a"), 0, rec(3.0, false, 5)),
             Upsert::Applied
         );
-        assert_eq!(f.upsert(0, seg("a"), 0, rec(2.0, false, 4)), Upsert::Stale);
         assert_eq!(
-            f.upsert(0, seg("a"), 1, rec(4.0, false, 9)),
+            up(&mut f, 0, seg("a"), 0, rec(2.0, false, 4)),
+            Upsert::Stale
+        );
+        assert_eq!(
+            up(&mut f, 0, seg("a"), 1, rec(4.0, false, 9)),
             Upsert::Applied
         );
         assert_eq!(f.value(0, &seg("a")), Some(7.0));
         assert_eq!(
-            f.upsert(0, seg("a"), 1, rec(4.0, true, 9)),
+            up(&mut f, 0, seg("a"), 1, rec(4.0, true, 9)),
             Upsert::Applied,
             "final at the same position"
         );
         assert_eq!(
-            f.upsert(0, seg("a"), 1, rec(5.0, false, 9)),
+            up(&mut f, 0, seg("a"), 1, rec(5.0, false, 9)),
             Upsert::Stale,
             "nothing after final at the same position"
         );
@@ -321,13 +387,14 @@ mod tests {
     #[test]
     fn known_series_are_zero_where_they_have_no_record() {
         let mut f = family(false);
-        f.upsert(0, seg("a"), 0, rec(3.0, true, 1));
-        f.upsert(MIN, seg("b"), 0, rec(1.0, true, 2));
+        up(&mut f, 0, seg("a"), 0, rec(3.0, true, 1));
+        up(&mut f, MIN, seg("b"), 0, rec(1.0, true, 2));
         assert_eq!(f.value(MIN, &seg("a")), Some(0.0));
         assert_eq!(f.value(0, &seg("b")), Some(0.0));
         assert_eq!(f.value(0, &seg("never")), None);
         let mut r = family(true);
-        r.upsert(
+        up(
+            &mut r,
             0,
             seg("a"),
             0,
@@ -339,7 +406,8 @@ mod tests {
         );
         assert_eq!(r.value(0, &seg("a")), None, "no denominator: undefined");
         assert_eq!(r.value(MIN, &seg("a")), None, "a ratio has no zero");
-        r.upsert(
+        up(
+            &mut r,
             0,
             seg("a"),
             1,
@@ -360,16 +428,16 @@ mod tests {
     fn windows_become_final_in_order_and_only_when_complete() {
         let t0 = Instant::now();
         let mut f = family(false);
-        f.upsert(0, seg("a"), 0, rec(1.0, true, 1));
-        f.upsert(MIN, seg("a"), 0, rec(1.0, false, 2));
-        f.upsert(3 * MIN, seg("a"), 0, rec(1.0, true, 3));
+        up(&mut f, 0, seg("a"), 0, rec(1.0, true, 1));
+        up(&mut f, MIN, seg("a"), 0, rec(1.0, false, 2));
+        up(&mut f, 3 * MIN, seg("a"), 0, rec(1.0, true, 3));
         f.advance(5 * MIN, t0);
         assert_eq!(
             f.final_through(),
             Some(0),
             "the 1m window still has a partial record"
         );
-        f.upsert(MIN, seg("a"), 0, rec(2.0, true, 4));
+        up(&mut f, MIN, seg("a"), 0, rec(2.0, true, 4));
         f.advance(2 * MIN + 30_000, t0);
         assert_eq!(f.final_through(), Some(MIN), "2m has not ended yet");
         f.advance(4 * MIN, t0);
@@ -380,7 +448,7 @@ mod tests {
             vec![MIN, 2 * MIN, 3 * MIN]
         );
         assert_eq!(
-            f.upsert(MIN, seg("a"), 0, rec(9.0, true, 5)),
+            up(&mut f, MIN, seg("a"), 0, rec(9.0, true, 5)),
             Upsert::ChangedFinal
         );
     }
@@ -390,9 +458,9 @@ mod tests {
         let t0 = Instant::now();
         let mut f = family(false);
         for i in 0..5 {
-            f.upsert(i * MIN, seg("old"), 0, rec(1.0, true, i));
+            up(&mut f, i * MIN, seg("old"), 0, rec(1.0, true, i));
         }
-        f.upsert(20 * MIN, seg("new"), 0, rec(1.0, true, 9));
+        up(&mut f, 20 * MIN, seg("new"), 0, rec(1.0, true, 9));
         f.advance(21 * MIN, t0);
         f.expire(
             21 * MIN,
@@ -422,7 +490,7 @@ mod tests {
     fn a_jump_of_event_time_does_not_walk_every_window() {
         let t0 = Instant::now();
         let mut f = family(false);
-        f.upsert(0, seg("a"), 0, rec(1.0, true, 1));
+        up(&mut f, 0, seg("a"), 0, rec(1.0, true, 1));
         f.advance(525_600 * MIN, t0);
         // Only the retention's worth of windows is marked, not a year of minutes.
         assert!(f.recently_final(t0, Duration::from_secs(1), 0).len() <= 12);

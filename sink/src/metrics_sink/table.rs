@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use northstar_schemas::catalog::{Catalog, Kpi};
+use northstar_schemas::catalog::{admission_classes, Admitted, Catalog, Kpi};
 use northstar_schemas::KpiAggregate;
 
 use super::family::{Family, Rec, Segment, Upsert};
@@ -74,6 +74,9 @@ pub struct Table {
     parts: Vec<Part>,
     part_index: HashMap<(String, i32), u16>,
     idle_timeout: Duration,
+    /// Per (KPI, window): the families of its admission class with the same window length
+    /// (itself included), which admit segment values together.
+    class_families: Vec<Vec<Vec<(usize, usize)>>>,
 }
 
 impl Table {
@@ -98,7 +101,9 @@ impl Table {
             .enumerate()
             .map(|(i, k)| (k.name.clone(), i))
             .collect();
+        let class_families = class_families(&catalog);
         Self {
+            class_families,
             catalog,
             kpi_index,
             families,
@@ -155,10 +160,40 @@ impl Table {
         };
         let family = &mut self.families[k][w];
         family.note_full_input_after(part, agg.full_input_after_ms);
-        match family.upsert(agg.window_start, segment, part, rec) {
+        let new_segment = !family.has_segment(agg.window_start, &segment);
+        let applied = match family.upsert(agg.window_start, segment, part, rec) {
             Upsert::Applied => Applied::Applied,
-            Upsert::Stale => Applied::Stale,
+            Upsert::Stale => return Applied::Stale,
             Upsert::ChangedFinal => Applied::ChangedFinal,
+        };
+        self.remerge(k, w, agg.window_start, new_segment);
+        applied
+    }
+
+    /// Brings the series of KPI `k`, window `w` at `start` up to date after a record; a new
+    /// segment can change what the window admits, and then every family of the class sharing
+    /// the window is merged again.
+    fn remerge(&mut self, k: usize, w: usize, start: i64, new_segment: bool) {
+        let kpi = &self.catalog.kpis[k];
+        let known = self.families[k][w].admitted(start).cloned();
+        if let (Some(admitted), false) = (&known, new_segment) {
+            self.families[k][w].remerge(start, admitted.clone());
+            return;
+        }
+        let members = &self.class_families[k][w];
+        let admitted = Admitted::from_segments(
+            kpi.segments.len(),
+            kpi.max_segment_values,
+            members
+                .iter()
+                .flat_map(|&(j, v)| self.families[j][v].raw_segments(start)),
+        );
+        if known.as_ref() == Some(&admitted) {
+            self.families[k][w].remerge(start, admitted);
+            return;
+        }
+        for &(j, v) in &self.class_families[k][w] {
+            self.families[j][v].remerge(start, admitted.clone());
         }
     }
 
@@ -257,6 +292,34 @@ impl Table {
     }
 }
 
+/// Per (KPI, window): the (KPI, window) families of its admission class with the same window
+/// length.
+fn class_families(catalog: &Catalog) -> Vec<Vec<Vec<(usize, usize)>>> {
+    let classes = admission_classes(&catalog.kpis);
+    catalog
+        .kpis
+        .iter()
+        .enumerate()
+        .map(|(k, kpi)| {
+            kpi.windows
+                .iter()
+                .map(|spec| {
+                    catalog
+                        .kpis
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| classes[*j] == classes[k])
+                        .filter_map(|(j, other)| {
+                            let v = other.windows.iter().position(|x| x.millis == spec.millis)?;
+                            Some((j, v))
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
 /// The record's segment values in the KPI's dimension order, if it has exactly the KPI's
 /// dimensions.
 fn segment_of(kpi: &Kpi, agg: &KpiAggregate) -> Option<Segment> {
@@ -272,6 +335,7 @@ fn segment_of(kpi: &Kpi, agg: &KpiAggregate) -> Option<Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use northstar_schemas::catalog::OTHER;
 
     const CATALOG: &str = r#"
 north_star: signups
@@ -312,6 +376,61 @@ kpis:
 
     fn table() -> Table {
         Table::new(Arc::new(Catalog::parse(CATALOG).expect("catalog")))
+    }
+
+    /// Records of three partitions naming more values than the cap (2): the values first by
+    /// rank over every partition and KPI of the class have their series, the rest is
+    /// `__other__`, whatever the order the records arrive in.
+    #[test]
+    fn partitions_records_merge_by_the_values_the_window_admits() {
+        let catalog = CATALOG.replace(
+            "allowed_lateness: 1m}",
+            "allowed_lateness: 1m, max_segment_values: 2}",
+        );
+        let mut r: Vec<&str> = vec!["iOS", "Android", "Windows", "Linux", "macOS"];
+        r.sort_by_key(|v| northstar_schemas::catalog::admission::rank(v));
+        let ratio = |os: &str, p: i32, num: f64, den: f64| KpiAggregate {
+            kind: "ratio".into(),
+            numerator: num,
+            denominator: den,
+            ..agg("conversion", os, 0, p, 1, f64::NAN)
+        };
+        let records = vec![
+            agg("signups", r[1], 0, 0, 1, 1.0),
+            agg("signups", r[4], 0, 0, 1, 0.0),
+            agg("signups", OTHER, 0, 0, 1, 2.0),
+            agg("signups", r[2], 0, 1, 1, 4.0),
+            agg("signups", r[3], 0, 1, 1, 1.0),
+            // Only upgrades saw r[0]: it is admitted for its class, signups included.
+            agg("upgrades", r[0], 0, 2, 1, 1.0),
+            ratio(r[0], 2, 1.0, 0.0),
+            ratio(r[1], 0, 0.0, 1.0),
+            ratio(r[4], 0, 0.0, 0.0),
+            ratio(OTHER, 0, 0.0, 2.0),
+            ratio(r[2], 1, 0.0, 4.0),
+            ratio(r[3], 1, 0.0, 1.0),
+        ];
+        for order in [records.clone(), records.into_iter().rev().collect()] {
+            let mut t = Table::new(Arc::new(Catalog::parse(&catalog).expect("catalog")));
+            for a in order {
+                t.apply_at(a, Instant::now());
+            }
+            let s = t.family(0, 0).expect("signups");
+            let value = |f: &Family, v: &str| f.value(0, &vec![v.to_string()]);
+            assert_eq!(value(s, r[1]), Some(1.0));
+            assert_eq!(value(s, OTHER), Some(7.0), "2 + r[2]'s 4 + r[3]'s 1");
+            assert_eq!(
+                s.segments_at(0),
+                vec![&vec![r[1].to_string()], &vec![OTHER.to_string()]]
+            );
+            let u = t.family(2, 0).expect("upgrades");
+            assert_eq!(value(u, r[0]), Some(1.0));
+            let c = t.family(1, 0).expect("conversion");
+            assert_eq!(value(c, r[0]), None, "no signups for r[0]");
+            assert_eq!(value(c, r[1]), Some(0.0));
+            assert_eq!(value(c, OTHER), Some(0.0));
+            assert_eq!(c.segments_at(0).len(), 3);
+        }
     }
 
     #[test]

@@ -48,6 +48,24 @@ impl Acc {
         }
     }
 
+    /// Takes in everything `other` held (a set's members too): an evicted segment window
+    /// moving into its `__other__` window.
+    pub(super) fn absorb(&mut self, other: Acc) {
+        match (self, other) {
+            (Acc::Distinct(into), Acc::Distinct(set)) => into.extend(set),
+            (acc, other) => acc.merge(&other),
+        }
+    }
+
+    /// A count's or sum's value in [`Unfolded::Since`]'s unit (0 for a set).
+    pub(super) fn amount(&self) -> i128 {
+        match self {
+            Acc::Count(n) => i128::from(*n),
+            Acc::Sum(s) => *s,
+            Acc::Distinct(_) => 0,
+        }
+    }
+
     /// Adds one event's contribution; false if it changed nothing (a member already in the
     /// set).
     pub(super) fn add(&mut self, contribution: Contribution) -> bool {

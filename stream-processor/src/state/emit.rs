@@ -58,6 +58,9 @@ impl PartitionState {
     /// The windows changed since the last call (partial), the windows that became final (then
     /// forgotten), and the ratios they feed, sorted.
     pub fn drain(&mut self) -> Vec<Emitted> {
+        if self.interner.values.len() > self.compact_at {
+            self.compact_interner();
+        }
         self.reported_watermark_ms = self.drained_watermark_ms;
         self.drained_watermark_ms = self.watermark_ms;
         self.fold_into_totals();
@@ -80,6 +83,8 @@ impl PartitionState {
         }
         self.emit_ratios(&touched, &mut out);
         for key in &closing {
+            let gk = self.group_key(key);
+            self.groups.remove(&gk);
             self.windows.remove(key);
         }
         for key in &keys {

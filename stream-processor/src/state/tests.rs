@@ -105,28 +105,67 @@ fn ratio_without_denominator_is_nan() {
     assert!(r.value.is_nan() && r.numerator == 1.0 && r.denominator == 0.0);
 }
 
+/// Operating systems in the order they are admitted (by rank).
+fn by_rank() -> Vec<&'static str> {
+    let mut v = vec!["iOS", "Android", "Windows", "Linux"];
+    v.sort_by_key(|o| northstar_schemas::catalog::admission::rank(o));
+    v
+}
+
 #[test]
-fn segment_values_past_the_cap_fold_into_other() {
+fn the_values_first_by_rank_are_admitted_per_window() {
+    let r = by_rank();
     let mut s = PartitionState::new(catalog(), LATE, 86_400);
+    // Last by rank first: kept while the group has room, then evicted by values ranking
+    // before them, whatever the order of arrival.
     assert!(s
-        .count(&ev("Signed Up", "a", "iOS", 0.0), T0)
+        .count(&ev("Signed Up", "a", r[3], 0.0), T0)
         .folded
         .is_empty());
     assert!(s
-        .count(&ev("Signed Up", "b", "Android", 0.0), T0)
+        .count(&ev("Signed Up", "b", r[2], 0.0), T0)
         .folded
         .is_empty());
-    let c = s.count(&ev("Signed Up", "c", "Windows", 0.0), T0);
+    s.drain_updates();
+    assert!(s
+        .count(&ev("Signed Up", "c", r[1], 0.0), T0)
+        .folded
+        .is_empty());
+    assert!(s
+        .count(&ev("Signed Up", "d", r[0], 0.0), T0)
+        .folded
+        .is_empty());
+    s.count(&ev("Signed Up", "e", r[0], 0.0), T0);
+    let c = s.count(&ev("Signed Up", "f", r[3], 0.0), T0);
     assert_eq!(
         c.folded,
         vec![1, ACTIVE],
-        "third OS folds for signups and active (cap 2)"
+        "ranks after both kept values (cap 2)"
     );
-    s.count(&ev("Signed Up", "d", "Linux", 0.0), T0);
-    s.count(&ev("Signed Up", "e", "iOS", 0.0), T0);
     let u = s.drain_updates();
-    assert_eq!(find(&u, 1, T0, &[OTHER]).map(|x| x.value), Some(2.0));
-    assert_eq!(find(&u, 1, T0, &["iOS"]).map(|x| x.value), Some(2.0));
+    let value = |seg: &str| find(&u, SIGNUPS, T0, &[seg]).map(|x| x.value);
+    assert_eq!(value(r[0]), Some(2.0));
+    assert_eq!(value(r[1]), Some(1.0));
+    assert_eq!(value(OTHER), Some(3.0), "both evicted values, and f");
+    assert_eq!(value(r[3]), Some(0.0), "evicted: emitted empty");
+    assert_eq!(value(r[2]), Some(0.0));
+    assert_eq!(total(&u, SIGNUPS, T0).map(|x| x.value), Some(6.0));
+    let ratio = find(&u, CONVERSION, T0, &[OTHER]).expect("the ratio follows its sides");
+    assert_eq!(ratio.denominator, 3.0);
+    // A new window starts with nothing admitted.
+    let c = s.count(&ev("Signed Up", "g", r[3], 0.0), T0 + MIN);
+    assert!(c.folded.is_empty());
+    let u = s.drain_updates();
+    assert_eq!(
+        find(&u, SIGNUPS, T0 + MIN, &[r[3]]).map(|x| x.value),
+        Some(1.0)
+    );
+    // An evicted window is not evicted again, and a restore keeps what was evicted.
+    let (mut back, _) = PartitionState::restore(catalog(), LATE, 86_400, s.snapshot());
+    back.count(&ev("Signed Up", "h", r[2], 0.0), T0);
+    let u = back.drain_updates();
+    assert_eq!(find(&u, SIGNUPS, T0, &[OTHER]).map(|x| x.value), Some(4.0));
+    assert!(find(&u, SIGNUPS, T0, &[r[2]]).is_none(), "{u:?}");
 }
 
 #[test]
@@ -245,14 +284,15 @@ fn total(u: &[Update], kpi: usize, start: i64) -> Option<&Update> {
 
 #[test]
 fn segmented_kpis_have_exact_totals() {
+    let r = by_rank();
     let mut s = PartitionState::new(catalog(), LATE, 86_400);
-    // a signs up on two devices; c's OS is past the cap of 2 and folds.
+    // a signs up on two devices; c's OS ranks past the cap of 2 and folds.
     for (name, user, os) in [
-        ("Signed Up", "a", "iOS"),
-        ("Signed Up", "a", "Android"),
-        ("Signed Up", "b", "iOS"),
-        ("Signed Up", "c", "Windows"),
-        ("Upgraded", "a", "iOS"),
+        ("Signed Up", "a", r[0]),
+        ("Signed Up", "a", r[1]),
+        ("Signed Up", "b", r[0]),
+        ("Signed Up", "c", r[2]),
+        ("Upgraded", "a", r[0]),
     ] {
         s.count(&ev(name, user, os, 2.5), T0 + 1);
     }
@@ -263,12 +303,9 @@ fn segmented_kpis_have_exact_totals() {
         "folded included"
     );
     assert_eq!(find(&u, SIGNUPS, T0, &[OTHER]).map(|x| x.value), Some(1.0));
-    // Distinct users: a is on iOS and Android (and in __other__? no: c is) — counted once.
-    assert_eq!(find(&u, ACTIVE, T0, &["iOS"]).map(|x| x.value), Some(2.0));
-    assert_eq!(
-        find(&u, ACTIVE, T0, &["Android"]).map(|x| x.value),
-        Some(1.0)
-    );
+    // Distinct users: a is on r[0] and r[1] (and in __other__? no: c is) — counted once.
+    assert_eq!(find(&u, ACTIVE, T0, &[r[0]]).map(|x| x.value), Some(2.0));
+    assert_eq!(find(&u, ACTIVE, T0, &[r[1]]).map(|x| x.value), Some(1.0));
     let segments_sum: f64 = u
         .iter()
         .filter(|x| x.kpi == ACTIVE && x.start_ms == T0 && x.segment != [ALL])
@@ -439,6 +476,114 @@ mod properties {
                     prop_assert_eq!(last.get(&(kpi, start)).copied().unwrap_or(0.0), value, "kpi {} minute {}", kpi, minute);
                 }
             }
+        }
+    }
+}
+
+mod split_over_partitions {
+    use std::collections::BTreeMap;
+
+    use northstar_schemas::catalog::{admission_classes, Admitted};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// (event name, user, os, minute of event time).
+    type Input = (usize, u8, usize, i64);
+
+    const OS: [&str; 9] = [
+        "iOS", "Android", "Windows", "Linux", "macOS", "ChromeOS", "tvOS", "watchOS", "BSD",
+    ];
+
+    /// (kpi, window ms, start, segment) → the newest record of each partition.
+    type Latest = BTreeMap<(usize, i64, i64, Vec<String>, usize), Update>;
+
+    /// (kpi, window ms, start, series) → (value, numerator, denominator) summed.
+    type Shown = BTreeMap<(usize, i64, i64, Vec<String>), (f64, f64, f64)>;
+
+    /// Runs `inputs` through `parts` partitions (users keyed to partitions, as the collector
+    /// keys them), emitting every `emit_every` events and restoring from a snapshot every
+    /// `restore_every` emissions; the newest record of each partition and window.
+    fn run(inputs: &[Input], parts: usize, emit_every: usize, restore_every: usize) -> Latest {
+        let mut states: Vec<PartitionState> = (0..parts)
+            .map(|_| PartitionState::new(catalog(), LATE, 86_400))
+            .collect();
+        let mut emitted = vec![0_usize; parts];
+        let mut latest = Latest::new();
+        let drain = |p: usize, s: &mut PartitionState, latest: &mut Latest| {
+            for u in s.drain_updates() {
+                latest.insert((u.kpi, u.window_ms, u.start_ms, u.segment.clone(), p), u);
+            }
+        };
+        for (i, (name, user, os, minute)) in inputs.iter().enumerate() {
+            let p = usize::from(*user) % parts;
+            let name = ["Signed Up", "Upgraded", "Viewed"][*name];
+            let e = ev(name, &format!("u{user}"), OS[*os], 1.0);
+            states[p].count(&e, T0 + minute * MIN + 1);
+            if i % emit_every == 0 {
+                drain(p, &mut states[p], &mut latest);
+                emitted[p] += 1;
+                if emitted[p].is_multiple_of(restore_every) {
+                    let snap = states[p].snapshot();
+                    states[p] = PartitionState::restore(catalog(), LATE, 86_400, snap).0;
+                }
+            }
+        }
+        for (p, s) in states.iter_mut().enumerate() {
+            drain(p, s, &mut latest);
+        }
+        latest
+    }
+
+    /// What a reader shows: each window's records mapped to their series by the values the
+    /// window admits over all partitions, and summed (value, numerator, denominator).
+    fn merge(latest: &Latest) -> Shown {
+        let c = catalog();
+        let classes = admission_classes(&c.kpis);
+        let mut out = BTreeMap::new();
+        for ((kpi, ms, start, segment, _), u) in latest {
+            let k = &c.kpis[*kpi];
+            let segments = latest
+                .keys()
+                .filter(|(j, m, s, _, _)| classes[*j] == classes[*kpi] && m == ms && s == start)
+                .map(|key| key.3.as_slice());
+            let admitted =
+                Admitted::from_segments(k.segments.len(), k.max_segment_values, segments);
+            let cell = out
+                .entry((*kpi, *ms, *start, admitted.series_of(segment)))
+                .or_insert((0.0, 0.0, 0.0));
+            // A ratio is its summed sides.
+            if !matches!(k.aggregation, Aggregation::Ratio { .. }) {
+                cell.0 += u.value;
+            }
+            cell.1 += u.numerator;
+            cell.2 += u.denominator;
+        }
+        out.retain(|_, v| *v != (0.0, 0.0, 0.0));
+        out
+    }
+
+    proptest! {
+        /// Whatever the split of the input over partitions, the emission points and the
+        /// restores, the merged series are those of one partition that saw everything:
+        /// admitted values, `__other__` and totals (distinct users: every series but
+        /// `__other__`, whose users a sum of several records of one partition can count twice).
+        #[test]
+        fn any_split_merges_into_one_partitions_series(
+            inputs in proptest::collection::vec((0..3usize, 0..30u8, 0..9usize, 0..2i64), 1..150),
+            parts in 2..4usize,
+            emit_every in 1..30usize,
+            restore_every in 1..4usize,
+        ) {
+            let one = merge(&run(&inputs, 1, emit_every, restore_every));
+            let split = merge(&run(&inputs, parts, emit_every, restore_every));
+            let shown = |m: &Shown| {
+                m.iter()
+                    .filter(|((kpi, _, _, seg), _)| *kpi != ACTIVE || seg.iter().all(|v| v != OTHER))
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect::<Vec<_>>()
+            };
+            prop_assert_eq!(shown(&one), shown(&split));
         }
     }
 }
