@@ -52,6 +52,10 @@ pub struct KpiAggregate {
     /// miss input: the KPI was added or changed in the catalog then, and its state restarted
     /// empty. `i64::MIN`: every window is complete.
     pub full_input_after_ms: i64,
+    /// Distinct users with one segment dimension: this value's, its partition's values ranked
+    /// after it and `__other__`'s users together (what this partition's `__other__` holds when
+    /// the window admits none of them); 0 otherwise.
+    pub others_from: f64,
 }
 
 impl KpiAggregate {
@@ -109,6 +113,7 @@ impl KpiAggregate {
             source_offset: self.source_offset,
             allowed_lateness_ms: self.allowed_lateness_ms,
             full_input_after_ms: self.full_input_after_ms,
+            others_from: self.others_from,
         })
     }
 }
@@ -145,6 +150,7 @@ pub struct AggregateView<'a> {
     pub source_offset: i64,
     pub allowed_lateness_ms: i64,
     pub full_input_after_ms: i64,
+    pub others_from: f64,
 }
 
 impl AggregateView<'_> {
@@ -194,14 +200,14 @@ impl AggregateCodec {
         &self.schema
     }
 
-    /// The Avro binary datum of `a` (v3 schema).
+    /// The Avro binary datum of `a` (v4 schema).
     pub fn encode(&self, a: &KpiAggregate) -> Result<Vec<u8>, CodecError> {
         let mut out = Vec::with_capacity(128);
         a.with_view(|v| self.write(v, &mut out));
         Ok(out)
     }
 
-    /// Appends the Avro binary datum of `a` (v3 schema) to `out`, written by hand: the same
+    /// Appends the Avro binary datum of `a` (v4 schema) to `out`, written by hand: the same
     /// bytes as apache-avro's generic writer (checked by the tests), without building a generic
     /// value and resolving the schema per record.
     pub fn write(&self, a: &AggregateView<'_>, out: &mut Vec<u8>) {
@@ -229,6 +235,7 @@ impl AggregateCodec {
         put_long(out, a.source_offset);
         put_long(out, a.allowed_lateness_ms);
         put_long(out, a.full_input_after_ms);
+        out.extend_from_slice(&a.others_from.to_le_bytes());
     }
 
     pub fn decode(&self, writer: &Schema, mut datum: &[u8]) -> Result<KpiAggregate, CodecError> {
@@ -256,6 +263,7 @@ impl AggregateCodec {
             source_offset: 0,
             allowed_lateness_ms: 0,
             full_input_after_ms: i64::MIN,
+            others_from: 0.0,
         };
         for (name, v) in fields {
             match (name.as_str(), v) {
@@ -281,6 +289,7 @@ impl AggregateCodec {
                 ("sourceOffset", Value::Long(o)) => out.source_offset = o,
                 ("allowedLateness", Value::Long(l)) => out.allowed_lateness_ms = l,
                 ("fullInputAfter", Value::Long(c)) => out.full_input_after_ms = c,
+                ("othersFrom", Value::Double(d)) => out.others_from = d,
                 (field, v) => {
                     return Err(CodecError::Avro(format!(
                         "unexpected value {v:?} for field {field}"
@@ -322,6 +331,7 @@ mod tests {
             ("sourceOffset".into(), Value::Long(a.source_offset)),
             ("allowedLateness".into(), Value::Long(a.allowed_lateness_ms)),
             ("fullInputAfter".into(), Value::Long(a.full_input_after_ms)),
+            ("othersFrom".into(), Value::Double(a.others_from)),
         ]);
         let mut out = Vec::new();
         apache_avro::writer::datum::GenericDatumWriter::builder(codec.schema())
@@ -352,6 +362,7 @@ mod tests {
             source_offset: i64::MAX,
             allowed_lateness_ms: 600_000,
             full_input_after_ms: i64::MIN,
+            others_from: 0.0,
         };
         let one = KpiAggregate {
             segment: BTreeMap::from([("os".to_string(), "iOS".to_string())]),
@@ -406,6 +417,7 @@ mod tests {
             source_offset: 99,
             allowed_lateness_ms: 120_000,
             full_input_after_ms: 59_999,
+            others_from: 0.0,
         };
         let codec = AggregateCodec::new();
         let datum = codec.encode(&a).expect("encode");

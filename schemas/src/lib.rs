@@ -32,10 +32,12 @@ pub const EVENT_SCHEMA_V1: &str = include_str!("../avro/event-v1.avsc");
 pub const KPI_AGGREGATE_SCHEMA_V1: &str = include_str!("../avro/kpi-aggregate-v1.avsc");
 /// The Avro schema text of a KPI aggregate, version 2 (before `complete`).
 pub const KPI_AGGREGATE_SCHEMA_V2: &str = include_str!("../avro/kpi-aggregate-v2.avsc");
-/// The Avro schema text of a KPI aggregate, version 3: what the processor writes and the
+/// The Avro schema text of a KPI aggregate, version 3 (before `othersFrom`).
+pub const KPI_AGGREGATE_SCHEMA_V3: &str = include_str!("../avro/kpi-aggregate-v3.avsc");
+/// The Avro schema text of a KPI aggregate, version 4: what the processor writes and the
 /// metrics sink reads (v1 records decode with `allowedLateness` 0, v1 and v2 records as complete,
-/// `fullInputAfter` the minimum).
-pub const KPI_AGGREGATE_SCHEMA: &str = include_str!("../avro/kpi-aggregate-v3.avsc");
+/// `fullInputAfter` the minimum; records before v4 with `othersFrom` 0).
+pub const KPI_AGGREGATE_SCHEMA: &str = include_str!("../avro/kpi-aggregate-v4.avsc");
 
 /// The registry subject of a topic's record values (Confluent's TopicNameStrategy).
 pub fn value_subject(topic: &str) -> String {

@@ -73,6 +73,7 @@ fn records(series: usize, now_ms: i64) -> Vec<KpiAggregate> {
                     source_offset: offset,
                     allowed_lateness_ms: 0,
                     full_input_after_ms: i64::MIN,
+                    others_from: 0.0,
                 });
             }
         }

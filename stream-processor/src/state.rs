@@ -32,6 +32,7 @@ use acc::{Contribution, Unfolded, Window, CLEAN};
 use admission::{Group, GroupKey, Slot};
 pub use emit::{Emitted, Source};
 pub use evolve::KpiMeta;
+use holders::{Holders, OTHER_HOLDER};
 
 /// A segment dimension read from one event: its name and its value.
 type FieldSlot<'a> = (&'a str, Slot<'a>);
@@ -228,6 +229,8 @@ pub struct Update {
     /// Windows starting at or before this event time (ms) may have had input before the KPI
     /// was added or changed ([`evolve`]): their values miss it. `i64::MIN`: none.
     pub full_input_after_ms: i64,
+    /// The record's `othersFrom` ([`holders`]).
+    pub others_from: f64,
 }
 
 impl Update {
@@ -265,6 +268,7 @@ impl Update {
             source_partition,
             source_offset,
             allowed_lateness_ms: progress.lateness_ms,
+            others_from: self.others_from,
         }
     }
 }
@@ -312,6 +316,10 @@ pub struct PartitionState {
     classes: Vec<usize>,
     /// Segment admission per window group ([`admission`]).
     groups: HashMap<GroupKey, Group, rustc_hash::FxBuildHasher>,
+    /// Per KPI: distinct users with one segment dimension, whose records carry `othersFrom`.
+    suffixed: Vec<bool>,
+    /// Per (KPI, window, start) of those: which value holds each member ([`holders`]).
+    holders: HashMap<(usize, usize, i64), Holders, rustc_hash::FxBuildHasher>,
     watermark_ms: i64,
     /// The watermark at the last [`PartitionState::drain_updates`], and at the one before: what
     /// an emission reports (see [`PartitionState::progress`]).
@@ -334,6 +342,11 @@ pub struct PartitionState {
 impl PartitionState {
     pub fn new(catalog: Arc<Catalog>, lateness_ms: i64, dedup_window_secs: u32) -> Self {
         let classes = northstar_schemas::catalog::admission_classes(&catalog.kpis);
+        let suffixed = catalog
+            .kpis
+            .iter()
+            .map(|k| matches!(k.aggregation, Aggregation::DistinctUsers) && k.segments.len() == 1)
+            .collect();
         let late_dropped = vec![0; catalog.kpis.len()];
         let full_input_after_ms = vec![i64::MIN; catalog.kpis.len()];
         Self {
@@ -347,6 +360,8 @@ impl PartitionState {
             compact_at: MIN_COMPACT_AT,
             classes,
             groups: HashMap::default(),
+            suffixed,
+            holders: HashMap::default(),
             watermark_ms: i64::MIN,
             drained_watermark_ms: i64::MIN,
             reported_watermark_ms: i64::MIN,
@@ -449,6 +464,7 @@ impl PartitionState {
         state.rebuild_totals();
         state.index_closing();
         state.rebuild_groups(&evicted);
+        state.rebuild_holders();
         // What a rebuild evicted is emitted with the next records; nothing is owed the totals.
         state
             .unfolded
@@ -663,7 +679,43 @@ impl PartitionState {
         for g in self.groups.values_mut() {
             g.remap(&map, &key);
         }
+        for h in self.holders.values_mut() {
+            h.remap(&map);
+        }
         self.compact_at = (2 * self.interner.values.len()).max(MIN_COMPACT_AT);
+    }
+
+    /// Rebuilds which value holds each member of the distinct-users windows with one
+    /// dimension (after a restore): from the kept windows' sets.
+    fn rebuild_holders(&mut self) {
+        self.holders.clear();
+        let mut keys: Vec<WindowKey> = self
+            .groups
+            .values()
+            .flat_map(|g| g.live_of_all())
+            .filter(|k| self.suffixed[k.kpi])
+            .collect();
+        keys.sort_unstable();
+        for key in keys {
+            let Some(Acc::Distinct(set)) = self.windows.get(&key).map(|w| &w.acc) else {
+                continue;
+            };
+            let holder = match key.segment[0] {
+                OTHER_ID => OTHER_HOLDER,
+                id => (
+                    northstar_schemas::catalog::value_hash(self.interner.value(id)),
+                    id,
+                ),
+            };
+            let h = self
+                .holders
+                .entry((key.kpi, key.window, key.start))
+                .or_default();
+            for &m in set {
+                h.hold(m, holder, &self.interner);
+            }
+            h.changed = false;
+        }
     }
 
     /// The segment values of `ids` for a KPI with `dims` dimensions.
@@ -746,6 +798,19 @@ impl PartitionState {
                 if self.add_to(key, &kpi.aggregation, contribution, segmented) && segmented {
                     self.note_live(gk, key);
                 }
+                if let (true, Contribution::Member(m)) = (self.suffixed[ki], contribution) {
+                    let holder = match segment[0] {
+                        OTHER_ID => OTHER_HOLDER,
+                        id => (fields[slots[0]].1.hash, id),
+                    };
+                    let Self {
+                        holders, interner, ..
+                    } = self;
+                    holders
+                        .entry((ki, wi, start))
+                        .or_default()
+                        .hold(m, holder, interner);
+                }
             }
             if folded {
                 out.folded.push(ki);
@@ -789,5 +854,6 @@ mod acc;
 mod admission;
 mod emit;
 pub mod evolve;
+mod holders;
 #[cfg(test)]
 mod tests;

@@ -267,6 +267,27 @@ pub fn run_compat_script_with_env(
     out.stdout
 }
 
+/// Recomputes KPIs from the stack's lake with DuckDB (`tests/compat/kpi_recompute.py`, its
+/// `spec` format there): the script's output, `{"windows": [...]}`.
+pub fn recompute_from_lake(stack: &Stack, spec: &serde_json::Value) -> serde_json::Value {
+    let dir = stack.dir.path();
+    #[allow(clippy::expect_used)]
+    std::fs::write(dir.join("spec.json"), spec.to_string()).expect("write spec");
+    let lake = stack.lake_dir();
+    run_compat_script(
+        "kpi_recompute.py",
+        &[
+            lake.as_os_str(),
+            dir.join("spec.json").as_os_str(),
+            dir.join("recomputed.json").as_os_str(),
+        ],
+    );
+    #[allow(clippy::expect_used)]
+    let bytes = std::fs::read(dir.join("recomputed.json")).expect("read the recompute");
+    #[allow(clippy::expect_used)]
+    serde_json::from_slice(&bytes).expect("the recompute is JSON")
+}
+
 /// The `Authorization` header value for [`WRITE_KEY`] (HTTP Basic, the write key as user).
 pub fn write_key_auth() -> String {
     use base64::Engine;

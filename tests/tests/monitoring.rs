@@ -107,26 +107,13 @@ fn dropped_in(c: &Catalog, ts: i64, watermark: i64) -> Vec<String> {
 }
 
 fn recompute(stack: &Stack, c: &Catalog, dropped: &[(&str, Vec<String>)]) -> Windows {
-    let dir = stack.dir.path();
     let mut spec = spec(c);
     spec["dropped"] = dropped
         .iter()
         .map(|(id, ws)| (id.to_string(), json!(ws)))
         .collect::<serde_json::Map<_, _>>()
         .into();
-    std::fs::write(dir.join("spec.json"), spec.to_string()).expect("write spec");
-    let lake = stack.lake_dir();
-    northstar_e2e::run_compat_script(
-        "kpi_recompute.py",
-        &[
-            lake.as_os_str(),
-            dir.join("spec.json").as_os_str(),
-            dir.join("recomputed.json").as_os_str(),
-        ],
-    );
-    let v: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("recomputed.json")).expect("read"))
-            .expect("json");
+    let v = northstar_e2e::recompute_from_lake(stack, &spec);
     let num = |x: &Value| {
         x.as_str()
             .and_then(|s| s.parse::<f64>().ok())

@@ -371,16 +371,15 @@ impl Catalog {
         }
     }
 
-    /// An upper bound of the KPI series the metrics sink exposes, per KPI and in all, from the
-    /// windows and the segment caps (see [`SeriesBound`]).
-    pub fn series_bound(&self, input_partitions: u64) -> SeriesBound {
+    /// An upper bound of the KPI series the metrics sink exposes for one window, per KPI and
+    /// in all, from the windows and the segment caps (see [`SeriesBound`]); whatever the
+    /// number of input partitions, which agree on what a window admits.
+    pub fn series_bound(&self) -> SeriesBound {
         let per_kpi = self
             .kpis
             .iter()
             .map(|k| {
-                let values = (k.max_segment_values as u64)
-                    .saturating_mul(input_partitions.max(1))
-                    .saturating_add(2);
+                let values = (k.max_segment_values as u64).saturating_add(2);
                 let combos = k
                     .segments
                     .iter()
@@ -409,9 +408,12 @@ impl Catalog {
 /// How many series the metrics sink can expose for a catalog.
 ///
 /// `segment_series` counts (KPI, window, segment combination) series, each a member of the
-/// three value families (open, final, final-window history); per dimension at most
-/// `max_segment_values` values per input partition (caps are admitted per partition) plus
-/// `__other__` and `__none__`, and one all-segments total per window of a segmented KPI.
+/// three value families (open, final, final-window history); per dimension and window at most
+/// `max_segment_values` values (admitted per window over all input partitions,
+/// [`super::admission`]) plus `__other__` and `__none__`, and one all-segments total per window
+/// of a segmented KPI. A family also shows, as 0, the series admitted in its other retained
+/// windows: when a dimension's values change from window to window, a scrape can show up to
+/// the bound times the retained windows.
 /// `window_series` counts (KPI, window) series, each a member of the seven window families
 /// (open and final window starts, progress, completeness; missing input for the open and the
 /// last final window, and its history).

@@ -68,16 +68,16 @@ fn the_shipped_example_catalog_is_valid() {
     ))
     .expect("deploy/kpi-catalog.yaml");
     let c = Catalog::parse(&text).expect("the example catalog validates");
-    // The bound docs/kpi-catalog.md states for it (3 input partitions, as the local stack).
-    let bound = c.series_bound(3);
-    assert_eq!((bound.segment_series, bound.total()), (13_545, 40_754));
+    // The bound docs/kpi-catalog.md states for it.
+    let bound = c.series_bound();
+    assert_eq!((bound.segment_series, bound.total()), (1_969, 6_026));
     let docs = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../docs/kpi-catalog.md"
     ))
     .expect("docs/kpi-catalog.md");
     assert!(
-        docs.contains("13,545") && docs.contains("40,754"),
+        docs.contains("1,969") && docs.contains("6,026"),
         "docs/kpi-catalog.md states another series bound"
     );
 }
@@ -294,13 +294,11 @@ fn invalid_alerts_and_people_fields_are_refused() {
 #[test]
 fn series_bound_follows_the_caps() {
     let c = Catalog::parse(EXAMPLE).expect("valid");
-    let b = c.series_bound(1);
+    let b = c.series_bound();
     // signups: 2 windows × ((3 + 2) + 1 total); revenue: 1 window × 1 (no segments).
     assert_eq!(b.per_kpi[0], ("signups".to_string(), 12));
     assert_eq!(b.per_kpi[3], ("revenue".to_string(), 1));
     assert_eq!(b.segment_series, 12 * 3 + 1 + 1);
     assert_eq!(b.window_series, 2 + 2 + 2 + 1 + 1);
     assert_eq!(b.total(), 38 * 3 + 8 * 7);
-    // Caps are admitted per input partition: three partitions can admit three times the values.
-    assert_eq!(c.series_bound(3).per_kpi[0].1, 2 * (3 * 3 + 2 + 1));
 }

@@ -5,7 +5,9 @@
 //!   wins; a series' value is the sum of the records that count in it (ratios: Σ numerators ÷
 //!   Σ denominators, undefined while the denominators sum to 0): a record counts in the series
 //!   its segment maps to by the window's [`Admitted`] values ([`Family::remerge`], ADR 0013),
-//!   itself when admitted, `__other__` in each dimension where not;
+//!   itself when admitted, `__other__` in each dimension where not; for distinct users with one
+//!   dimension, a partition's `__other__` is the `othersFrom` of its first non-admitted value
+//!   (its users under all of them and `__other__`, each once) rather than a sum of records;
 //! - a known series (a segment with a record in a retained window) is 0 in a window where it has
 //!   no record, so a segment that goes quiet draws and alerts as 0, not as a gap (ratios: undefined);
 //! - windows become final in order: `final_through` is the newest start such that every window
@@ -21,7 +23,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use northstar_schemas::catalog::{Admitted, WindowSpec};
+use northstar_schemas::catalog::admission::rank;
+use northstar_schemas::catalog::{Admitted, WindowSpec, OTHER};
 use smallvec::SmallVec;
 
 /// A segment: the values in the KPI's dimension order (empty for a KPI without segments).
@@ -35,6 +38,8 @@ pub struct Rec {
     pub denominator: f64,
     pub is_final: bool,
     pub source_offset: i64,
+    /// Distinct users with one segment dimension: the record's `othersFrom`.
+    pub others_from: f64,
 }
 
 /// The records of one window and segment, by input partition index.
@@ -66,6 +71,8 @@ struct Merged {
 pub struct Family {
     pub spec: WindowSpec,
     pub ratio: bool,
+    /// Distinct users with one segment dimension (`__other__` from `othersFrom`).
+    pub suffixed: bool,
     /// The records, by their own segment.
     windows: BTreeMap<i64, HashMap<Segment, Cell>>,
     /// The series shown, by the values each window admits ([`Family::remerge`]).
@@ -85,6 +92,7 @@ impl Family {
         Self {
             spec,
             ratio,
+            suffixed: false,
             windows: BTreeMap::new(),
             merged: BTreeMap::new(),
             admitted: BTreeMap::new(),
@@ -153,13 +161,22 @@ impl Family {
     /// `admitted`.
     pub fn remerge(&mut self, start: i64, admitted: Admitted) {
         let mut merged: HashMap<Segment, Merged> = HashMap::new();
+        let others = self.others_from(start, &admitted);
         for (segment, cell) in self.windows.get(&start).into_iter().flatten() {
-            let m = merged.entry(admitted.series_of(segment)).or_default();
-            for (_, r) in &cell.parts {
+            let series = admitted.series_of(segment);
+            let folded = series.first().is_some_and(|v| v == OTHER);
+            let m = merged.entry(series).or_default();
+            for (part, r) in &cell.parts {
+                if folded && others.iter().any(|(p, _)| p == part) {
+                    continue;
+                }
                 m.value += r.value;
                 m.numerator += r.numerator;
                 m.denominator += r.denominator;
             }
+        }
+        for (_, n) in others {
+            merged.entry(vec![OTHER.to_string()]).or_default().value += n;
         }
         for segment in merged.keys() {
             let newest = self.series.entry(segment.clone()).or_insert(start);
@@ -167,6 +184,63 @@ impl Family {
         }
         self.merged.insert(start, merged);
         self.admitted.insert(start, admitted);
+    }
+
+    /// For a suffixed family: per partition holding a value the window does not admit, the
+    /// `othersFrom` of the first of them by rank (what its records mapped to `__other__` hold,
+    /// each user once). A partition whose records carry none (written before `othersFrom`)
+    /// is summed instead.
+    fn others_from(&self, start: i64, admitted: &Admitted) -> SmallVec<[(u16, f64); 4]> {
+        // (partition, rank, othersFrom) of each partition's first non-admitted value.
+        type First<'a> = (u16, (u64, &'a str), f64);
+        let mut first: SmallVec<[First<'_>; 4]> = SmallVec::new();
+        if !self.suffixed {
+            return SmallVec::new();
+        }
+        for (segment, cell) in self.windows.get(&start).into_iter().flatten() {
+            let Some(value) = segment.first() else {
+                continue;
+            };
+            if value == OTHER || admitted.admits(0, value) {
+                continue;
+            }
+            let rank = rank(value);
+            for (part, r) in &cell.parts {
+                // Empty: a value the partition evicted (its users are in its `__other__`).
+                if r.value <= 0.0 {
+                    continue;
+                }
+                match first.iter_mut().find(|(p, _, _)| p == part) {
+                    Some(f) if rank < f.1 => *f = (*part, rank, r.others_from),
+                    Some(_) => {}
+                    None => first.push((*part, rank, r.others_from)),
+                }
+            }
+        }
+        first
+            .into_iter()
+            .filter(|(_, _, n)| *n > 0.0)
+            .map(|(p, _, n)| (p, n))
+            .collect()
+    }
+
+    /// The merged value of `segment` at `start` (0 when it has none).
+    pub fn merged_value(&self, start: i64, segment: &Segment) -> f64 {
+        self.merged
+            .get(&start)
+            .and_then(|w| w.get(segment))
+            .map_or(0.0, |m| m.value)
+    }
+
+    /// Sets a ratio's series `segment` at `start` from its sides' merged values.
+    pub fn set_merged_sides(&mut self, start: i64, segment: &Segment, num: f64, den: f64) {
+        let Some(w) = self.merged.get_mut(&start) else {
+            return;
+        };
+        if let Some(m) = w.get_mut(segment) {
+            m.numerator = num;
+            m.denominator = den;
+        }
     }
 
     /// Notes a record's `fullInputAfter` from input partition `part` (the newest of a
@@ -341,6 +415,7 @@ mod tests {
             denominator: 0.0,
             is_final,
             source_offset: offset,
+            others_from: 0.0,
         }
     }
 

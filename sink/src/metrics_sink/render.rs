@@ -565,6 +565,7 @@ mod tests {
             source_offset: start / MIN + 1,
             allowed_lateness_ms: MIN,
             full_input_after_ms: i64::MIN,
+            others_from: 0.0,
         }
     }
 

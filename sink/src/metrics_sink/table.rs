@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use northstar_schemas::catalog::{admission_classes, Admitted, Catalog, Kpi};
+use northstar_schemas::catalog::{admission_classes, Admitted, Aggregation, Catalog, Kpi, OTHER};
 use northstar_schemas::KpiAggregate;
 
 use super::family::{Family, Rec, Segment, Upsert};
@@ -85,13 +85,16 @@ impl Table {
             .kpis
             .iter()
             .map(|k| {
-                let ratio = matches!(
-                    k.aggregation,
-                    northstar_schemas::catalog::Aggregation::Ratio { .. }
-                );
+                let ratio = matches!(k.aggregation, Aggregation::Ratio { .. });
+                let suffixed =
+                    matches!(k.aggregation, Aggregation::DistinctUsers) && k.segments.len() == 1;
                 k.windows
                     .iter()
-                    .map(|w| Family::new(w.clone(), ratio))
+                    .map(|w| {
+                        let mut f = Family::new(w.clone(), ratio);
+                        f.suffixed = suffixed;
+                        f
+                    })
                     .collect()
             })
             .collect();
@@ -157,6 +160,7 @@ impl Table {
             denominator: agg.denominator,
             is_final: agg.is_final,
             source_offset: agg.source_offset,
+            others_from: agg.others_from,
         };
         let family = &mut self.families[k][w];
         family.note_full_input_after(part, agg.full_input_after_ms);
@@ -178,6 +182,7 @@ impl Table {
         let known = self.families[k][w].admitted(start).cloned();
         if let (Some(admitted), false) = (&known, new_segment) {
             self.families[k][w].remerge(start, admitted.clone());
+            self.ratio_others(k, w, start);
             return;
         }
         let members = &self.class_families[k][w];
@@ -190,10 +195,41 @@ impl Table {
         );
         if known.as_ref() == Some(&admitted) {
             self.families[k][w].remerge(start, admitted);
-            return;
+        } else {
+            for &(j, v) in &self.class_families[k][w] {
+                self.families[j][v].remerge(start, admitted.clone());
+            }
         }
-        for &(j, v) in &self.class_families[k][w] {
-            self.families[j][v].remerge(start, admitted.clone());
+        self.ratio_others(k, w, start);
+    }
+
+    /// A ratio over a distinct-users side with one dimension takes its `__other__` from its
+    /// sides' merged `__other__` (each user once, [`Family::remerge`]), not from the sum of its
+    /// own records, which would count a user under two folded values twice.
+    fn ratio_others(&mut self, k: usize, w: usize, start: i64) {
+        let other = vec![OTHER.to_string()];
+        for i in 0..self.class_families[k][w].len() {
+            let (j, v) = self.class_families[k][w][i];
+            let Aggregation::Ratio {
+                numerator,
+                denominator,
+            } = self.catalog.kpis[j].aggregation
+            else {
+                continue;
+            };
+            let ms = self.families[j][v].spec.millis;
+            let side = |t: &Table, kpi: usize| {
+                let f = t.families[kpi].iter().find(|f| f.spec.millis == ms)?;
+                Some((f.suffixed, f.merged_value(start, &other)))
+            };
+            let (Some((sn, num)), Some((sd, den))) =
+                (side(self, numerator), side(self, denominator))
+            else {
+                continue;
+            };
+            if sn || sd {
+                self.families[j][v].set_merged_sides(start, &other, num, den);
+            }
         }
     }
 
@@ -335,7 +371,6 @@ fn segment_of(kpi: &Kpi, agg: &KpiAggregate) -> Option<Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use northstar_schemas::catalog::OTHER;
 
     const CATALOG: &str = r#"
 north_star: signups
@@ -371,6 +406,7 @@ kpis:
             source_offset: offset,
             allowed_lateness_ms: 60_000,
             full_input_after_ms: i64::MIN,
+            others_from: 0.0,
         }
     }
 
@@ -431,6 +467,83 @@ kpis:
             assert_eq!(value(c, OTHER), Some(0.0));
             assert_eq!(c.segments_at(0).len(), 3);
         }
+    }
+
+    /// Distinct users with one dimension: a partition's `__other__` is the `othersFrom` of its
+    /// first value the window does not admit, so a user under several of them counts once.
+    #[test]
+    fn distinct_users_under_several_folded_values_count_once() {
+        let catalog = "north_star: active\ndefaults: {windows: [1m], max_segment_values: 2}\nkpis:\n  - {name: active, aggregate: distinct_users, segments: [context.os.name]}\n";
+        let mut r: Vec<&str> = vec!["iOS", "Android", "Windows"];
+        r.sort_by_key(|v| northstar_schemas::catalog::admission::rank(v));
+        let rec = |os: &str, p: i32, value: f64, others_from: f64| KpiAggregate {
+            kind: "distinct_users".into(),
+            others_from,
+            ..agg("active", os, 0, p, 1, value)
+        };
+        // Partition 0 keeps r[1] {u1} and r[2] {u1, u2}; its __other__ holds {u1, u3}.
+        // Partition 1 saw r[0] {u4}: the window admits r[0] and r[1].
+        let records = [
+            rec(r[1], 0, 1.0, 3.0),
+            rec(r[2], 0, 2.0, 3.0),
+            rec(OTHER, 0, 2.0, 0.0),
+            rec(r[0], 1, 1.0, 1.0),
+        ];
+        let mut t = Table::new(Arc::new(Catalog::parse(catalog).expect("catalog")));
+        for a in records {
+            t.apply_at(a, Instant::now());
+        }
+        let f = t.family(0, 0).expect("active");
+        let value = |v: &str| f.value(0, &vec![v.to_string()]);
+        assert_eq!((value(r[0]), value(r[1])), (Some(1.0), Some(1.0)));
+        assert_eq!(value(OTHER), Some(3.0), "u1, u2, u3: a sum would say 4");
+    }
+
+    /// A ratio over distinct-users sides takes its `__other__` from the sides' (each user
+    /// once), not from the sum of its own records.
+    #[test]
+    fn a_ratio_over_distinct_users_takes_other_from_its_sides() {
+        let catalog = "north_star: a\ndefaults: {windows: [1m], max_segment_values: 2}\nkpis:\n  - {name: a, aggregate: distinct_users, segments: [context.os.name]}\n  - {name: b, aggregate: distinct_users, segments: [context.os.name]}\n  - {name: r, aggregate: {ratio: {numerator: a, denominator: b}}, segments: [context.os.name]}\n";
+        let mut r: Vec<&str> = vec!["iOS", "Android", "Windows"];
+        r.sort_by_key(|v| northstar_schemas::catalog::admission::rank(v));
+        let rec = |kpi: &str, os: &str, p: i32, value: f64, others_from: f64| KpiAggregate {
+            kind: "distinct_users".into(),
+            others_from,
+            ..agg(kpi, os, 0, p, 1, value)
+        };
+        let ratio = |os: &str, p: i32, num: f64, den: f64| KpiAggregate {
+            kind: "ratio".into(),
+            numerator: num,
+            denominator: den,
+            ..agg("r", os, 0, p, 1, num / den)
+        };
+        // a on partition 0: r[1] {u1}, r[2] {u1, u2}, __other__ {u1, u3}: 3 users folded.
+        // b on partition 0: r[1] {u1}, r[2] {u1, u2}, __other__ {u1, u3, u5}: 4.
+        let records = [
+            rec("a", r[1], 0, 1.0, 3.0),
+            rec("a", r[2], 0, 2.0, 3.0),
+            rec("a", OTHER, 0, 2.0, 0.0),
+            rec("b", r[1], 0, 1.0, 4.0),
+            rec("b", r[2], 0, 2.0, 4.0),
+            rec("b", OTHER, 0, 3.0, 0.0),
+            ratio(r[1], 0, 1.0, 1.0),
+            ratio(r[2], 0, 2.0, 2.0),
+            ratio(OTHER, 0, 2.0, 3.0),
+            rec("a", r[0], 1, 1.0, 1.0),
+            rec("b", r[0], 1, 1.0, 1.0),
+            ratio(r[0], 1, 1.0, 1.0),
+        ];
+        let mut t = Table::new(Arc::new(Catalog::parse(catalog).expect("catalog")));
+        for a in records {
+            t.apply_at(a, Instant::now());
+        }
+        let f = t.family(2, 0).expect("r");
+        assert_eq!(
+            f.value(0, &vec![OTHER.to_string()]),
+            Some(0.75),
+            "3 / 4, not (2 + 2) / (2 + 3)"
+        );
+        assert_eq!(f.value(0, &vec![r[1].to_string()]), Some(1.0));
     }
 
     #[test]

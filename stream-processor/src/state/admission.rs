@@ -58,6 +58,20 @@ impl Group {
         }
     }
 
+    /// The kept windows of KPI `kpi`, window `window`.
+    pub(super) fn live_of(&self, kpi: usize, window: usize) -> Vec<WindowKey> {
+        self.live
+            .iter()
+            .filter(|k| k.kpi == kpi && k.window == window)
+            .copied()
+            .collect()
+    }
+
+    /// Every kept window.
+    pub(super) fn live_of_all(&self) -> impl Iterator<Item = WindowKey> + '_ {
+        self.live.iter().copied()
+    }
+
     /// Every value id the group refers to.
     pub(super) fn ids(&self) -> impl Iterator<Item = u32> + '_ {
         self.dims.iter().flatten().map(|&(_, id)| id)
@@ -151,6 +165,17 @@ impl PartitionState {
             .into_iter()
             .partition(|k| k.segment[dim] == evicted);
         group.live = kept;
+        for (k, kpi) in self.catalog.kpis.iter().enumerate() {
+            if !self.suffixed[k] || self.classes[k] != gk.0 {
+                continue;
+            }
+            let Some(w) = kpi.windows.iter().position(|w| w.millis == gk.1) else {
+                continue;
+            };
+            if let Some(h) = self.holders.get_mut(&(k, w, gk.2)) {
+                h.evict(evicted);
+            }
+        }
         for from in gone {
             let mut to = from;
             to.segment[dim] = OTHER_ID;

@@ -34,6 +34,8 @@ pub struct Emitted {
     pub numerator: f64,
     pub denominator: f64,
     pub is_final: bool,
+    /// Distinct users with one segment dimension: the record's `othersFrom` ([`super::holders`]).
+    pub others_from: f64,
 }
 
 /// Where the records of one emission come from: the same for all of them.
@@ -63,6 +65,7 @@ impl PartitionState {
         }
         self.reported_watermark_ms = self.drained_watermark_ms;
         self.drained_watermark_ms = self.watermark_ms;
+        self.touch_changed_holders();
         self.fold_into_totals();
         let closing = self.take_closing();
         let mut keys = std::mem::take(&mut self.dirty_keys);
@@ -85,6 +88,7 @@ impl PartitionState {
         for key in &closing {
             let gk = self.group_key(key);
             self.groups.remove(&gk);
+            self.holders.remove(&(key.kpi, key.window, key.start));
             self.windows.remove(key);
         }
         for key in &keys {
@@ -133,6 +137,50 @@ impl PartitionState {
             numerator: 0.0,
             denominator: 0.0,
             is_final,
+            others_from: self.others_from(key),
+        }
+    }
+
+    /// The `othersFrom` of window `key`: for a distinct-users KPI with one segment dimension
+    /// and a kept value, the members held by it or a value ranking after it; 0 otherwise.
+    fn others_from(&self, key: &WindowKey) -> f64 {
+        let id = key.segment[0];
+        if !self.suffixed[key.kpi] || id == super::OTHER_ID || id == super::ALL_ID {
+            return 0.0;
+        }
+        let Some(h) = self.holders.get(&(key.kpi, key.window, key.start)) else {
+            return 0.0;
+        };
+        let hash = northstar_schemas::catalog::value_hash(self.interner.value(id));
+        h.held_from((hash, id), &self.interner) as f64
+    }
+
+    /// Marks every kept window of the groups whose members changed holder as changed: each
+    /// one's `othersFrom` may have.
+    fn touch_changed_holders(&mut self) {
+        let mut touched = Vec::new();
+        for (&(kpi, window, start), h) in &mut self.holders {
+            if std::mem::take(&mut h.changed) {
+                touched.push((kpi, window, start));
+            }
+        }
+        touched.sort_unstable();
+        for (kpi, window, start) in touched {
+            let gk = self.group_key(&WindowKey {
+                kpi,
+                window,
+                start,
+                segment: [NO_VALUE; crate::catalog::MAX_SEGMENTS],
+            });
+            let live: Vec<WindowKey> = self
+                .groups
+                .get(&gk)
+                .map(|g| g.live_of(kpi, window))
+                .unwrap_or_default();
+            let aggregation = self.catalog.kpis[kpi].aggregation.clone();
+            for key in live {
+                self.add_to(key, &aggregation, super::Contribution::None, true);
+            }
         }
     }
 
@@ -170,6 +218,7 @@ impl PartitionState {
             source_offset: source.offset,
             allowed_lateness_ms: progress.lateness_ms,
             full_input_after_ms: self.full_input_after_ms[e.kpi],
+            others_from: e.others_from,
         })
     }
 
@@ -187,6 +236,7 @@ impl PartitionState {
             denominator: e.denominator,
             is_final: e.is_final,
             full_input_after_ms: self.full_input_after_ms[e.kpi],
+            others_from: e.others_from,
         }
     }
 

@@ -178,6 +178,7 @@ fn record(c: &Catalog, slot: Slot, offset: i64) -> KpiAggregate {
         source_offset: offset,
         allowed_lateness_ms: c.lateness_ms(),
         full_input_after_ms: i64::MIN,
+        others_from: 0.0,
     }
 }
 
