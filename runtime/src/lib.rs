@@ -17,6 +17,7 @@ pub mod producer;
 pub mod resume;
 pub mod shutdown;
 pub mod telemetry;
+pub mod topic_id;
 
 pub use config::{load_config, ConfigError};
 pub use kafka::{KafkaConfig, TopicsConfig};

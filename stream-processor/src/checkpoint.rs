@@ -50,6 +50,8 @@ pub enum CheckpointError {
 struct Envelope {
     format: u32,
     next_offset: i64,
+    /// The id of the input topic the state was read from, when the brokers report one.
+    topic_id: Option<String>,
     state: StateSnapshot,
 }
 
@@ -80,6 +82,9 @@ pub struct Restored {
     pub mapping: Mapping,
     /// The KPI names the checkpoint had.
     pub checkpoint_kpis: Vec<String>,
+    /// The input topic's id when the checkpoint was written (`None`: unknown, or a format
+    /// before 4).
+    pub topic_id: Option<String>,
 }
 
 /// The checkpoints of one consumer group on one input topic.
@@ -89,6 +94,9 @@ pub struct Checkpoints {
     prefix: String,
     keep: usize,
     catalog: Arc<Catalog>,
+    /// The input topic's current id, written into every checkpoint (outer `None`: not read
+    /// since the last rebalance).
+    topic_id: Option<Option<String>>,
 }
 
 /// The whole-catalog fingerprint of format 2 checkpoints ([`Catalog::computation_text`]).
@@ -109,7 +117,24 @@ impl Checkpoints {
             prefix: format!("checkpoints/{group}/{topic}"),
             keep: keep.max(1),
             catalog,
+            topic_id: None,
         }
+    }
+
+    /// Sets the input topic's id that checkpoints written from now on record.
+    pub fn set_topic_id(&mut self, id: Option<String>) {
+        self.topic_id = Some(id);
+    }
+
+    /// The input topic's id as last read, if it was read since the last rebalance.
+    pub fn topic_id(&self) -> Option<Option<&str>> {
+        self.topic_id.as_ref().map(Option::as_deref)
+    }
+
+    /// A rebalance: the id is read again at the next assignment (the topic may have been
+    /// recreated meanwhile).
+    pub fn forget_topic_id(&mut self) {
+        self.topic_id = None;
     }
 
     fn dir(&self, partition: i32) -> String {
@@ -131,6 +156,7 @@ impl Checkpoints {
         let env = Envelope {
             format: FORMAT,
             next_offset,
+            topic_id: self.topic_id.clone().flatten(),
             state: state.snapshot(),
         };
         let bytes = postcard::to_allocvec(&env).map_err(|e| CheckpointError::Corrupt {
@@ -174,7 +200,7 @@ impl Checkpoints {
         };
         let key = self.key(partition, next_offset);
         let bytes = self.root.get(&key).await?;
-        let (found, snapshot) = self.decode(&key, &bytes)?;
+        let (found, topic_id, snapshot) = self.decode(&key, &bytes)?;
         if found != next_offset {
             return Err(CheckpointError::Corrupt {
                 key,
@@ -193,11 +219,16 @@ impl Checkpoints {
             next_offset,
             mapping,
             checkpoint_kpis,
+            topic_id,
         }))
     }
 
-    /// The offset and snapshot of a checkpoint of format 4, 3 or 2.
-    fn decode(&self, key: &str, bytes: &[u8]) -> Result<(i64, StateSnapshot), CheckpointError> {
+    /// The offset, topic id and snapshot of a checkpoint of format 4, 3 or 2.
+    fn decode(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(i64, Option<String>, StateSnapshot), CheckpointError> {
         let corrupt = |e: postcard::Error| CheckpointError::Corrupt {
             key: key.to_string(),
             reason: e.to_string(),
@@ -208,11 +239,11 @@ impl Checkpoints {
         match format {
             FORMAT => {
                 let env: Envelope = postcard::from_bytes(bytes).map_err(corrupt)?;
-                Ok((env.next_offset, env.state))
+                Ok((env.next_offset, env.topic_id, env.state))
             }
             3 => {
                 let env: EnvelopeV3 = postcard::from_bytes(bytes).map_err(corrupt)?;
-                Ok((env.next_offset, env.state.upgrade()))
+                Ok((env.next_offset, None, env.state.upgrade()))
             }
             2 => {
                 let env: EnvelopeV2 = postcard::from_bytes(bytes).map_err(corrupt)?;
@@ -222,7 +253,7 @@ impl Checkpoints {
                 } else {
                     Vec::new()
                 };
-                Ok((env.next_offset, env.state.upgrade(kpis)))
+                Ok((env.next_offset, None, env.state.upgrade(kpis)))
             }
             found => Err(CheckpointError::Format {
                 key: key.to_string(),

@@ -1,7 +1,9 @@
 //! Topic identity: topics recreated under a running stack (here: the stack moved to a new,
-//! empty cluster) start their offsets again, below the processor's checkpoints and the lake sink's ledger. Neither service skips
-//! the new topic's records silently: each refuses to resume, with an error that says what
-//! happened and what to do.
+//! empty cluster) start their offsets again. Neither service skips the new topic's records
+//! silently: each refuses to resume, with an error that says what happened and what to do —
+//! here after the new topics have grown *past* the old checkpoints and ledger (which offsets
+//! alone cannot tell apart: the topic id recorded in the state can), and, in the unit tests of
+//! `runtime::resume`, below them.
 
 use std::time::{Duration, Instant};
 
@@ -77,14 +79,17 @@ async fn a_recreated_topic_is_refused_with_an_explanation_never_skipped() {
     assert!(northstar_e2e::wait_for_http(&subjects, Duration::from_secs(60)).await);
     stack.start_ingest_ready().await;
 
+    // More records than before on every partition: the old positions are below the new ends.
+    stack
+        .send_batches(&signed_up("reset", 300, 1_200), 100)
+        .await;
     stack.restart("processor");
     stack.restart("lake");
-    stack.send_batches(&signed_up("reset", 300, 60), 60).await;
     let log = exited(&mut stack, "processor", Duration::from_secs(90)).await;
     let log = log.unwrap_or_else(|| panic!("the processor kept running\n{}", stack.logs()));
     for what in [
         "was deleted and recreated",
-        "resumes it at",
+        "written for the topic with id",
         "move this partition's checkpoints away",
     ] {
         assert!(
@@ -103,7 +108,11 @@ async fn a_recreated_topic_is_refused_with_an_explanation_never_skipped() {
     stack.restart("processor");
     let log = exited(&mut stack, "lake", Duration::from_secs(90)).await;
     let log = log.unwrap_or_else(|| panic!("the lake sink kept running\n{}", stack.logs()));
-    for what in ["was deleted and recreated", "the lake ledger", "new root"] {
+    for what in [
+        "was deleted and recreated",
+        "the lake ledger was written for the topic with id",
+        "new root",
+    ] {
         assert!(
             log.contains(what),
             "the lake sink's error says {what:?}:\n{log}"

@@ -38,6 +38,11 @@ pub struct Entry {
     /// before the cap existed have none: their names are admitted again as they come.
     #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
     pub names: std::collections::BTreeSet<String>,
+    /// The clean topic's id when the entry was written (`runtime::topic_id`), if the brokers
+    /// report one: a partition resumed from the entry on a topic with another id is refused
+    /// (`runtime::resume`). Entries written before have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_id: Option<String>,
 }
 
 /// Where a newly assigned partition resumes.
@@ -223,6 +228,7 @@ mod tests {
             next_offset: next,
             sources: BTreeMap::from([("events.raw/0".to_string(), hwm)]),
             names: ["Signed Up".to_string()].into(),
+            topic_id: Some("k7Ffg6EeSQ6jB/X060nhOg".into()),
         }
     }
 
@@ -232,6 +238,7 @@ mod tests {
             .expect("old entry");
         assert_eq!(old.next_offset, 7);
         assert!(old.names.is_empty());
+        assert_eq!(old.topic_id, None, "entries from before topic ids");
         let round: Entry = serde_json::from_slice(&serde_json::to_vec(&entry(5, 4)).expect("json"))
             .expect("read back");
         assert_eq!(round, entry(5, 4));

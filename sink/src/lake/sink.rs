@@ -123,6 +123,9 @@ pub struct LakeSink {
     table: Table,
     /// The topic it reads.
     topic: String,
+    /// The topic's id as the brokers reported it at the last assignment (recorded in ledger
+    /// entries; outer `None`: not read since the last rebalance).
+    topic_id: Option<Option<String>>,
     /// Its consumer group.
     group: String,
     consumer: StreamConsumer<RevokeTracker>,
@@ -172,6 +175,7 @@ impl LakeSink {
         let producer = AckProducer::new(&pcfg)?;
         let ledger = Ledger::new(lake.clone(), &topic, LEDGER_KEEP);
         Ok(Self {
+            topic_id: None,
             committer: OffsetCommitter::new(topic.clone()),
             config,
             table,
@@ -336,7 +340,12 @@ impl LakeSink {
     }
 
     fn forget_revoked(&mut self) {
-        for p in self.consumer.context().take_revoked() {
+        let revoked = self.consumer.context().take_revoked();
+        if !revoked.is_empty() {
+            // Read again at the next assignment: the topic may have been recreated meanwhile.
+            self.topic_id = None;
+        }
+        for p in revoked {
             self.committer.forget(p);
             if self.parts.remove(&p).is_some() {
                 tracing::info!(
@@ -382,9 +391,23 @@ impl LakeSink {
         // A ledger past the partition's end belongs to an earlier incarnation of the topic:
         // its offsets (and file names) would be reused, so refuse rather than skip.
         let (consumer, topic) = (&self.consumer, &self.topic);
+        let recorded = base.topic_id.clone();
+        let current = match &self.topic_id {
+            Some(id) => id.clone(),
+            None => tokio::task::block_in_place(|| {
+                northstar_runtime::resume::current_id(consumer, topic)
+            }),
+        };
         tokio::task::block_in_place(|| {
-            northstar_runtime::resume::check(consumer, topic, partition, next, || {
-                (
+            northstar_runtime::resume::check(
+                consumer,
+                topic,
+                partition,
+                next,
+                recorded.as_deref(),
+                current.as_deref(),
+                || {
+                    (
                     "the lake ledger".to_string(),
                     "Recover: keep the old lake as it is and start the lake sink on a new root \
                      (the new topic's offsets would reuse the old files' names), or archive this \
@@ -392,8 +415,10 @@ impl LakeSink {
                      topic\"."
                         .to_string(),
                 )
-            })
+                },
+            )
         })?;
+        self.topic_id = Some(current);
         tracing::info!(
             partition,
             next,
@@ -741,6 +766,7 @@ impl LakeSink {
             next_offset: last + 1,
             sources: part.sources.clone(),
             names: part.names.clone(),
+            topic_id: self.topic_id.clone().flatten(),
         };
         self.ledger
             .commit(partition, first, &entry)

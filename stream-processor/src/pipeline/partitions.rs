@@ -14,8 +14,25 @@
 use super::*;
 
 impl Pipeline {
+    /// The input topic's id, read from the brokers once per assignment.
+    fn topic_id(&mut self, topic: &str) -> Option<String> {
+        if let Some(id) = self.checkpoints.topic_id() {
+            return id.map(str::to_string);
+        }
+        let consumer = &self.consumer;
+        let id = tokio::task::block_in_place(|| {
+            northstar_runtime::resume::current_id(&**consumer, topic)
+        });
+        self.checkpoints.set_topic_id(id.clone());
+        id
+    }
+
     pub(super) fn forget_revoked(&mut self) {
-        for p in self.consumer.context().take_revoked() {
+        let revoked = self.consumer.context().take_revoked();
+        if !revoked.is_empty() {
+            self.checkpoints.forget_topic_id();
+        }
+        for p in revoked {
             tracing::info!(
                 partition = p,
                 "partition revoked, forgetting its in-memory state"
@@ -60,6 +77,7 @@ impl Pipeline {
         };
         match restored {
             Some(r) => {
+                let current = self.topic_id(topic);
                 let (consumer, root) = (&self.consumer, &self.config.checkpoint_root);
                 tokio::task::block_in_place(|| {
                     northstar_runtime::resume::check(
@@ -67,6 +85,8 @@ impl Pipeline {
                         topic,
                         partition,
                         r.next_offset,
+                        r.topic_id.as_deref(),
+                        current.as_deref(),
                         || {
                             (
                                 format!("the checkpoint under {root}"),
@@ -114,6 +134,8 @@ impl Pipeline {
                     .set(r.next_offset);
             }
             None => {
+                // Read now, so that the first checkpoint records it.
+                self.topic_id(topic);
                 let mut state = PartitionState::new(self.catalog.clone(), lateness_ms, window);
                 if self.read_before(topic, partition, first_offset)? {
                     tracing::warn!(
