@@ -29,7 +29,7 @@ use crate::catalog::{
 use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
 pub use acc::Acc;
 use acc::{Contribution, Unfolded, Window, CLEAN};
-use admission::{Group, GroupKey, Slot};
+use admission::{Group, GroupKey, Groups, Slot};
 pub use emit::{Emitted, Source};
 pub use evolve::KpiMeta;
 use holders::{Holders, OTHER_HOLDER};
@@ -315,7 +315,9 @@ pub struct PartitionState {
     /// Each KPI's admission class ([`northstar_schemas::catalog::admission_classes`]).
     classes: Vec<usize>,
     /// Segment admission per window group ([`admission`]).
-    groups: HashMap<GroupKey, Group, rustc_hash::FxBuildHasher>,
+    groups: Groups,
+    /// Per KPI: the index of its first window among all (KPI, window) pairs.
+    window_slots: Vec<usize>,
     /// Per KPI: distinct users with one segment dimension, whose records carry `othersFrom`.
     suffixed: Vec<bool>,
     /// Per (KPI, window, start) of those: which value holds each member ([`holders`]).
@@ -342,6 +344,16 @@ pub struct PartitionState {
 impl PartitionState {
     pub fn new(catalog: Arc<Catalog>, lateness_ms: i64, dedup_window_secs: u32) -> Self {
         let classes = northstar_schemas::catalog::admission_classes(&catalog.kpis);
+        let mut window_slots: Vec<usize> = catalog
+            .kpis
+            .iter()
+            .scan(0, |next, k| {
+                let first = *next;
+                *next += k.windows.len();
+                Some(first)
+            })
+            .collect();
+        window_slots.push(catalog.kpis.iter().map(|k| k.windows.len()).sum());
         let suffixed = catalog
             .kpis
             .iter()
@@ -359,7 +371,8 @@ impl PartitionState {
             interner: Interner::new(),
             compact_at: MIN_COMPACT_AT,
             classes,
-            groups: HashMap::default(),
+            groups: Groups::new(window_slots.last().copied().unwrap_or(0)),
+            window_slots,
             suffixed,
             holders: HashMap::default(),
             watermark_ms: i64::MIN,
@@ -740,6 +753,8 @@ impl PartitionState {
         let mut view = EventView::new(event);
         // Each segment field is read and looked up once per event, whichever KPIs use it.
         let mut fields: SmallVec<[FieldSlot<'_>; 8]> = SmallVec::new();
+        // Each window group's admission of this event's values, once per event.
+        let mut decided: SmallVec<[(GroupKey, (SegmentIds, bool)); 8]> = SmallVec::new();
         for (ki, kpi) in catalog.kpis.iter().enumerate() {
             if matches!(kpi.aggregation, Aggregation::Ratio { .. })
                 || !kpi.filter.matches(&mut view)
@@ -785,7 +800,15 @@ impl PartitionState {
                     out.late_updated = true;
                 }
                 let gk = (self.classes[ki], w.millis, start);
-                let (segment, f) = self.segment_in(gk, kpi, &slots, &mut fields);
+                // KPIs of one class read the same fields and share the decision.
+                let (segment, f) = match decided.iter().find(|(k, _)| *k == gk) {
+                    Some(&(_, d)) => d,
+                    None => {
+                        let d = self.segment_in((ki, wi), gk, kpi, &slots, &mut fields);
+                        decided.push((gk, d));
+                        d
+                    }
+                };
                 folded |= f;
                 let key = WindowKey {
                     kpi: ki,
@@ -827,26 +850,32 @@ impl PartitionState {
     /// The segment of an event of `kpi` in window group `gk`, its dimensions' values at
     /// `slots` of `fields`, and whether one folded into [`OTHER`]; values it evicts from the
     /// group are moved out first.
+    #[inline]
     fn segment_in(
         &mut self,
+        wslot: (usize, usize),
         gk: GroupKey,
         kpi: &northstar_schemas::catalog::Kpi,
         slots: &[usize; MAX_SEGMENTS],
         fields: &mut [FieldSlot<'_>],
     ) -> (SegmentIds, bool) {
         let dims = kpi.segments.len();
-        let mut segment = [NO_VALUE; MAX_SEGMENTS];
-        let mut folded = false;
-        for di in 0..dims {
-            let slot = &mut fields[slots[di]].1;
-            let (id, evicted) = self.admit(gk, dims, di, slot, kpi.max_segment_values);
-            folded |= id == OTHER_ID;
-            segment[di] = id;
-            if let Some(e) = evicted {
-                self.evict(gk, di, e);
-            }
+        if dims == 0 {
+            return ([NO_VALUE; MAX_SEGMENTS], false);
         }
-        (segment, folded)
+        let mut evicted = SmallVec::new();
+        let slot = self.window_slots[wslot.0] + wslot.1;
+        let segment = self.admit(
+            (slot, gk),
+            (dims, kpi.max_segment_values),
+            &slots[..dims],
+            fields,
+            &mut evicted,
+        );
+        for (di, e) in evicted {
+            self.evict(gk, di, e);
+        }
+        (segment, segment[..dims].contains(&OTHER_ID))
     }
 }
 

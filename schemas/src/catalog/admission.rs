@@ -28,8 +28,11 @@ pub fn rank(value: &str) -> (u64, &str) {
     (value_hash(value), value)
 }
 
-/// The admission class of every KPI, by index: KPIs linked by ratios share the class of the
-/// first of them (the catalog checks that they have the same segments and caps).
+/// The admission class of every KPI, by index: segmented KPIs with the same dimensions and cap
+/// share one (a window admits the same values of a dimension for all of them, so they name the
+/// same values and an event's admission is decided once for them all), and so do KPIs linked by
+/// ratios (the catalog checks that those have the same segments and caps); each is the index of
+/// the first KPI of its class.
 pub fn admission_classes(kpis: &[Kpi]) -> Vec<usize> {
     let mut class: Vec<usize> = (0..kpis.len()).collect();
     fn root(class: &mut [usize], mut i: usize) -> usize {
@@ -38,6 +41,21 @@ pub fn admission_classes(kpis: &[Kpi]) -> Vec<usize> {
             i = class[i];
         }
         i
+    }
+    fn dims(k: &Kpi) -> Vec<&str> {
+        k.segments.iter().map(|d| d.name.as_str()).collect()
+    }
+    for (i, k) in kpis.iter().enumerate() {
+        if k.segments.is_empty() {
+            continue;
+        }
+        let same = kpis[..i]
+            .iter()
+            .position(|j| j.max_segment_values == k.max_segment_values && dims(j) == dims(k));
+        if let Some(j) = same {
+            let (a, b) = (root(&mut class, i), root(&mut class, j));
+            class[a.max(b)] = a.min(b);
+        }
     }
     for (i, k) in kpis.iter().enumerate() {
         if let Aggregation::Ratio {
@@ -163,9 +181,17 @@ mod tests {
         assert_eq!(admission_classes(&c.kpis), vec![0, 0, 0, 0, 0]);
         let c = Catalog::parse(
             "north_star: a\nkpis:\n  - {name: a, aggregate: count}\n  \
-             - {name: b, aggregate: count}\n",
+             - {name: b, aggregate: count}\n  \
+             - {name: c, aggregate: count, segments: [event]}\n  \
+             - {name: d, aggregate: count, segments: [event], max_segment_values: 3}\n  \
+             - {name: e, aggregate: distinct_users, segments: [event]}\n  \
+             - {name: f, aggregate: count, segments: [event, context.os.name]}\n",
         )
         .expect("catalog");
-        assert_eq!(admission_classes(&c.kpis), vec![0, 1]);
+        assert_eq!(
+            admission_classes(&c.kpis),
+            vec![0, 1, 2, 3, 2, 5],
+            "same dimensions and cap: one class; no segments: each its own"
+        );
     }
 }

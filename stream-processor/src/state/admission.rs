@@ -15,6 +15,7 @@
 //! kept value has a window), and evicted down to the cap if a catalog edit merged classes.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use northstar_schemas::catalog::value_hash;
 use smallvec::SmallVec;
@@ -42,8 +43,9 @@ impl<'a> Slot<'a> {
 }
 
 /// The admission state of one window group.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct Group {
+    key: GroupKey,
     /// Per dimension: the kept values as (hash, id), in rank order.
     dims: SmallVec<[Vec<(u64, u32)>; 2]>,
     /// The group's segment windows that are not evicted.
@@ -51,8 +53,9 @@ pub(super) struct Group {
 }
 
 impl Group {
-    fn new(dims: usize) -> Self {
+    fn new(key: GroupKey, dims: usize) -> Self {
         Group {
+            key,
             dims: (0..dims).map(|_| Vec::new()).collect(),
             live: Vec::new(),
         }
@@ -93,6 +96,152 @@ impl Group {
     }
 }
 
+/// The id of `slot`'s value in the rank-ordered `set` capped at `cap`: kept, newly kept
+/// (interned; second element: the value it evicted, if any), or [`OTHER_ID`].
+#[inline]
+fn admit_in(
+    set: &mut Vec<(u64, u32)>,
+    interner: &mut Interner,
+    slot: &mut Slot<'_>,
+    cap: usize,
+) -> (u32, Option<u32>) {
+    // Kept values first: one pass over the (few) hashes.
+    if let Ok(mine) = slot.id {
+        if let Some(&(_, id)) = set.iter().find(|&&(h, id)| h == slot.hash && id == mine) {
+            return (id, None);
+        }
+    }
+    let found = {
+        let mine = slot.id.as_ref().ok().copied();
+        let value = match &slot.id {
+            Ok(id) => interner.value(*id),
+            Err(raw) => raw.as_ref(),
+        };
+        set.binary_search_by(|&(h, id)| {
+            h.cmp(&slot.hash).then_with(|| {
+                if Some(id) == mine {
+                    std::cmp::Ordering::Equal
+                } else {
+                    interner.value(id).cmp(value)
+                }
+            })
+        })
+    };
+    let pos = match found {
+        Ok(i) => return (set[i].1, None),
+        Err(pos) if pos >= cap => return (OTHER_ID, None),
+        Err(pos) => pos,
+    };
+    let id = match &mut slot.id {
+        Ok(id) => *id,
+        Err(raw) => {
+            let id = interner.intern(std::mem::take(raw).into_owned());
+            slot.id = Ok(id);
+            id
+        }
+    };
+    set.insert(pos, (slot.hash, id));
+    let evicted = (set.len() > cap)
+        .then(|| set.pop().map(|(_, e)| e))
+        .flatten();
+    (id, evicted)
+}
+
+/// Every window group of a partition: a slab, indexed by key, with the group each (KPI,
+/// window) used last remembered, since an event's windows are nearly always the newest ones
+/// (one comparison per window instead of a hash lookup).
+#[derive(Debug, Default)]
+pub(super) struct Groups {
+    slab: Vec<Option<Group>>,
+    index: HashMap<GroupKey, u32, rustc_hash::FxBuildHasher>,
+    free: Vec<u32>,
+    /// Per (KPI, window) slot: the slab index it used last.
+    recent: Vec<u32>,
+}
+
+impl Groups {
+    /// Groups for `slots` (KPI, window) pairs.
+    pub(super) fn new(slots: usize) -> Self {
+        Groups {
+            recent: vec![u32::MAX; slots],
+            ..Groups::default()
+        }
+    }
+
+    /// The group `gk` (created with `dims` dimensions if new), for (KPI, window) slot `slot`.
+    #[inline]
+    fn get_or_insert(&mut self, slot: usize, gk: GroupKey, dims: usize) -> &mut Group {
+        let cached = self.recent.get(slot).copied().unwrap_or(u32::MAX);
+        let hit = self
+            .slab
+            .get(cached as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|g| g.key == gk);
+        let i = if hit {
+            cached
+        } else {
+            let i = match self.index.get(&gk) {
+                Some(&i) => i,
+                None => {
+                    let group = Some(Group::new(gk, dims));
+                    let i = match self.free.pop() {
+                        Some(i) => {
+                            self.slab[i as usize] = group;
+                            i
+                        }
+                        None => {
+                            self.slab.push(group);
+                            (self.slab.len() - 1) as u32
+                        }
+                    };
+                    self.index.insert(gk, i);
+                    i
+                }
+            };
+            if let Some(r) = self.recent.get_mut(slot) {
+                *r = i;
+            }
+            i
+        };
+        #[allow(clippy::expect_used)]
+        self.slab[i as usize]
+            .as_mut()
+            .expect("an indexed group is in the slab")
+    }
+
+    pub(super) fn get(&self, gk: &GroupKey) -> Option<&Group> {
+        let i = *self.index.get(gk)?;
+        self.slab.get(i as usize)?.as_ref()
+    }
+
+    pub(super) fn get_mut(&mut self, gk: &GroupKey) -> Option<&mut Group> {
+        let i = *self.index.get(gk)?;
+        self.slab.get_mut(i as usize)?.as_mut()
+    }
+
+    pub(super) fn remove(&mut self, gk: &GroupKey) {
+        if let Some(i) = self.index.remove(gk) {
+            self.slab[i as usize] = None;
+            self.free.push(i);
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.slab.clear();
+        self.index.clear();
+        self.free.clear();
+        self.recent.fill(u32::MAX);
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Group> {
+        self.slab.iter().flatten()
+    }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut Group> {
+        self.slab.iter_mut().flatten()
+    }
+}
+
 /// Where `(hash, value)` goes in a rank-ordered set.
 fn position(set: &[(u64, u32)], interner: &Interner, hash: u64, value: &str) -> usize {
     set.partition_point(|&(h, id)| (h, interner.value(id)) < (hash, value))
@@ -105,47 +254,33 @@ impl PartitionState {
         (self.classes[key.kpi], ms, key.start)
     }
 
-    /// The id of `slot`'s value in dimension `dim` of group `gk` (with `dims` dimensions):
-    /// kept, newly kept (interned; second element: the value it evicted, if any), or
-    /// [`OTHER_ID`].
+    /// The ids of the values at `slots` of `fields` in the dimensions of group `gk` (an event
+    /// of a KPI with `dims` dimensions capped at `cap`): kept, newly kept (interned), or
+    /// [`OTHER_ID`]; the values they evicted, by dimension, go to `evicted`. One group lookup
+    /// per window, one binary search by rank per dimension.
+    #[inline]
     pub(super) fn admit(
         &mut self,
-        gk: GroupKey,
-        dims: usize,
-        dim: usize,
-        slot: &mut Slot<'_>,
-        cap: usize,
-    ) -> (u32, Option<u32>) {
+        (slot, gk): (usize, GroupKey),
+        (dims, cap): (usize, usize),
+        slots: &[usize],
+        fields: &mut [super::FieldSlot<'_>],
+        evicted: &mut SmallVec<[(usize, u32); 2]>,
+    ) -> super::SegmentIds {
         let Self {
             groups, interner, ..
         } = self;
-        let set = &mut groups.entry(gk).or_insert_with(|| Group::new(dims)).dims[dim];
-        if let Ok(id) = slot.id {
-            if set.iter().any(|&(_, m)| m == id) {
-                return (id, None);
+        let group = groups.get_or_insert(slot, gk, dims);
+        let mut segment = [super::NO_VALUE; super::MAX_SEGMENTS];
+        for (di, set) in group.dims.iter_mut().enumerate().take(dims) {
+            let slot = &mut fields[slots[di]].1;
+            let (id, gone) = admit_in(set, interner, slot, cap);
+            segment[di] = id;
+            if let Some(e) = gone {
+                evicted.push((di, e));
             }
         }
-        let value = match &slot.id {
-            Ok(id) => interner.value(*id),
-            Err(raw) => raw.as_ref(),
-        };
-        let pos = position(set, interner, slot.hash, value);
-        if pos >= cap {
-            return (OTHER_ID, None);
-        }
-        let id = match &mut slot.id {
-            Ok(id) => *id,
-            Err(raw) => {
-                let id = interner.intern(std::mem::take(raw).into_owned());
-                slot.id = Ok(id);
-                id
-            }
-        };
-        set.insert(pos, (slot.hash, id));
-        let evicted = (set.len() > cap)
-            .then(|| set.pop().map(|(_, e)| e))
-            .flatten();
-        (id, evicted)
+        segment
     }
 
     /// Notes a new segment window of its group.
@@ -278,7 +413,8 @@ impl PartitionState {
             let Self {
                 groups, interner, ..
             } = self;
-            let group = groups.entry(gk).or_insert_with(|| Group::new(dims));
+            let slot = self.window_slots[key.kpi] + key.window;
+            let group = groups.get_or_insert(slot, gk, dims);
             group.live.push(key);
             for (set, &id) in group.dims.iter_mut().zip(&key.segment[..dims]) {
                 if id == OTHER_ID || set.iter().any(|&(_, m)| m == id) {
@@ -291,7 +427,8 @@ impl PartitionState {
             }
         }
         let mut over: Vec<(GroupKey, usize, u32)> = Vec::new();
-        for (gk, g) in &self.groups {
+        for g in self.groups.values() {
+            let gk = &g.key;
             let cap = self.catalog.kpis[gk.0].max_segment_values;
             for (d, set) in g.dims.iter().enumerate() {
                 over.extend(set.iter().skip(cap).map(|&(_, id)| (*gk, d, id)));
