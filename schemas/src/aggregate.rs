@@ -2,7 +2,10 @@
 //!
 //! Contract: one record is the value of one KPI, for one window and one segment, as computed
 //! from one input partition up to `source_offset`. Consumers keep the record with the highest
-//! `source_offset` per [`KpiAggregate::upsert_key`] and sum over partitions. The Kafka key
+//! `source_offset` per [`KpiAggregate::upsert_key`] and sum, over partitions, each record into
+//! the series its segment maps to by the values the window admits ([`crate::catalog::Admitted`],
+//! ADR 0013; for distinct users with one dimension a partition's `__other__` is the `othersFrom`
+//! of its first non-admitted value). The Kafka key
 //! ([`KpiAggregate::record_key`]) names the window by its slot in a ring of `slots` windows, so
 //! log compaction keeps, per series and partition, only the newest `slots` windows: the
 //! compacted topic stays bounded by the catalog whatever the deployment's age. All records of

@@ -2,7 +2,9 @@
 //!
 //! Contract: only KPIs, windows and segment dimensions of the catalog are held (a record of
 //! anything else is ignored and counted, so a KPI removed from the catalog disappears); each
-//! (KPI, window length) is a [`Family`]. Event-time progress comes from the records: per input
+//! (KPI, window length) is a [`Family`]. The families of one admission class and window length
+//! share what each window admits, taken from all their records (recomputed when a record names
+//! a segment new to its window), and are merged by it ([`Family::remerge`], ADR 0013). Event-time progress comes from the records: per input
 //! partition its watermark and allowed lateness. Every partition of the input topic counts
 //! ([`Table::expect_partitions`]), also before its first record: until then its event time is
 //! unknown and holds everything back, so the first partition to report cannot finalise windows
