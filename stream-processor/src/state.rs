@@ -33,6 +33,7 @@ use admission::{Group, GroupKey, Groups, Slot};
 pub use emit::{Emitted, Source};
 pub use evolve::KpiMeta;
 use holders::{Holders, OTHER_HOLDER};
+use interner::Interner;
 
 /// A segment dimension read from one event: its name and its value.
 type FieldSlot<'a> = (&'a str, Slot<'a>);
@@ -79,50 +80,6 @@ impl std::hash::Hash for WindowKey {
         state.write_i64(self.start);
         state.write_u64(pair(self.segment[0], self.segment[1]));
         state.write_u64(pair(self.segment[2], self.segment[3]));
-    }
-}
-
-/// Segment values of one partition, each stored once and referred to by id (only values kept
-/// by a window group are interned; [`PartitionState::compact_interner`] forgets the others).
-#[derive(Debug, Clone)]
-struct Interner {
-    ids: rustc_hash::FxHashMap<String, u32>,
-    values: Vec<String>,
-}
-
-impl Interner {
-    fn new() -> Self {
-        Self::from_values(vec![OTHER.to_string()])
-    }
-
-    fn from_values(values: Vec<String>) -> Self {
-        let ids = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.clone(), i as u32))
-            .collect();
-        Self { ids, values }
-    }
-
-    fn get(&self, value: &str) -> Option<u32> {
-        self.ids.get(value).copied()
-    }
-
-    fn intern(&mut self, value: String) -> u32 {
-        if let Some(id) = self.get(&value) {
-            return id;
-        }
-        let id = self.values.len() as u32;
-        self.ids.insert(value.clone(), id);
-        self.values.push(value);
-        id
-    }
-
-    fn value(&self, id: u32) -> &str {
-        if id == ALL_ID {
-            return ALL;
-        }
-        self.values.get(id as usize).map_or("", String::as_str)
     }
 }
 
@@ -647,90 +604,6 @@ impl PartitionState {
         self.watermark_ms != i64::MIN && self.closes_at(start, len) <= self.watermark_ms
     }
 
-    /// Forgets the interned values no window or group refers to any more (values of closed
-    /// windows, evicted values once their windows closed) and renumbers the others: called
-    /// at the start of an emission once the interner doubled since the last time, so it costs
-    /// O(1) per interned value.
-    fn compact_interner(&mut self) {
-        let mut used = vec![false; self.interner.values.len()];
-        used[OTHER_ID as usize] = true;
-        let ids = self
-            .windows
-            .keys()
-            .flat_map(|k| k.segment)
-            .chain(self.groups.values().flat_map(Group::ids));
-        for id in ids {
-            if let Some(u) = used.get_mut(id as usize) {
-                *u = true;
-            }
-        }
-        let mut new_id = vec![NO_VALUE; used.len()];
-        let mut values = Vec::new();
-        for (old, value) in std::mem::take(&mut self.interner.values)
-            .into_iter()
-            .enumerate()
-        {
-            if used[old] {
-                new_id[old] = values.len() as u32;
-                values.push(value);
-            }
-        }
-        let map = |id: u32| new_id.get(id as usize).copied().unwrap_or(id);
-        let key = |k: WindowKey| WindowKey {
-            segment: k.segment.map(map),
-            ..k
-        };
-        self.interner = Interner::from_values(values);
-        self.windows = std::mem::take(&mut self.windows)
-            .into_iter()
-            .map(|(k, w)| (key(k), w))
-            .collect();
-        for keys in self.closing.values_mut() {
-            keys.iter_mut().for_each(|k| *k = key(*k));
-        }
-        self.dirty_keys.iter_mut().for_each(|k| *k = key(*k));
-        for g in self.groups.values_mut() {
-            g.remap(&map, &key);
-        }
-        for h in self.holders.values_mut() {
-            h.remap(&map);
-        }
-        self.compact_at = (2 * self.interner.values.len()).max(MIN_COMPACT_AT);
-    }
-
-    /// Rebuilds which value holds each member of the distinct-users windows with one
-    /// dimension (after a restore): from the kept windows' sets.
-    fn rebuild_holders(&mut self) {
-        self.holders.clear();
-        let mut keys: Vec<WindowKey> = self
-            .groups
-            .values()
-            .flat_map(|g| g.live_of_all())
-            .filter(|k| self.suffixed[k.kpi])
-            .collect();
-        keys.sort_unstable();
-        for key in keys {
-            let Some(Acc::Distinct(set)) = self.windows.get(&key).map(|w| &w.acc) else {
-                continue;
-            };
-            let holder = match key.segment[0] {
-                OTHER_ID => OTHER_HOLDER,
-                id => (
-                    northstar_schemas::catalog::value_hash(self.interner.value(id)),
-                    id,
-                ),
-            };
-            let h = self
-                .holders
-                .entry((key.kpi, key.window, key.start))
-                .or_default();
-            for &m in set {
-                h.hold(m, holder, &self.interner);
-            }
-            h.changed = false;
-        }
-    }
-
     /// The segment values of `ids` for a KPI with `dims` dimensions.
     fn segment_strings(&self, ids: &SegmentIds, dims: usize) -> Vec<String> {
         ids[..dims]
@@ -884,5 +757,6 @@ mod admission;
 mod emit;
 pub mod evolve;
 mod holders;
+mod interner;
 #[cfg(test)]
 mod tests;
