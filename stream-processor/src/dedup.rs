@@ -1,8 +1,10 @@
 //! Bounded deduplication by (source, messageId) within a time window.
 //!
 //! Contract: deterministic — "now" is the event's `receivedAt`, never the wall clock, so a
-//! replay makes the same decisions. An id is a duplicate if seen within `window_secs` before
-//! (by receivedAt); older ids expire and are swept out as time advances, so memory holds only the
+//! replay makes the same decisions. An id is a duplicate if seen within `window_secs` of the
+//! time remembered for it, and that time is within the window of "now" (by receivedAt); an
+//! id's remembered time only moves forward (the newest sighting that was not a duplicate).
+//! Older ids expire and are swept out as time advances, so memory holds only the
 //! window. Each remembered id costs one 64-bit fingerprint and a 32-bit time in a hash table:
 //! at most 40 bytes including the table's spare capacity (see [`Dedup::approx_bytes`] and the
 //! `dedup_memory` benchmark). Fingerprint collisions (probability ≈ n²/2⁶⁵) would drop a unique
@@ -54,6 +56,10 @@ pub struct Dedup {
     /// The largest receivedAt seen (unix seconds).
     now_secs: u32,
     last_sweep_secs: u32,
+    /// Every (fingerprint, first seen) written since the last [`Dedup::take_journal`]: what
+    /// an incremental checkpoint stores (`checkpoint::segments`). Not part of snapshots.
+    #[serde(skip)]
+    journal: Vec<(u64, u32)>,
 }
 
 impl Dedup {
@@ -63,7 +69,46 @@ impl Dedup {
             window_secs: window_secs.max(1),
             now_secs: 0,
             last_sweep_secs: 0,
+            journal: Vec::new(),
         }
+    }
+
+    /// The writes since the last call (in order; a later write of a fingerprint wins).
+    pub fn take_journal(&mut self) -> Vec<(u64, u32)> {
+        std::mem::take(&mut self.journal)
+    }
+
+    /// This set without its ids and journal: what a checkpoint manifest stores beside the
+    /// segments that hold the ids.
+    pub fn without_ids(&self) -> Self {
+        Self {
+            ids: HashMap::default(),
+            window_secs: self.window_secs,
+            now_secs: self.now_secs,
+            last_sweep_secs: self.last_sweep_secs,
+            journal: Vec::new(),
+        }
+    }
+
+    /// Applies restored writes in order (a later write of a fingerprint wins); call
+    /// [`Dedup::sweep`] after the last one.
+    pub fn apply(&mut self, writes: impl IntoIterator<Item = (u64, u32)>) {
+        self.ids.extend(writes);
+    }
+
+    /// Reserves room for `n` more ids (restore).
+    pub fn reserve(&mut self, n: usize) {
+        self.ids.reserve(n);
+    }
+
+    /// The remembered ids with their first-seen time (any order).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.ids.iter().map(|(&fp, &at)| (fp, at))
+    }
+
+    /// Ids first seen before this time (unix seconds) are expired.
+    pub fn cutoff_secs(&self) -> u32 {
+        self.now_secs.saturating_sub(self.window_secs)
     }
 
     /// Changes the window (a restored set keeps its ids; the next sweep applies the new window).
@@ -88,11 +133,18 @@ impl Dedup {
                 true
             }
             Some(first) => {
-                *first = at;
+                // Not a duplicate (too far from the time remembered, or expired): remember the
+                // newer sighting. Times only move forward, so a later write of a fingerprint
+                // is never older than an earlier one (what incremental checkpoints rely on).
+                if at > *first {
+                    *first = at;
+                    self.journal.push((fp, at));
+                }
                 false
             }
             None => {
                 self.ids.insert(fp, at);
+                self.journal.push((fp, at));
                 false
             }
         };
@@ -214,8 +266,8 @@ mod tests {
             self.now = self.now.max(at);
             match self.first.get(&fp).copied() {
                 Some(first) if at.abs_diff(first) <= window && self.now - first <= window => true,
-                _ => {
-                    self.first.insert(fp, at);
+                first => {
+                    self.first.insert(fp, first.map_or(at, |f| f.max(at)));
                     false
                 }
             }

@@ -132,7 +132,19 @@ counter!(
 gauge!(
     CHECKPOINT_BYTES,
     "northstar_processor_checkpoint_bytes",
-    "Size of the partition's newest checkpoint",
+    "Bytes the partition's newest checkpoint wrote (its new dedup segment, merges and manifest)",
+    &["partition"]
+);
+counter!(
+    CHECKPOINT_WRITTEN,
+    "northstar_processor_checkpoint_written_bytes_total",
+    "Bytes written by checkpoints (segments, merges, manifests, restore bases)",
+    &["partition"]
+);
+gauge!(
+    CHECKPOINT_SEGMENTS,
+    "northstar_processor_checkpoint_segments",
+    "Dedup segments the partition's newest checkpoint lists",
     &["partition"]
 );
 gauge!(
@@ -145,7 +157,16 @@ gauge!(
 pub static CHECKPOINT_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     register_histogram!(
         "northstar_processor_checkpoint_duration_seconds",
-        "Time to write one round of checkpoints"
+        "Time the background writer took to make one partition's checkpoint durable"
+    )
+    .expect("metric registers")
+});
+#[allow(clippy::expect_used)]
+pub static RESTORE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "northstar_processor_restore_duration_seconds",
+        "Time to restore one partition's state from its checkpoint (reads and rebuild)",
+        vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0]
     )
     .expect("metric registers")
 });

@@ -30,6 +30,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::BaseRecord;
 
 use crate::catalog::Catalog;
+use crate::checkpoint::writer::{self, Job, Report};
 use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::clock::{self, ClockBounds};
 use crate::config::ProcessorConfig;
@@ -195,7 +196,15 @@ pub struct Pipeline {
     outbox: Outbox,
     counters: HashMap<i32, PartitionCounters>,
     checkpoints: Checkpoints,
-    /// The offset of each partition's newest checkpoint.
+    /// The background checkpoint writer, and its reports (taken by `run`).
+    writer: writer::Handle,
+    reports: Option<tokio::sync::mpsc::UnboundedReceiver<Report>>,
+    /// Partitions with a checkpoint handed to the writer and not yet durable (by generation).
+    in_flight: HashMap<i32, u64>,
+    /// Each held partition's generation (a new one at each assignment), and the next one.
+    generations: HashMap<i32, u64>,
+    next_generation: u64,
+    /// The offset of each partition's newest durable checkpoint.
     checkpointed: HashMap<i32, i64>,
     /// The checkpoint store is failing: paused partitions and the next retry.
     store_outage: Option<outage::StoreOutage>,
@@ -231,6 +240,7 @@ impl Pipeline {
             config.checkpoints_kept,
             catalog.clone(),
         );
+        let (writer, reports) = writer::spawn(checkpoints.clone());
         let ccfg = config.kafka.manual_commit_consumer(
             "northstar-stream-processor",
             &config.group_id,
@@ -260,6 +270,11 @@ impl Pipeline {
             outbox: Outbox::default(),
             counters: HashMap::default(),
             checkpoints,
+            writer,
+            reports: Some(reports),
+            in_flight: HashMap::default(),
+            generations: HashMap::default(),
+            next_generation: 0,
             checkpointed: HashMap::default(),
             store_outage: None,
             last_checkpoint: Instant::now(),
@@ -294,10 +309,15 @@ impl Pipeline {
         let mut watch = self.config.kafka.group_watch();
         // Messages borrow the consumer (no copy); a local handle leaves `self` free.
         let consumer = self.consumer.clone();
+        let mut reports = self
+            .reports
+            .take()
+            .ok_or_else(|| PipelineError::Checkpoint("the pipeline runs once".into()))?;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                Some(report) = reports.recv() => self.on_report(report),
                 _ = tick.tick() => {
                     let now = wall_clock_ms();
                     metrics::CATCHING_UP.set(i64::from(self.cadence.behind(now)));
@@ -334,6 +354,8 @@ impl Pipeline {
         }
         tracing::info!("draining: emitting windows, waiting for acknowledgements, committing");
         self.flush_and_commit(CommitMode::Sync).await?;
+        self.await_checkpoints(&mut reports).await;
+        self.commit(CommitMode::Sync)?;
         let producer = &self.producer;
         let _ = tokio::task::block_in_place(|| producer.flush(Duration::from_secs(30)));
         Ok(())
@@ -602,8 +624,12 @@ impl Pipeline {
         if due || matches!(mode, CommitMode::Sync) {
             self.checkpoint().await?;
         }
-        // Offsets are committed at the checkpointed positions (they show lag; restores use the
-        // checkpoints).
+        self.commit(mode)
+    }
+
+    /// Commits offsets at the durable checkpoints' positions (they show lag; restores use the
+    /// checkpoints).
+    fn commit(&mut self, mode: CommitMode) -> Result<(), PipelineError> {
         let durable = self.checkpointed.iter().map(|(&p, &next)| (p, next));
         for (partition, next) in self.committer.commit(&*self.consumer, durable, mode)? {
             let p = partition.to_string();
@@ -624,57 +650,110 @@ impl Pipeline {
             .map_or(1, |w| w.retained_windows(self.lateness_ms))
     }
 
-    /// Writes a checkpoint for every partition that moved since its last one.
+    /// Hands the writer a checkpoint of every partition that moved since its last one and
+    /// has none in flight (`checkpoint::writer`); the loop goes on meanwhile.
     async fn checkpoint(&mut self) -> Result<(), PipelineError> {
-        let started = Instant::now();
         let mut partitions: Vec<(i32, i64)> = self
             .cursors
             .iter()
             .map(|(p, c)| (*p, c.next()))
             .filter(|(p, next)| self.checkpointed.get(p) != Some(next))
+            .filter(|(p, _)| !self.in_flight.contains_key(p))
             .collect();
         partitions.sort_unstable();
-        let mut wrote = false;
-        for (partition, next) in partitions {
-            let Some(state) = self.partitions.get(&partition) else {
+        let topic_id = self.checkpoints.topic_id().flatten().map(str::to_string);
+        for (partition, next_offset) in partitions {
+            let (Some(state), Some(&generation)) = (
+                self.partitions.get_mut(&partition),
+                self.generations.get(&partition),
+            ) else {
                 continue;
             };
-            let bytes = match self.checkpoints.save(partition, next, state).await {
-                Ok(bytes) => bytes,
-                Err(CheckpointError::Store(e)) => {
-                    let all = self.cursors.iter().map(|(&p, c)| (p, c.next())).collect();
-                    self.store_failed(&e.to_string(), all);
-                    return Ok(());
-                }
-                Err(e) => return Err(PipelineError::Checkpoint(e.to_string())),
-            };
-            wrote = true;
-            self.checkpointed.insert(partition, next);
-            let p = partition.to_string();
-            metrics::CHECKPOINT_BYTES
-                .with_label_values(&[&p])
-                .set(bytes as i64);
-            metrics::CHECKPOINT_OFFSET
-                .with_label_values(&[&p])
-                .set(next);
-            if let Err(e) = self.checkpoints.prune(partition).await {
-                tracing::warn!(partition, error = %e, "cannot prune old checkpoints");
+            let job = Job::save(partition, generation, next_offset, state, topic_id.clone());
+            if !self.writer.send(job) {
+                return Err(PipelineError::Checkpoint(
+                    "the checkpoint writer stopped".into(),
+                ));
             }
+            self.in_flight.insert(partition, generation);
         }
-        if self.store_outage.is_some() {
-            // Nothing needed writing (partitions whose restore failed): ask the store itself.
-            if !wrote {
-                if let Err(e) = self.checkpoints.probe().await {
-                    self.store_failed(&e.to_string(), Vec::new());
-                    return Ok(());
-                }
+        if self.store_outage.is_some() && self.in_flight.is_empty() {
+            // Nothing is being written (partitions whose restore failed): ask the store itself.
+            match self.checkpoints.probe().await {
+                Ok(()) => self.store_recovered(),
+                Err(e) => self.store_failed(&e.to_string(), Vec::new()),
             }
-            self.store_recovered();
         }
         self.last_checkpoint = Instant::now();
-        metrics::CHECKPOINT_SECONDS.observe(started.elapsed().as_secs_f64());
-        metrics::LAST_CHECKPOINT.set(chrono_secs());
         Ok(())
+    }
+
+    /// What the checkpoint writer reports: a durable checkpoint moves the committable offset;
+    /// a failure pauses input until a job succeeds (`outage`).
+    fn on_report(&mut self, report: Report) {
+        match report {
+            Report::Done {
+                partition,
+                generation,
+                next_offset,
+                bytes,
+                seconds,
+                segments,
+            } => {
+                if self.in_flight.get(&partition) == Some(&generation) && next_offset.is_some() {
+                    self.in_flight.remove(&partition);
+                }
+                let p = partition.to_string();
+                metrics::CHECKPOINT_WRITTEN
+                    .with_label_values(&[&p])
+                    .inc_by(bytes);
+                let current = self.generations.get(&partition) == Some(&generation);
+                if let (true, Some(next)) = (current, next_offset) {
+                    self.checkpointed.insert(partition, next);
+                    metrics::CHECKPOINT_BYTES
+                        .with_label_values(&[&p])
+                        .set(bytes as i64);
+                    metrics::CHECKPOINT_OFFSET
+                        .with_label_values(&[&p])
+                        .set(next);
+                    metrics::CHECKPOINT_SEGMENTS
+                        .with_label_values(&[&p])
+                        .set(segments as i64);
+                    metrics::CHECKPOINT_SECONDS.observe(seconds);
+                    metrics::LAST_CHECKPOINT.set(chrono_secs());
+                }
+                if self.store_outage.is_some() {
+                    self.store_recovered();
+                }
+            }
+            Report::Failed { partition, error } => {
+                tracing::debug!(partition, "checkpoint write failed");
+                let all = self.cursors.iter().map(|(&p, c)| (p, c.next())).collect();
+                self.store_failed(&error, all);
+            }
+        }
+    }
+
+    /// At shutdown: waits (at most half the grace period) for the checkpoints handed over.
+    async fn await_checkpoints(
+        &mut self,
+        reports: &mut tokio::sync::mpsc::UnboundedReceiver<Report>,
+    ) {
+        let wait = Duration::from_secs((self.config.shutdown_grace_secs / 2).max(1));
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.in_flight.is_empty() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(report)) => self.on_report(report),
+                Ok(None) | Err(_) => {
+                    tracing::warn!(
+                        partitions = ?self.in_flight.keys().collect::<Vec<_>>(),
+                        "shutting down before these checkpoints were durable: offsets stay at \
+                         the previous ones (the input after them is replayed)"
+                    );
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -128,6 +128,11 @@ pub struct StateSnapshotV2 {
 }
 
 impl StateSnapshot {
+    /// The dedup set (a manifest's holds no ids: they are added from its segments).
+    pub fn dedup_mut(&mut self) -> &mut Dedup {
+        &mut self.dedup
+    }
+
     /// The names of the KPIs the snapshot holds state for.
     pub fn kpi_names(&self) -> Vec<String> {
         self.kpis.iter().map(|m| m.name.clone()).collect()
@@ -352,6 +357,23 @@ impl PartitionState {
 
     /// The state to checkpoint (call right after [`PartitionState::drain_updates`]).
     pub fn snapshot(&self) -> StateSnapshot {
+        self.snapshot_with(self.dedup.clone())
+    }
+
+    /// What an incremental checkpoint stores: the snapshot without the remembered ids, and
+    /// the dedup writes since the previous one (`checkpoint::segments`). Call right after
+    /// [`PartitionState::drain_updates`].
+    pub fn checkpoint_parts(&mut self) -> (StateSnapshot, Vec<(u64, u32)>) {
+        let journal = self.dedup.take_journal();
+        (self.snapshot_with(self.dedup.without_ids()), journal)
+    }
+
+    /// The remembered ids with their first-seen time (a restore's new base segment).
+    pub fn dedup_entries(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        self.dedup.entries()
+    }
+
+    fn snapshot_with(&self, dedup: Dedup) -> StateSnapshot {
         debug_assert!(
             self.unfolded.iter().all(|u| matches!(u, Unfolded::Nothing)),
             "a snapshot between emissions would miss what the totals have not folded yet"
@@ -363,7 +385,7 @@ impl PartitionState {
             .collect();
         windows.sort_by_key(|a| a.0);
         StateSnapshot {
-            dedup: self.dedup.clone(),
+            dedup,
             kpis: evolve::catalog_meta(&self.catalog, &self.full_input_after_ms),
             windows,
             segment_values: self.interner.values.clone(),
@@ -567,6 +589,11 @@ impl PartitionState {
     /// Number of remembered message ids.
     pub fn remembered_ids(&self) -> usize {
         self.dedup.len()
+    }
+
+    /// Ids first seen before this time (unix seconds) have expired from the dedup set.
+    pub fn dedup_cutoff_secs(&self) -> u32 {
+        self.dedup.cutoff_secs()
     }
 
     /// Approximate heap bytes of the dedup set.

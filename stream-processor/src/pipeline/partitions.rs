@@ -12,6 +12,8 @@
 //! Revoked partitions are forgotten before the next emission.
 
 use super::*;
+use crate::checkpoint::segments::Chain;
+use crate::checkpoint::Base;
 
 impl Pipeline {
     /// The input topic's id, read from the brokers once per assignment.
@@ -48,7 +50,25 @@ impl Pipeline {
             self.outage_forget(p);
             self.committer.forget(p);
             self.checkpointed.remove(&p);
+            // A save in flight still completes (the writer keeps job order); its report is
+            // for a past generation.
+            self.in_flight.remove(&p);
+            self.generations.remove(&p);
+            self.writer.send(Job::Forget { partition: p });
         }
+    }
+
+    /// The partition's state starts at `next_offset`: tell the writer on which chain.
+    fn opened(&mut self, partition: i32, next_offset: i64, base: Base) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        self.generations.insert(partition, generation);
+        self.writer.send(Job::Open {
+            partition,
+            generation,
+            next_offset,
+            base,
+        });
     }
 
     /// First record of a newly assigned partition: restore its newest checkpoint (or start
@@ -62,6 +82,7 @@ impl Pipeline {
     ) -> Result<bool, PipelineError> {
         let lateness_ms = self.lateness_ms;
         let window = self.config.dedup_window_secs;
+        let started = Instant::now();
         let restored = match self
             .checkpoints
             .restore(partition, lateness_ms, window)
@@ -99,11 +120,15 @@ impl Pipeline {
                     )
                 })?;
                 let restarted = r.mapping.restarted(&self.catalog);
+                metrics::RESTORE_SECONDS.observe(started.elapsed().as_secs_f64());
                 tracing::info!(
                     partition,
                     offset = r.next_offset,
                     ids = r.state.remembered_ids(),
                     windows = r.state.open_windows(),
+                    bytes_read = r.bytes,
+                    seconds = started.elapsed().as_secs_f64(),
+                    rebase = matches!(r.base, Base::Rebase { .. }),
                     kpis_carried_over = self.catalog.kpis.len() - restarted.len(),
                     "partition state restored from checkpoint"
                 );
@@ -129,6 +154,7 @@ impl Pipeline {
                 self.partitions.insert(partition, r.state);
                 self.cursors.insert(partition, Cursor::at(r.next_offset));
                 self.checkpointed.insert(partition, r.next_offset);
+                self.opened(partition, r.next_offset, r.base);
                 metrics::CHECKPOINT_OFFSET
                     .with_label_values(&[&partition.to_string()])
                     .set(r.next_offset);
@@ -155,6 +181,7 @@ impl Pipeline {
                 }
                 self.partitions.insert(partition, state);
                 self.cursors.insert(partition, Cursor::at(first_offset));
+                self.opened(partition, first_offset, Base::Own(Chain::default()));
             }
         }
         Ok(true)
