@@ -20,7 +20,7 @@ use northstar_runtime::objstore::ObjectRoot;
 use northstar_schemas::synthetic;
 use northstar_stream_processor::catalog::Catalog;
 use northstar_stream_processor::checkpoint::writer::{self, Job, Report};
-use northstar_stream_processor::checkpoint::{segments::Chain, Base, Checkpoints};
+use northstar_stream_processor::checkpoint::{Base, Checkpoints};
 use northstar_stream_processor::state::PartitionState;
 
 const LATENESS_MS: i64 = 600_000;
@@ -50,10 +50,19 @@ fn prefill(state: &mut PartitionState, n: u64) {
     }
 }
 
+/// Event `i` of the synthetic traffic, 1 ms apart (a 22-million-event run spans 6 hours: the
+/// oldest prefilled ids expire towards the end, as in a steady state).
+fn event(i: u64) -> northstar_schemas::Event {
+    let mut e = synthetic::event(i, T0_MS);
+    let us = (T0_MS + i as i64) * 1_000;
+    (e.timestamp, e.received_at) = (us, us);
+    e
+}
+
 /// Processes events `from..to` of the synthetic traffic, then drains (as an emission does).
 fn process(state: &mut PartitionState, from: u64, to: u64) {
     for i in from..to {
-        let e = synthetic::event(i, T0_MS);
+        let e = event(i);
         if !state.is_duplicate(&e.source_id, &e.message_id, e.received_at) {
             state.count(&e, e.timestamp / 1000);
         }
@@ -72,8 +81,8 @@ fn args() -> Args {
     let mut a = Args {
         full: false,
         ids: 20_000_000,
-        per_round: 250_000,
-        rounds: 40,
+        per_round: 1_100_000,
+        rounds: 20,
     };
     let mut nums = Vec::new();
     for arg in std::env::args().skip(1) {
@@ -123,22 +132,23 @@ async fn run(a: Args) {
     let (handle, mut reports) = writer::spawn(checkpoints.clone());
     // The starting checkpoint (not measured): the state as restored from a previous run.
     let mut offset = a.per_round as i64;
-    let base = if a.full {
+    if a.full {
         checkpoints.save_v4(0, offset, &state).await.expect("save");
-        None
     } else {
+        // As after a restore: the ids so far are this writer's top segment.
+        let base = checkpoints.rebase(&state, 0);
+        let _ = state.checkpoint_parts();
         handle.send(Job::Open {
             partition: 0,
             generation: 1,
             next_offset: 0,
-            base: Base::Own(Chain::default()),
+            base,
         });
         save(&handle, &mut reports, &mut state, offset).await;
-        Some(())
-    };
+    }
     let rss_before = vm_kib("VmRSS:");
     let (mut loop_secs, mut process_cpu, mut written, mut writer_secs) = (0.0, 0.0, 0u64, 0.0);
-    let mut events = 0u64;
+    let (mut events, mut extra_kib, mut checkpoint_cpu) = (0u64, 0u64, 0.0);
     for round in 1..=a.rounds {
         let from = round * a.per_round;
         let cpu0 = northstar_runtime::process_cpu_seconds();
@@ -146,7 +156,10 @@ async fn run(a: Args) {
         process_cpu += northstar_runtime::process_cpu_seconds() - cpu0;
         events += a.per_round;
         offset += a.per_round as i64;
-        let t = Instant::now();
+        // The memory a checkpoint adds: its peak over the RSS just before it.
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        let rss0 = vm_kib("VmRSS:");
+        let (t, cpu0) = (Instant::now(), northstar_runtime::process_cpu_seconds());
         if a.full {
             let bytes = checkpoints.save_v4(0, offset, &state).await.expect("save");
             loop_secs += t.elapsed().as_secs_f64();
@@ -158,11 +171,12 @@ async fn run(a: Args) {
             writer_secs += secs;
             written += bytes;
         }
+        checkpoint_cpu += northstar_runtime::process_cpu_seconds() - cpu0;
+        extra_kib = extra_kib.max(vm_kib("VmHWM:").saturating_sub(rss0));
     }
-    let _ = base;
     let n = a.rounds as f64;
     println!(
-        "{} checkpoints, {} events of {} per round: consume loop {:.2} ms per checkpoint; written {:.1} MiB per checkpoint, {:.1} bytes per event; writer {:.0} ms per checkpoint",
+        "{1} checkpoints {0}, {2} events each: consume loop {3:.2} ms per checkpoint; written {4:.1} MiB per checkpoint, {5:.1} bytes per event; writer {6:.0} ms per checkpoint",
         if a.full { "full (format 4, inline)" } else { "incremental (format 5, background)" },
         a.rounds,
         a.per_round,
@@ -172,18 +186,30 @@ async fn run(a: Args) {
         writer_secs * 1e3 / n,
     );
     println!(
-        "processing: {:.0} events per CPU-second in these rounds; checkpoint bytes per second of processing: {:.1} MiB/s (at 220,000 events/s: {:.1} MiB/s)",
+        "CPU: processing {:.0} events per CPU-second; checkpoints {:.3} CPU-s each ({:.2} us per event, {:.1} % of the processing's CPU); with them {:.0} events per CPU-second",
         events as f64 / process_cpu,
+        checkpoint_cpu / n,
+        checkpoint_cpu * 1e6 / events as f64,
+        checkpoint_cpu / process_cpu * 100.0,
+        events as f64 / (process_cpu + checkpoint_cpu),
+    );
+    println!(
+        "checkpoint bytes per second of processing: {:.1} MiB/s (at 220,000 events/s: {:.1} MiB/s)",
         written as f64 / process_cpu / 1_048_576.0,
         written as f64 / events as f64 * 220_000.0 / 1_048_576.0,
     );
+    let rss_after = vm_kib("VmRSS:");
     println!(
-        "memory: RSS before the rounds {:.0} MiB, peak (VmHWM) {:.0} MiB: peak is {:.2}x the steady state",
+        "memory: RSS {:.0} MiB before the rounds, {:.0} MiB after (dedup table {:.0} MiB); a checkpoint adds at most {:.0} MiB over the RSS before it (VmHWM, reset each time): {:.2}x the dedup table, {:.2}x the RSS",
         mib(rss_before),
-        mib(vm_kib("VmHWM:")),
-        vm_kib("VmHWM:") as f64 / rss_before as f64
+        mib(rss_after),
+        state.dedup_bytes() as f64 / 1_048_576.0,
+        mib(extra_kib),
+        extra_kib as f64 * 1024.0 / state.dedup_bytes() as f64,
+        extra_kib as f64 / rss_after as f64
     );
-    let ids = state.remembered_ids();
+    let cutoff = state.dedup_cutoff_secs();
+    let ids = state.dedup_entries().filter(|e| e.1 >= cutoff).count();
     drop(state);
     for (label, c) in [
         ("same writer", checkpoints.clone()),
@@ -220,7 +246,20 @@ async fn run(a: Args) {
         .iter()
         .map(|(_, s)| s)
         .sum();
-    println!("stored: {:.0} MiB", stored as f64 / 1_048_576.0);
+    let manifest = root
+        .list_sized("checkpoints")
+        .await
+        .expect("list")
+        .iter()
+        .filter(|(k, _)| k.ends_with(".ckpt"))
+        .map(|(_, s)| *s)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "stored: {:.0} MiB; the largest checkpoint file (manifest, or the full snapshot): {:.1} MiB",
+        stored as f64 / 1_048_576.0,
+        manifest as f64 / 1_048_576.0
+    );
 }
 
 /// Hands one checkpoint to the writer and waits for it: (bytes, writer seconds, loop seconds).

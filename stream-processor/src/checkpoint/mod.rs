@@ -277,6 +277,15 @@ impl Checkpoints {
         segments::decode(&bytes).map_err(|reason| CheckpointError::Corrupt { key, reason })
     }
 
+    /// The bytes of a stored segment (checked when merged).
+    pub async fn read_segment_bytes(
+        &self,
+        partition: i32,
+        segment: &SegmentRef,
+    ) -> Result<Vec<u8>, CheckpointError> {
+        Ok(self.root.get(&self.segment_key(partition, segment)).await?)
+    }
+
     /// Writes the manifest of `partition` at `next_offset`; returns its size in bytes.
     pub async fn write_manifest(
         &self,
@@ -449,10 +458,14 @@ impl Checkpoints {
     }
 
     /// A new top segment of this writer holding `state`'s remembered ids.
-    fn rebase(&self, state: &PartitionState, next_offset: i64) -> Base {
-        let entries: Vec<(u64, u32)> = state.dedup_entries().collect();
-        let segment = SegmentRef::of(segments::TOP, 0, next_offset, &self.writer, &entries);
-        let bytes = segments::encode(&entries);
+    pub fn rebase(&self, state: &PartitionState, next_offset: i64) -> Base {
+        // A top segment is never merged: any order will do, no copy of the entries.
+        let mut enc = segments::Encoder::with_capacity(state.remembered_ids());
+        for (fp, at) in state.dedup_entries() {
+            enc.push(fp, at);
+        }
+        let (bytes, ids, max_at) = enc.finish();
+        let segment = SegmentRef::new(segments::TOP, 0, next_offset, &self.writer, ids, max_at);
         Base::Rebase { segment, bytes }
     }
 

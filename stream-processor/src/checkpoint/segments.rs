@@ -46,32 +46,67 @@ impl SegmentRef {
 
     /// A segment holding `entries`.
     pub fn of(level: u8, from: i64, to: i64, writer: &str, entries: &[(u64, u32)]) -> Self {
+        let max_at = entries.iter().map(|e| e.1).max().unwrap_or(0);
+        Self::new(level, from, to, writer, entries.len() as u64, max_at)
+    }
+
+    pub fn new(level: u8, from: i64, to: i64, writer: &str, ids: u64, max_at: u32) -> Self {
         Self {
             level,
             from,
             to,
             writer: writer.to_string(),
-            ids: entries.len() as u64,
-            max_at: entries.iter().map(|e| e.1).max().unwrap_or(0),
+            ids,
+            max_at,
         }
     }
 }
 
-/// The bytes of a segment: a magic, 12 bytes per entry (little endian), an XXH3 checksum.
-pub fn encode(entries: &[(u64, u32)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(MAGIC.len() + entries.len() * ENTRY + 8);
-    out.extend_from_slice(MAGIC);
-    for (fp, at) in entries {
-        out.extend_from_slice(&fp.to_le_bytes());
-        out.extend_from_slice(&at.to_le_bytes());
-    }
-    let sum = xxhash_rust::xxh3::xxh3_64(&out);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out
+/// Writes segment bytes entry by entry: a magic, 12 bytes per entry (little endian), an XXH3
+/// checksum.
+pub struct Encoder {
+    out: Vec<u8>,
+    ids: u64,
+    max_at: u32,
 }
 
-/// The entries of a segment's bytes, in stored order.
-pub fn decode(bytes: &[u8]) -> Result<Vec<(u64, u32)>, String> {
+impl Encoder {
+    pub fn with_capacity(entries: usize) -> Self {
+        let mut out = Vec::with_capacity(MAGIC.len() + entries * ENTRY + 8);
+        out.extend_from_slice(MAGIC);
+        Self {
+            out,
+            ids: 0,
+            max_at: 0,
+        }
+    }
+
+    pub fn push(&mut self, fp: u64, at: u32) {
+        self.out.extend_from_slice(&fp.to_le_bytes());
+        self.out.extend_from_slice(&at.to_le_bytes());
+        self.ids += 1;
+        self.max_at = self.max_at.max(at);
+    }
+
+    /// The bytes, the entry count and the newest time.
+    pub fn finish(mut self) -> (Vec<u8>, u64, u32) {
+        let sum = xxhash_rust::xxh3::xxh3_64(&self.out);
+        self.out.extend_from_slice(&sum.to_le_bytes());
+        (self.out, self.ids, self.max_at)
+    }
+}
+
+/// The bytes of a segment holding `entries`.
+pub fn encode(entries: &[(u64, u32)]) -> Vec<u8> {
+    let mut enc = Encoder::with_capacity(entries.len());
+    for &(fp, at) in entries {
+        enc.push(fp, at);
+    }
+    enc.finish().0
+}
+
+/// The entries part of a segment's bytes, after checking them.
+fn body(bytes: &[u8]) -> Result<&[u8], String> {
     let body_len = bytes
         .len()
         .checked_sub(8)
@@ -85,29 +120,69 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<(u64, u32)>, String> {
     if xxhash_rust::xxh3::xxh3_64(body) != want {
         return Err("checksum mismatch".into());
     }
-    Ok(body[MAGIC.len()..]
-        .chunks_exact(ENTRY)
-        .map(|c| {
-            let fp = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
-            let at = u32::from_le_bytes(c[8..].try_into().unwrap_or_default());
-            (fp, at)
-        })
-        .collect())
+    Ok(&body[MAGIC.len()..])
 }
 
-/// Merges segments' entries given in offset order: a later write of a fingerprint wins, ids
-/// first seen before `cutoff` are left out.
-pub fn merge(inputs: impl IntoIterator<Item = Vec<(u64, u32)>>, cutoff: u32) -> Vec<(u64, u32)> {
-    let mut latest: std::collections::HashMap<
-        u64,
-        u32,
-        std::hash::BuildHasherDefault<crate::dedup::IdentityHasher>,
-    > = Default::default();
-    for entries in inputs {
-        latest.reserve(entries.len());
-        latest.extend(entries);
+fn entry(c: &[u8]) -> (u64, u32) {
+    let fp = u64::from_le_bytes(c[..8].try_into().unwrap_or_default());
+    let at = u32::from_le_bytes(c[8..ENTRY].try_into().unwrap_or_default());
+    (fp, at)
+}
+
+/// The entries of a segment's bytes, in stored order.
+pub fn decode(bytes: &[u8]) -> Result<Vec<(u64, u32)>, String> {
+    Ok(body(bytes)?.chunks_exact(ENTRY).map(entry).collect())
+}
+
+/// Sorts a journal by fingerprint, keeping each one's newest write (times only move
+/// forward, so the newest is the latest): the order segments below the top are stored in.
+pub fn sort_journal(journal: &mut Vec<(u64, u32)>) {
+    journal.sort_unstable();
+    journal.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1 = earlier.1.max(later.1);
+        }
+        same
+    });
+}
+
+/// Merges sorted segments (bytes, in offset order) into one sorted segment: a later write of
+/// a fingerprint wins, ids first seen before `cutoff` are left out. Memory: the inputs and
+/// the output, 12 bytes per entry each. Returns the bytes, the entry count and the newest time.
+pub fn merge(inputs: &[Vec<u8>], cutoff: u32) -> Result<(Vec<u8>, u64, u32), String> {
+    use std::cmp::Reverse;
+    let bodies: Vec<&[u8]> = inputs.iter().map(|b| body(b)).collect::<Result<_, _>>()?;
+    let total = bodies.iter().map(|b| b.len() / ENTRY).sum();
+    let mut enc = Encoder::with_capacity(total);
+    // (fingerprint, input, position): equal fingerprints pop the earlier input first.
+    let mut heap: std::collections::BinaryHeap<Reverse<(u64, usize, usize)>> = bodies
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| !b.is_empty())
+        .map(|(i, b)| Reverse((entry(b).0, i, 0)))
+        .collect();
+    let mut pending: Option<(u64, u32)> = None;
+    while let Some(Reverse((fp, i, pos))) = heap.pop() {
+        let (_, at) = entry(&bodies[i][pos * ENTRY..]);
+        match pending {
+            Some((p, _)) if p == fp => pending = Some((fp, at)),
+            _ => {
+                if let Some((p, a)) = pending.filter(|e| e.1 >= cutoff) {
+                    enc.push(p, a);
+                }
+                pending = Some((fp, at));
+            }
+        }
+        if (pos + 1) * ENTRY < bodies[i].len() {
+            let next = entry(&bodies[i][(pos + 1) * ENTRY..]).0;
+            heap.push(Reverse((next, i, pos + 1)));
+        }
     }
-    latest.into_iter().filter(|e| e.1 >= cutoff).collect()
+    if let Some((p, a)) = pending.filter(|e| e.1 >= cutoff) {
+        enc.push(p, a);
+    }
+    Ok(enc.finish())
 }
 
 /// A merge the chain needs: `chain.segments[range]` into one segment of `level`.
@@ -154,12 +229,12 @@ impl Chain {
         self.segments.splice(merge.range.clone(), output).collect()
     }
 
-    /// The output a merge of `range` writes, before its entries are known.
-    pub fn merged_ref(&self, merge: &Merge, writer: &str, entries: &[(u64, u32)]) -> SegmentRef {
+    /// The segment a merge of `range` writes, holding `ids` entries up to `max_at`.
+    pub fn merged_ref(&self, merge: &Merge, writer: &str, ids: u64, max_at: u32) -> SegmentRef {
         let inputs = &self.segments[merge.range.clone()];
         let from = inputs.first().map_or(0, |s| s.from);
         let to = inputs.last().map_or(0, |s| s.to);
-        SegmentRef::of(merge.level, from, to, writer, entries)
+        SegmentRef::new(merge.level, from, to, writer, ids, max_at)
     }
 }
 
@@ -189,7 +264,7 @@ mod tests {
                 .segments
                 .push(SegmentRef::of(0, i, i + 1, "w", &[(i as u64, 1)]));
             while let Some(m) = chain.due() {
-                let out = chain.merged_ref(&m, "w", &[(0, 1)]);
+                let out = chain.merged_ref(&m, "w", 1, 1);
                 chain.apply(&m, Some(out));
             }
             assert!(chain.segments.windows(2).all(|w| w[0].level >= w[1].level));
@@ -214,7 +289,7 @@ mod tests {
         ) {
             let mut live = Dedup::new(window);
             let mut chain = Chain::default();
-            let mut store: std::collections::HashMap<String, Vec<(u64, u32)>> = Default::default();
+            let mut store: std::collections::HashMap<String, Vec<u8>> = Default::default();
             let mut last = 0i64;
             for (i, &(id, at)) in events.iter().enumerate() {
                 live.check_fingerprint(id.wrapping_mul(0x9E37_79B9_7F4A_7C15), 1_700_000_000 + at);
@@ -222,18 +297,21 @@ mod tests {
                 if !(offset as usize).is_multiple_of(every) && i + 1 != events.len() {
                     continue;
                 }
-                let journal = live.take_journal();
+                let mut journal = live.take_journal();
+                sort_journal(&mut journal);
                 if !journal.is_empty() {
                     let seg = SegmentRef::of(0, last, offset, "w", &journal);
-                    store.insert(seg.name(), journal);
+                    store.insert(seg.name(), encode(&journal));
                     chain.segments.push(seg);
                 }
                 last = offset;
                 let cutoff = live.cutoff_secs();
                 while let Some(m) = chain.due() {
-                    let inputs = chain.segments[m.range.clone()].iter().map(|s| store[&s.name()].clone());
-                    let out = merge(inputs.collect::<Vec<_>>(), cutoff);
-                    let r = (!out.is_empty()).then(|| chain.merged_ref(&m, "w", &out));
+                    let inputs: Vec<Vec<u8>> = chain.segments[m.range.clone()].iter().map(|s| store[&s.name()].clone()).collect();
+                    let (out, ids, max_at) = merge(&inputs, cutoff).expect("merge");
+                    let stored = decode(&out).expect("decode");
+                    proptest::prop_assert!(stored.windows(2).all(|w| w[0].0 < w[1].0), "sorted, unique");
+                    let r = (ids > 0).then(|| chain.merged_ref(&m, "w", ids, max_at));
                     if let Some(r) = &r {
                         store.insert(r.name(), out);
                     }
@@ -242,7 +320,7 @@ mod tests {
                 chain.expire(cutoff);
                 let mut restored = live.without_ids();
                 for s in &chain.segments {
-                    restored.apply(store[&s.name()].iter().copied());
+                    restored.apply(decode(&store[&s.name()]).expect("decode"));
                 }
                 restored.sweep();
                 let mut want: Vec<_> = live.entries().filter(|e| e.1 >= cutoff).collect();

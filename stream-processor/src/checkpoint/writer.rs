@@ -133,11 +133,11 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<Job>) {
-        while let Some(job) = inbox.recv().await {
+        while let Some(mut job) = inbox.recv().await {
             let mut failures = 0u32;
             loop {
                 let started = Instant::now();
-                match self.attempt(&job).await {
+                match self.attempt(&mut job).await {
                     Ok(bytes) => {
                         self.done(&job, bytes, started.elapsed().as_secs_f64());
                         break;
@@ -187,7 +187,7 @@ impl Writer {
 
     /// One try at a job (idempotent: objects already written are found written); returns the
     /// bytes written.
-    async fn attempt(&mut self, job: &Job) -> Result<u64, CheckpointError> {
+    async fn attempt(&mut self, job: &mut Job) -> Result<u64, CheckpointError> {
         match job {
             Job::Open {
                 partition,
@@ -205,6 +205,7 @@ impl Writer {
                 ..
             } => {
                 let part = self.parts.entry(*partition).or_default();
+                segments::sort_journal(journal);
                 let (chain, bytes) = extend(
                     &self.checkpoints,
                     *partition,
@@ -317,20 +318,18 @@ async fn extend(
     while let Some(merge) = chain.due() {
         let mut inputs = Vec::with_capacity(merge.range.len());
         for seg in &chain.segments[merge.range.clone()] {
-            inputs.push(checkpoints.read_segment(partition, seg).await?);
+            inputs.push(checkpoints.read_segment_bytes(partition, seg).await?);
         }
-        let merged = tokio::task::spawn_blocking(move || {
-            let entries = segments::merge(inputs, cutoff);
-            let bytes = segments::encode(&entries);
-            (entries, bytes)
-        })
-        .await
-        .map_err(|e| CheckpointError::Corrupt {
-            key: format!("merge of partition {partition}"),
-            reason: e.to_string(),
-        })?;
-        let (entries, bytes) = merged;
-        let output = (!entries.is_empty()).then(|| chain.merged_ref(&merge, &writer, &entries));
+        let merged = tokio::task::spawn_blocking(move || segments::merge(&inputs, cutoff))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r)
+            .map_err(|reason| CheckpointError::Corrupt {
+                key: format!("merge of partition {partition}"),
+                reason,
+            })?;
+        let (bytes, ids, max_at) = merged;
+        let output = (ids > 0).then(|| chain.merged_ref(&merge, &writer, ids, max_at));
         if let Some(seg) = &output {
             written += bytes.len() as u64;
             checkpoints.write_segment(partition, seg, bytes).await?;
