@@ -51,6 +51,7 @@ awk -v n="$((in1 - in0))" -v c0="$cpu0" -v c1="$cpu1" -v b0="$broker0" -v b1="$b
     -v w0="$t0" -v w1="$t1" -v out="$out" -v aggs="$aggs" 'BEGIN {
   cpu = (c1 - c0) / t; bcpu = (b1 - b0) / t; wall = w1 - w0
   printf "processor: %d events in %.2f CPU-s (%.1f s wall): %.0f events per CPU-second, %.2f us/event\n", n, cpu, wall, n / cpu, cpu * 1e6 / n
+  printf "%.4f\n", cpu * 1e6 / n > "'"$DIR/processor_us"'"
   printf "outputs: %d clean records, %d aggregate updates; broker (Tansu) CPU over the same time: %.2f s\n", out, aggs, bcpu
 }'
 # The processor idle (everything processed): what it costs per second of wall time while it
@@ -59,3 +60,10 @@ idle="${NORTHSTAR_BENCH_IDLE_SECS:-10}"
 c0="$(cpu "$PROC")"; sleep "$idle"; c1="$(cpu "$PROC")"
 awk -v c0="$c0" -v c1="$c1" -v t="$TICK" -v s="$idle" 'BEGIN {
   printf "idle: %.3f CPU-s over %d s (%.2f %% of a core)\n", (c1 - c0) / t, s, (c1 - c0) / t / s * 100 }'
+# The Kafka client's own cost over the same pre-filled topic, in the same run: a bare rdkafka
+# consume → produce copy loop with the processor's client settings (the processor's ceiling).
+# It copies into events.dlq, which the processor leaves empty (the fill has no invalid event).
+"$BIN/northstar-copy-loop" --brokers "$NORTHSTAR_KAFKA__BROKERS" --from events.raw --to events.dlq \
+  --events "$N" | tee "$DIR/copy.txt"
+awk -v p="$(cat "$DIR/processor_us")" '/copy loop:/ { for (i = 1; i <= NF; i++) if ($i ~ /us\/record/) c = $(i - 1) }
+  END { printf "processor / copy loop CPU per event: %.2fx\n", p / c }' "$DIR/copy.txt"

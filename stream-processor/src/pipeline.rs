@@ -2,7 +2,10 @@
 //!
 //! Contract: an input offset is committed only after every output produced from it — its
 //! clean or dead-letter record and the aggregate updates that include it — was acknowledged
-//! by the broker. Every output carries its source topic, partition and offset in headers.
+//! by the broker, and a checkpoint covering it is durable (made by the background
+//! `checkpoint::writer`, which reports back; the loop never waits for it, except at shutdown, for
+//! at most half the grace period). Every output carries its source topic, partition and offset
+//! in headers.
 //! A delivery failure stops the processor without committing, so a restart replays. Every
 //! aggregate record of one input partition goes to the same aggregates partition (input
 //! partition mod their count), in emission order, so the watermark a record reports (the one of

@@ -4,9 +4,10 @@
 //! never stops the processor. The partitions concerned are paused (no more input is read for
 //! them; the group membership and everything already processed stay), the failure is counted
 //! (`northstar_processor_checkpoint_failures_total`) and shown
-//! (`northstar_processor_checkpoint_store_unavailable` 1), and the checkpoint is tried again
-//! after `northstar_runtime::backoff` (1 s doubling to a minute). Offsets stay committed at the
-//! last checkpoint, so nothing is lost if the process dies meanwhile. Once a checkpoint round
+//! (`northstar_processor_checkpoint_store_unavailable` 1), and the checkpoint writer tries the
+//! job again after `northstar_runtime::backoff` (1 s doubling to a minute; a failed restore is
+//! retried by a probe of the store on the same schedule). Offsets stay committed at the last
+//! durable checkpoint, so nothing is lost if the process dies meanwhile. Once a writer job
 //! (or a restore) succeeds again, each paused partition is resumed and sought to the offset its
 //! state expects — the next offset after what was processed, or the first record of a
 //! partition whose restore failed, which is then opened again. Revoked partitions leave the

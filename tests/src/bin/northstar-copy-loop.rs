@@ -1,9 +1,11 @@
 //! The Kafka client's own cost, the processor's ceiling: a bare rdkafka consume → produce copy
 //! loop over a pre-filled topic, with the processor's client settings (consumer group with
 //! manual commits, `fetch.wait.max.ms` 250, idempotent producer with `acks=all`,
-//! `linger.ms` 5). Each record's key and payload are copied to `--to`; every second the
-//! producer is flushed and the consumed positions are committed (output durable before the
-//! commit, like the processor). Stops once `--events` records were copied and acknowledged,
+//! `linger.ms` 5). Each record's key and payload are copied to `--to`, in bursts of 2,000
+//! records each flushed (acknowledged) before the next, as the processor sends its outputs
+//! (`output_burst`: one send per record with idempotent requests in flight costs librdkafka's
+//! broker thread a wake-up per record, 4× the CPU; docs/benchmarks.md); every second the
+//! consumed positions are committed (output durable before the commit, like the processor). Stops once `--events` records were copied and acknowledged,
 //! and prints its own CPU time per record (getrusage, user + system).
 //!
 //! `northstar-copy-loop --brokers HOST:PORT [--from events.raw] [--to bench.copy] --events N`
@@ -16,6 +18,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
+
+/// Records sent between two flushes (the processor's default `output_burst`).
+const BURST: u64 = 2_000;
 
 fn main() -> anyhow::Result<()> {
     let (mut brokers, mut from, mut to, mut events) = (
@@ -53,10 +58,16 @@ fn main() -> anyhow::Result<()> {
     let cpu0 = cpu_secs();
     let (mut copied, mut first) = (0u64, None);
     let mut last_commit = Instant::now();
+    let mut last_record = Instant::now();
     while copied < events {
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            if first.is_some() && last_record.elapsed() >= Duration::from_secs(15) {
+                eprintln!("no record for 15 s: stopping at {copied} of {events}");
+                break;
+            }
             continue;
         };
+        last_record = Instant::now();
         let msg = msg?;
         first.get_or_insert_with(|| (cpu_secs(), Instant::now()));
         let mut rec = BaseRecord::to(&to).partition(msg.partition());
@@ -69,10 +80,12 @@ fn main() -> anyhow::Result<()> {
         northstar_e2e::kafka::send_waiting(&producer, rec)?;
         consumer.store_offset_from_message(&msg)?;
         copied += 1;
-        if last_commit.elapsed() >= Duration::from_secs(1) {
+        if copied.is_multiple_of(BURST) {
             producer.flush(Timeout::After(Duration::from_secs(60)))?;
-            consumer.commit_consumer_state(CommitMode::Async)?;
-            last_commit = Instant::now();
+            if last_commit.elapsed() >= Duration::from_secs(1) {
+                consumer.commit_consumer_state(CommitMode::Async)?;
+                last_commit = Instant::now();
+            }
         }
     }
     producer.flush(Timeout::After(Duration::from_secs(60)))?;
