@@ -130,7 +130,7 @@ fn labelled(kpi: &Kpi, seg: &Segment) -> BTreeMap<String, String> {
 }
 
 fn slice(kpi: &Kpi, f: &Family, start: i64, watermark: i64, complete: i64) -> SliceView {
-    let ratio = |ts: i64| ((ts - start) as f64 / f.spec.millis as f64).clamp(0.0, 1.0);
+    let ratio = |ts: i64| super::render::through(ts, start, f.spec.millis);
     let total = total_segment(kpi);
     SliceView {
         start_ms: start,

@@ -301,15 +301,19 @@ fn render_history(
     n
 }
 
+/// How far `ts` is through the window starting at `start` of length `len` (0..1). `ts` may be
+/// `i64::MIN` (no partition has a watermark yet, so nothing is complete): 0, not an overflow.
+pub(super) fn through(ts: i64, start: i64, len: i64) -> f64 {
+    (ts.saturating_sub(start) as f64 / len.max(1) as f64).clamp(0.0, 1.0)
+}
+
 fn render_windows(
     families: &[(&Kpi, &Family)],
     watermark: i64,
     complete: i64,
     out: &mut Exposition,
 ) {
-    let ratio = |f: &Family, ts: i64, start: i64| {
-        ((ts - start) as f64 / f.spec.millis as f64).clamp(0.0, 1.0)
-    };
+    let ratio = |f: &Family, ts: i64, start: i64| through(ts, start, f.spec.millis);
     out.family(
         "northstar_kpi_open_window_start_seconds",
         "gauge",
@@ -531,6 +535,13 @@ fn render_metric(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn progress_is_0_to_1_even_before_any_watermark() {
+        assert_eq!(super::through(i64::MIN, 1_795_600_000_000, 60_000), 0.0);
+        assert_eq!(super::through(30_000, 0, 60_000), 0.5);
+        assert_eq!(super::through(i64::MAX, i64::MIN, 60_000), 1.0);
+    }
+
     use std::sync::Arc;
 
     use northstar_schemas::catalog::Catalog;
