@@ -5,7 +5,8 @@
 //! envelope and [`KpiAggregate`] the one for windowed KPI values; every record a service derives
 //! from another carries the source position headers of [`headers`]. The KPI [`catalog`] is the
 //! one model of what is computed, exposed and alerted on, shared by the processor, the metrics
-//! sink and the dashboard generator.
+//! sink and the dashboard generator; the tracking [`plan`] is the one model of what events may
+//! carry, for validation, the lake and the docs.
 
 pub mod aggregate;
 pub mod catalog;
@@ -14,6 +15,7 @@ pub mod decoder;
 mod envelope_binary;
 pub mod event;
 pub mod headers;
+pub mod plan;
 pub mod registry;
 pub mod synthetic;
 pub mod wire;

@@ -1,5 +1,7 @@
 //! `northstar-schemas`: the schema registry service and the contract's admin commands.
 
+mod plan_cmd;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -63,6 +65,9 @@ enum Command {
         )]
         registry_url: String,
     },
+    /// The tracking plan: lint it (against the KPI catalog and its previous version), render it.
+    #[command(subcommand)]
+    Plan(plan_cmd::PlanCommand),
 }
 
 /// `kpi.aggregates`: compacted (its record keys are a ring of retained windows per series, so
@@ -133,6 +138,12 @@ fn main() -> anyhow::Result<()> {
                 config: vec![("cleanup.policy".into(), "compact".into())],
             });
             tokio_runtime()?.block_on(create_topics(&kafka, &specs))?;
+            Ok(())
+        }
+        Command::Plan(command) => {
+            if !plan_cmd::run(command)? {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Register { registry_url } => {
