@@ -6,8 +6,9 @@
 //! columns) and the docs (the rendered document), as the KPI catalog is for KPIs. A [`Plan`] is
 //! always internally consistent ([`Plan::parse`]); [`lint`] reads it against naming rules and
 //! the KPI catalog, [`compare`] and [`check_version`] class a change against the previous
-//! version, [`markdown`] renders it. See docs/tracking-plan.md and ADR 0016.
+//! version, [`markdown`] renders it, [`Plan::check`] checks one event against it. See docs/tracking-plan.md and ADR 0016.
 
+mod check;
 mod compat;
 mod lint;
 pub mod model;
@@ -17,6 +18,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
+pub use check::{format_holds, top_level, Checked, PolicyClass, Violation, ViolationKind};
 pub use compat::{avro_column, check_version, compare, Change, Impact, VersionError};
 pub use lint::{lint, Finding, Severity};
 pub use parse::{FieldRule, NamingRules, Plan, PlanError, Property, Shape};

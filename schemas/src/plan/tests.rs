@@ -434,3 +434,159 @@ fn the_document_shows_what_is_enforced() {
         assert!(doc.contains(needle), "{needle:?} missing from:\n{doc}");
     }
 }
+
+fn check(p: &Plan, kind: EventType, name: &str, props: &str) -> Vec<(ViolationKind, String)> {
+    p.check(kind, Some(name), props, "{}", "{}")
+        .violations
+        .into_iter()
+        .map(|v| (v.kind, v.path))
+        .collect()
+}
+
+use crate::EventType;
+use ViolationKind as K;
+
+#[test]
+fn a_valid_event_has_no_violations() {
+    let p = example();
+    let props = r#"{"plan":"pro","revenue":19.5}"#;
+    let c = p.check(
+        EventType::Track,
+        Some("Upgraded Plan"),
+        props,
+        "{}",
+        r#"{"os":{"name":"iOS"}}"#,
+    );
+    assert_eq!(c.shape.as_deref(), Some("Upgraded Plan"));
+    assert!(c.violations.is_empty(), "{:?}", c.violations);
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let p = example();
+    assert_eq!(
+        check(&p, EventType::Track, "signed_up", "{}"),
+        [(K::UnknownEvent, "event".into())]
+    );
+    let found = check(
+        &p,
+        EventType::Track,
+        "Upgraded Plan",
+        r#"{"plan":"gold","revenue":"12,50","coupon":"X"}"#,
+    );
+    assert_eq!(
+        found,
+        [
+            (K::NotInEnum, "properties.plan".into()),
+            (K::WrongType, "properties.revenue".into()),
+            (K::UnknownProperty, "properties.coupon".into()),
+        ]
+    );
+    assert_eq!(
+        check(&p, EventType::Track, "Upgraded Plan", r#"{"plan":"pro"}"#),
+        [(K::MissingProperty, "properties.revenue".into())]
+    );
+    assert_eq!(
+        check(
+            &p,
+            EventType::Track,
+            "Upgraded Plan",
+            r#"{"plan":"pro","revenue":-1}"#
+        ),
+        [(K::BelowMinimum, "properties.revenue".into())]
+    );
+    assert_eq!(
+        check(
+            &p,
+            EventType::Track,
+            "Upgraded Plan",
+            r#"{"plan":"pro","revenue":null}"#
+        ),
+        [(K::NullNotAllowed, "properties.revenue".into())]
+    );
+    assert_eq!(
+        check(&p, EventType::Track, "Upgraded Plan", r#"[1]"#),
+        [(K::NotAnObject, "properties".into())]
+    );
+    let long = format!(r#"{{"plan":"free","project_id":"{}"}}"#, "x".repeat(65));
+    assert_eq!(
+        check(&p, EventType::Track, "Created Project", &long),
+        [(K::TooLong, "properties.project_id".into())]
+    );
+    assert_eq!(
+        check(&p, EventType::Page, "", r#"{"path":"home"}"#),
+        [(K::PatternMismatch, "properties.path".into())]
+    );
+    let c = p.check(
+        EventType::Track,
+        Some("Upgraded Plan"),
+        r#"{"plan":"pro","revenue":1}"#,
+        "{}",
+        r#"{"os":{"name":7}}"#,
+    );
+    assert_eq!(c.violations.len(), 1);
+    assert_eq!(
+        (c.violations[0].kind, c.violations[0].path.as_str()),
+        (K::WrongType, "context.os.name")
+    );
+}
+
+#[test]
+fn pii_values_never_appear_in_a_violation() {
+    let p = example();
+    let c = p.check(
+        EventType::Identify,
+        None,
+        "{}",
+        r#"{"email":"jane.doe@example"}"#,
+        "{}",
+    );
+    assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
+    let v = &c.violations[0];
+    assert_eq!(
+        (v.kind, v.path.as_str()),
+        (K::InvalidFormat, "traits.email")
+    );
+    assert!(!v.to_string().contains("jane"), "{v}");
+    assert!(v.actual.contains("PII"), "{v}");
+    let shown = p.check(
+        EventType::Track,
+        Some("Upgraded Plan"),
+        r#"{"plan":"gold","revenue":1}"#,
+        "{}",
+        "{}",
+    );
+    assert!(
+        shown.violations[0].actual.contains("gold"),
+        "non-PII values are shown"
+    );
+}
+
+#[test]
+fn formats_check_their_shape() {
+    use model::Format as F;
+    assert!(
+        format_holds(F::Email, "a@b.co")
+            && !format_holds(F::Email, "a@b")
+            && !format_holds(F::Email, "a b@c.d")
+    );
+    assert!(format_holds(F::Uri, "https://x.example/a?b") && !format_holds(F::Uri, "/relative"));
+    assert!(
+        format_holds(F::DateTime, "2026-12-04T10:00:00Z")
+            && !format_holds(F::DateTime, "2026-12-04")
+    );
+    assert!(format_holds(F::Date, "2026-12-04") && !format_holds(F::Date, "2026-13-04"));
+    assert!(
+        format_holds(F::Uuid, "123e4567-e89b-12d3-a456-426614174000")
+            && !format_holds(F::Uuid, "123e4567")
+    );
+}
+
+#[test]
+fn top_level_entries_unescape_keys_and_borrow_values() {
+    let e = top_level(r#"{"a":1,"b\u0031":{"c":[2]},"a":null}"#).expect("object");
+    let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(keys, ["a", "b1", "a"]);
+    assert_eq!(e[1].1.get(), r#"{"c":[2]}"#);
+    assert!(top_level("[1]").is_none() && top_level("{").is_none() && top_level("{} x").is_none());
+}

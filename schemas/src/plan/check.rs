@@ -1,0 +1,488 @@
+//! An event's properties, traits and context checked against the plan: every problem at once,
+//! each with its path, the rule, what was expected and what was found.
+//!
+//! Contract: pure (no IO), deterministic, and never lossy — [`Plan::check`] reports, it never
+//! changes the event; the caller's policies decide what a [`Violation`] does (allow, flag,
+//! quarantine). Values of properties classed as PII never appear in a violation's `actual` (only
+//! their JSON type does), so a violation can be logged, counted or dead-lettered without copying
+//! personal data. Undeclared `context` fields are not violations (SDKs add their own); declared
+//! ones are checked like properties. Group and alias messages have no shape and pass.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::model::{Format, PropertyType};
+use super::parse::{Plan, Property, Shape};
+use crate::EventType;
+
+/// What rule a value broke. The names are stable: metric labels, dead-letter fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ViolationKind {
+    /// A track event whose name the plan does not define.
+    UnknownEvent,
+    /// A property (trait) the shape does not list, where no others are allowed.
+    UnknownProperty,
+    MissingProperty,
+    WrongType,
+    NullNotAllowed,
+    NotInEnum,
+    BelowMinimum,
+    AboveMaximum,
+    TooShort,
+    TooLong,
+    PatternMismatch,
+    InvalidFormat,
+    /// The part (`properties`, `traits`, `context`) is not a JSON object.
+    NotAnObject,
+}
+
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 13] = [
+        ViolationKind::UnknownEvent,
+        ViolationKind::UnknownProperty,
+        ViolationKind::MissingProperty,
+        ViolationKind::WrongType,
+        ViolationKind::NullNotAllowed,
+        ViolationKind::NotInEnum,
+        ViolationKind::BelowMinimum,
+        ViolationKind::AboveMaximum,
+        ViolationKind::TooShort,
+        ViolationKind::TooLong,
+        ViolationKind::PatternMismatch,
+        ViolationKind::InvalidFormat,
+        ViolationKind::NotAnObject,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::UnknownEvent => "unknown_event",
+            ViolationKind::UnknownProperty => "unknown_property",
+            ViolationKind::MissingProperty => "missing_property",
+            ViolationKind::WrongType => "wrong_type",
+            ViolationKind::NullNotAllowed => "null_not_allowed",
+            ViolationKind::NotInEnum => "not_in_enum",
+            ViolationKind::BelowMinimum => "below_minimum",
+            ViolationKind::AboveMaximum => "above_maximum",
+            ViolationKind::TooShort => "too_short",
+            ViolationKind::TooLong => "too_long",
+            ViolationKind::PatternMismatch => "pattern_mismatch",
+            ViolationKind::InvalidFormat => "invalid_format",
+            ViolationKind::NotAnObject => "not_an_object",
+        }
+    }
+
+    /// Which of the processor's three policies applies: `unknown_event`, `unknown_property`,
+    /// or `violation` for everything else.
+    pub fn policy_class(self) -> PolicyClass {
+        match self {
+            ViolationKind::UnknownEvent => PolicyClass::UnknownEvent,
+            ViolationKind::UnknownProperty => PolicyClass::UnknownProperty,
+            _ => PolicyClass::Violation,
+        }
+    }
+}
+
+/// The three kinds of problems a policy is configured for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyClass {
+    UnknownEvent,
+    UnknownProperty,
+    Violation,
+}
+
+/// One problem with one value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    /// Where: `properties.revenue`, `traits.email`, `context.os.name`, `event`.
+    pub path: String,
+    /// The rule as written in the plan: `type: number`, `enum`, `maximum: 100`.
+    pub rule: String,
+    pub expected: String,
+    /// What was found: the value (shortened), or only its JSON type for PII.
+    pub actual: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {} ({}): expected {}, got {}",
+            self.path,
+            self.kind.as_str(),
+            self.rule,
+            self.expected,
+            self.actual
+        )
+    }
+}
+
+/// The result of checking one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The shape the event was checked against (`None`: unknown event, or a kind without one).
+    pub shape: Option<String>,
+    pub violations: Vec<Violation>,
+}
+
+/// Longest value text shown in a violation.
+const SHOWN: usize = 64;
+
+impl Plan {
+    /// Checks one event's JSON parts against the plan.
+    pub fn check(
+        &self,
+        kind: EventType,
+        name: Option<&str>,
+        properties: &str,
+        traits: &str,
+        context: &str,
+    ) -> Checked {
+        let mut out = Checked::default();
+        let (shape, part, text) = match kind {
+            EventType::Track => {
+                let name = name.unwrap_or("");
+                match self.events.get(name) {
+                    Some(s) => (s, "properties", properties),
+                    None => {
+                        out.violations.push(unknown_event(name));
+                        self.check_context(context, &mut out.violations);
+                        return out;
+                    }
+                }
+            }
+            EventType::Identify => match &self.identify {
+                Some(s) => (s, "traits", traits),
+                None => return self.context_only(context),
+            },
+            EventType::Page | EventType::Screen => {
+                let s = if kind == EventType::Page {
+                    &self.page
+                } else {
+                    &self.screen
+                };
+                match s {
+                    Some(s) => (s, "properties", properties),
+                    None => return self.context_only(context),
+                }
+            }
+            EventType::Group | EventType::Alias => return self.context_only(context),
+        };
+        out.shape = Some(shape.name.clone());
+        self.check_shape(shape, part, text, &mut out.violations);
+        self.check_context(context, &mut out.violations);
+        out
+    }
+
+    fn context_only(&self, context: &str) -> Checked {
+        let mut out = Checked::default();
+        self.check_context(context, &mut out.violations);
+        out
+    }
+
+    fn check_shape(&self, shape: &Shape, part: &str, text: &str, out: &mut Vec<Violation>) {
+        let Some(entries) = top_level(text) else {
+            out.push(not_an_object(part, text));
+            return;
+        };
+        for (key, raw) in &entries {
+            let path = format!("{part}.{key}");
+            match (
+                shape.fields.get(key.as_ref()),
+                self.dictionary.get(key.as_ref()),
+            ) {
+                (Some(_), Some(p)) => check_value(p, &path, raw.get().trim(), out),
+                _ if shape.additional => {}
+                _ => out.push(unknown_property(&shape.name, path)),
+            }
+        }
+        for (name, rule) in &shape.fields {
+            if rule.required && !entries.iter().any(|(k, _)| k == name) {
+                out.push(Violation {
+                    kind: ViolationKind::MissingProperty,
+                    path: format!("{part}.{name}"),
+                    rule: "required".into(),
+                    expected: "present".into(),
+                    actual: "absent".into(),
+                });
+            }
+        }
+    }
+
+    fn check_context(&self, context: &str, out: &mut Vec<Violation>) {
+        if self.context.is_empty() {
+            return;
+        }
+        for (path, p) in &self.context {
+            if let Some(raw) = lookup(context, path) {
+                check_value(p, &format!("context.{path}"), raw, out);
+            }
+        }
+    }
+}
+
+fn unknown_event(name: &str) -> Violation {
+    Violation {
+        kind: ViolationKind::UnknownEvent,
+        path: "event".into(),
+        rule: "events".into(),
+        expected: "an event the plan defines".into(),
+        actual: shorten(&format!("{name:?}")),
+    }
+}
+
+fn unknown_property(shape: &str, path: String) -> Violation {
+    Violation {
+        kind: ViolationKind::UnknownProperty,
+        path,
+        rule: "additional_properties: false".into(),
+        expected: format!("only the properties {shape:?} lists"),
+        actual: "present".into(),
+    }
+}
+
+fn not_an_object(part: &str, text: &str) -> Violation {
+    Violation {
+        kind: ViolationKind::NotAnObject,
+        path: part.into(),
+        rule: "type: object".into(),
+        expected: "a JSON object".into(),
+        actual: json_type(text.trim()).into(),
+    }
+}
+
+/// The JSON type of a value's text.
+fn json_type(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'"') => "string",
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b't' | b'f') => "boolean",
+        Some(b'n') => "null",
+        Some(_) => "number",
+        None => "nothing",
+    }
+}
+
+fn shorten(text: &str) -> String {
+    if text.len() <= SHOWN {
+        return text.to_string();
+    }
+    let mut end = SHOWN;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Checks one value (its JSON text) against its definition.
+fn check_value(p: &Property, path: &str, raw: &str, out: &mut Vec<Violation>) {
+    let d = &p.def;
+    let shown = || {
+        if d.pii.is_some() {
+            format!("a {} (PII, not shown)", json_type(raw))
+        } else {
+            shorten(raw)
+        }
+    };
+    let v = |kind, rule: String, expected: String| Violation {
+        kind,
+        path: path.to_string(),
+        rule,
+        expected,
+        actual: shown(),
+    };
+    if raw == "null" {
+        if !d.nullable {
+            out.push(v(
+                ViolationKind::NullNotAllowed,
+                "nullable: false".into(),
+                "a value".into(),
+            ));
+        }
+        return;
+    }
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return; // the envelope's validation already refused text that is not JSON
+    };
+    if !d.kind.admits(&value) {
+        let expected = format!("a {}", d.kind.as_str());
+        out.push(v(
+            ViolationKind::WrongType,
+            format!("type: {}", d.kind.as_str()),
+            expected,
+        ));
+        return;
+    }
+    if let Some(allowed) = &d.allowed {
+        if !allowed.contains(&value) && !number_in(allowed, &value) {
+            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+            out.push(v(
+                ViolationKind::NotInEnum,
+                "enum".into(),
+                format!("one of {}", list.join(", ")),
+            ));
+        }
+    }
+    if let Some(n) = value.as_f64().filter(|_| d.kind != PropertyType::String) {
+        check_bounds(d.minimum, d.maximum, n, &v, out);
+    }
+    if let Some(s) = value.as_str() {
+        check_string(p, s, &v, out);
+    }
+}
+
+/// Whether a number equals one of the enum's numbers (1 and 1.0 are the same value).
+fn number_in(allowed: &[serde_json::Value], value: &serde_json::Value) -> bool {
+    value
+        .as_f64()
+        .is_some_and(|n| allowed.iter().any(|a| a.as_f64() == Some(n)))
+}
+
+type Make<'a> = dyn Fn(ViolationKind, String, String) -> Violation + 'a;
+
+fn check_bounds(
+    min: Option<f64>,
+    max: Option<f64>,
+    n: f64,
+    v: &Make<'_>,
+    out: &mut Vec<Violation>,
+) {
+    if let Some(m) = min.filter(|m| n < *m) {
+        out.push(v(
+            ViolationKind::BelowMinimum,
+            format!("minimum: {m}"),
+            format!("≥ {m}"),
+        ));
+    }
+    if let Some(m) = max.filter(|m| n > *m) {
+        out.push(v(
+            ViolationKind::AboveMaximum,
+            format!("maximum: {m}"),
+            format!("≤ {m}"),
+        ));
+    }
+}
+
+fn check_string(p: &Property, s: &str, v: &Make<'_>, out: &mut Vec<Violation>) {
+    let d = &p.def;
+    let len = s.chars().count() as u64;
+    if let Some(m) = d.min_length.filter(|m| len < *m) {
+        out.push(v(
+            ViolationKind::TooShort,
+            format!("min_length: {m}"),
+            format!("at least {m} characters"),
+        ));
+    }
+    if let Some(m) = d.max_length.filter(|m| len > *m) {
+        out.push(v(
+            ViolationKind::TooLong,
+            format!("max_length: {m}"),
+            format!("at most {m} characters"),
+        ));
+    }
+    if let Some(re) = p.pattern.as_ref().filter(|re| !re.is_match(s)) {
+        out.push(v(
+            ViolationKind::PatternMismatch,
+            format!("pattern: {}", re.as_str()),
+            format!("a match of {}", re.as_str()),
+        ));
+    }
+    if let Some(f) = d.format.filter(|f| !format_holds(*f, s)) {
+        out.push(v(
+            ViolationKind::InvalidFormat,
+            format!("format: {}", f.as_str()),
+            format!("a valid {}", f.as_str()),
+        ));
+    }
+}
+
+/// Whether `s` has the format (the checks a pipeline can afford: shape, not deliverability).
+pub fn format_holds(f: Format, s: &str) -> bool {
+    match f {
+        Format::Email => s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.contains(char::is_whitespace)
+        }),
+        Format::Uri => url::Url::parse(s).is_ok(),
+        Format::DateTime => chrono::DateTime::parse_from_rfc3339(s).is_ok(),
+        Format::Date => chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok(),
+        Format::Uuid => is_uuid(s),
+    }
+}
+
+fn is_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
+/// The top-level entries of a JSON object's text (keys unescaped, values borrowed); `None` when
+/// the text is not an object. With duplicate keys, each occurrence is returned.
+pub fn top_level(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                out.push((k, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let entries = de.deserialize_map(Entries).ok()?;
+    de.end().ok()?;
+    Some(entries)
+}
+
+/// A key borrowed from the text when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct K;
+        impl<'de> Visitor<'de> for K {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(K)
+    }
+}
+
+/// The text of the value at a dotted path in a JSON object (the last occurrence of a key wins).
+fn lookup<'a>(text: &'a str, path: &str) -> Option<&'a str> {
+    let mut current = text;
+    for step in path.split('.') {
+        let entries = top_level(current)?;
+        current = entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == step)?
+            .1
+            .get()
+            .trim();
+    }
+    Some(current)
+}
