@@ -15,6 +15,7 @@ pub mod decoder;
 mod envelope_binary;
 pub mod event;
 pub mod headers;
+pub mod json_path;
 pub mod plan;
 pub mod registry;
 pub mod synthetic;

@@ -8,14 +8,11 @@
 //! personal data. Undeclared `context` fields are not violations (SDKs add their own); declared
 //! ones are checked like properties. Group and alias messages have no shape and pass.
 
-use std::borrow::Cow;
 use std::fmt;
-
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::model::{Format, PropertyType};
 use super::parse::{Plan, Property, Shape};
+use crate::json_path::{lookup_raw, top_level};
 use crate::EventType;
 
 /// What rule a value broke. The names are stable: metric labels, dead-letter fields.
@@ -217,7 +214,8 @@ impl Plan {
             return;
         }
         for (path, p) in &self.context {
-            if let Some(raw) = lookup(context, path) {
+            let steps: Vec<String> = path.split('.').map(str::to_string).collect();
+            if let Some(raw) = lookup_raw(context, &steps) {
                 check_value(p, &format!("context.{path}"), raw, out);
             }
         }
@@ -424,65 +422,4 @@ fn is_uuid(s: &str) -> bool {
             8 | 13 | 18 | 23 => *c == b'-',
             _ => c.is_ascii_hexdigit(),
         })
-}
-
-/// The top-level entries of a JSON object's text (keys unescaped, values borrowed); `None` when
-/// the text is not an object. With duplicate keys, each occurrence is returned.
-pub fn top_level(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
-    struct Entries;
-    impl<'de> Visitor<'de> for Entries {
-        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON object")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                out.push((k, map.next_value::<&'de RawValue>()?));
-            }
-            Ok(out)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_str(text);
-    let entries = de.deserialize_map(Entries).ok()?;
-    de.end().ok()?;
-    Some(entries)
-}
-
-/// A key borrowed from the text when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct K;
-        impl<'de> Visitor<'de> for K {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(K)
-    }
-}
-
-/// The text of the value at a dotted path in a JSON object (the last occurrence of a key wins).
-fn lookup<'a>(text: &'a str, path: &str) -> Option<&'a str> {
-    let mut current = text;
-    for step in path.split('.') {
-        let entries = top_level(current)?;
-        current = entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == step)?
-            .1
-            .get()
-            .trim();
-    }
-    Some(current)
 }

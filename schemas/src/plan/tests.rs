@@ -1,5 +1,6 @@
 use super::*;
 use crate::catalog::Catalog;
+use crate::json_path::top_level;
 
 const EXAMPLE: &str = include_str!("../../../deploy/tracking-plan.yaml");
 const EXAMPLE_DOC: &str = include_str!("../../../deploy/tracking-plan.md");

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use northstar_schemas::catalog::{escape_value, FieldPath, Filter, JsonPart, Op, Predicate, NONE};
 
-use super::json_path;
+use northstar_schemas::json_path;
 
 /// An event with the values of the field paths read so far (each JSON path is looked up once
 /// per event, by scanning the JSON text without building the parts it does not need; values

@@ -2,7 +2,6 @@
 //! ([`northstar_schemas::catalog`], docs/kpi-catalog.md); [`eval`] applies it to events.
 
 pub mod eval;
-mod json_path;
 #[cfg(test)]
 mod tests;
 

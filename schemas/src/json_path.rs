@@ -1,4 +1,6 @@
-//! Looking up one dot path in JSON text without building the rest of the document.
+//! Looking up one dot path in JSON text without building the rest of the document (the
+//! processor's KPI fields, the tracking plan's context fields), and an object's top-level entries
+//! (the plan's property checks).
 //!
 //! Contract: `lookup_raw(text, ["a", "b"])` is the JSON text of
 //! `serde_json::from_str::<Value>(text)?["a"]["b"]`, borrowed from `text` (for objects; `None`
@@ -70,6 +72,30 @@ struct PathVisitor<'p, T> {
 
 /// An object key, borrowed from the text when it has no escapes.
 struct Key<'de>(Cow<'de, str>);
+
+/// The top-level entries of a JSON object's text, in order (keys unescaped, borrowed when they
+/// have no escapes; values borrowed); `None` when the text is not one JSON object. Duplicate keys
+/// are all returned.
+pub fn top_level(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    struct Entries;
+    impl<'de> Visitor<'de> for Entries {
+        type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                out.push((k, map.next_value::<&'de RawValue>()?));
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let entries = de.deserialize_map(Entries).ok()?;
+    de.end().ok()?;
+    Some(entries)
+}
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
