@@ -3,7 +3,8 @@
 //! Contract: every record a Northstar service produces from an input record carries that
 //! input's topic, partition and offset ([`SOURCE_TOPIC`], [`SOURCE_PARTITION`],
 //! [`SOURCE_OFFSET`], decimal text), so a replay can be recognised downstream. Dead-letter
-//! records also carry [`DLQ_REASON`] (a stable machine-readable code) and [`DLQ_DETAIL`].
+//! records also carry [`DLQ_REASON`] (a stable machine-readable code) and [`DLQ_DETAIL`]. Clean
+//! records checked against a tracking plan carry [`PLAN`], and [`PLAN_FLAGS`] when flagged.
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -12,6 +13,10 @@ pub const SOURCE_PARTITION: &str = "northstar.source.partition";
 pub const SOURCE_OFFSET: &str = "northstar.source.offset";
 pub const DLQ_REASON: &str = "northstar.dlq.reason";
 pub const DLQ_DETAIL: &str = "northstar.dlq.detail";
+/// On a clean record: `id@version` of the tracking plan it was checked against.
+pub const PLAN: &str = "northstar.plan";
+/// On a clean record the plan flagged: `kind:path` of each flagged problem, comma-separated.
+pub const PLAN_FLAGS: &str = "northstar.plan.flags";
 
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,6 +31,15 @@ pub struct ProcessorConfig {
     /// The KPI catalog (YAML, see docs/kpi-catalog.md). Without one, the processor computes the
     /// built-in `events` KPI (count per event name per minute) (`NORTHSTAR_CATALOG`).
     pub catalog: Option<std::path::PathBuf>,
+    /// The tracking plan events are checked against (YAML, docs/tracking-plan.md); without one,
+    /// only the envelope is validated (`NORTHSTAR_PLAN`).
+    pub plan: Option<std::path::PathBuf>,
+    /// A candidate plan checked side by side with the same policies: counted
+    /// (`northstar_processor_plan_shadow_*`), never acted on (`NORTHSTAR_SHADOW_PLAN`).
+    pub shadow_plan: Option<std::path::PathBuf>,
+    /// What each kind of plan problem does: `allow`, `flag` (kept, counted, marked) or
+    /// `quarantine` (dead-lettered) (`NORTHSTAR_PLAN_POLICIES__UNKNOWN_EVENT`, …).
+    pub plan_policies: crate::plan_gate::PlanPolicies,
     /// Duplicates by (source, messageId) are dropped within this many seconds (by receivedAt).
     pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
@@ -85,6 +94,9 @@ impl Default for ProcessorConfig {
             catch_up_emit_interval_ms: 5_000,
             allowed_lateness_secs: None,
             catalog: None,
+            plan: None,
+            shadow_plan: None,
+            plan_policies: Default::default(),
             max_future_skew_secs: 300,
             max_received_skew_secs: 3_600,
             max_event_age_days: 365,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod dedup;
 pub mod metrics;
 pub mod pipeline;
+pub mod plan_gate;
 pub mod state;
 #[cfg(test)]
 mod test_events;
@@ -39,6 +40,18 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         allowed_lateness_ms = config.lateness_ms(&catalog),
         "kpi catalog loaded"
     );
+    let gate = plan_gate::PlanGate::load(
+        config.plan.as_deref(),
+        config.shadow_plan.as_deref(),
+        config.plan_policies,
+    )
+    .context("invalid tracking plan")?;
+    match gate.stamp() {
+        Some(stamp) => {
+            tracing::info!(plan = stamp, policies = ?config.plan_policies, "tracking plan enforced")
+        }
+        None => tracing::info!("no tracking plan: only the envelope is validated"),
+    }
     let registry = RegistryClient::new(&config.registry_url);
     let clean_id = registry
         .register_with_retry(&value_subject(&config.topics.clean), EVENT_SCHEMA_V1, 60)
@@ -55,6 +68,7 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
     let pipeline = pipeline::Pipeline::new(
         config.clone(),
         std::sync::Arc::new(catalog),
+        gate,
         registry,
         clean_id,
         agg_id,

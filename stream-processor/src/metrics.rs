@@ -222,3 +222,33 @@ gauge!(
     "When the partition's newest checkpoint was written (checkpoint age = time() - this)",
     &["partition"]
 );
+counter!(
+    PLAN_EVENTS,
+    "northstar_processor_plan_events_total",
+    "Events checked against the enforced tracking plan, by outcome (passed, allowed, flagged, quarantined)",
+    &["outcome"]
+);
+counter!(
+    PLAN_VIOLATIONS,
+    "northstar_processor_plan_violations_total",
+    "Tracking-plan violations by event, property path and violation type, with what happened to the event (labels: names the plan declares, else unplanned)",
+    &["event", "property", "violation", "action"]
+);
+counter!(
+    PLAN_SHADOW_EVENTS,
+    "northstar_processor_plan_shadow_events_total",
+    "Events checked against the shadow plan, by what its policies would have done (nothing is done)",
+    &["would"]
+);
+counter!(
+    PLAN_SHADOW_VIOLATIONS,
+    "northstar_processor_plan_shadow_violations_total",
+    "Shadow-plan violations by event, property path and violation type, with what would have happened to the event",
+    &["event", "property", "violation", "would"]
+);
+gauge!(
+    PLAN_INFO,
+    "northstar_processor_plan_info",
+    "The tracking plans in use: 1 per role (enforced, shadow), plan id and version",
+    &["role", "plan", "version"]
+);

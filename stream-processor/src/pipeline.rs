@@ -38,6 +38,7 @@ use crate::checkpoint::{CheckpointError, Checkpoints};
 use crate::clock::{self, ClockBounds};
 use crate::config::ProcessorConfig;
 use crate::metrics;
+use crate::plan_gate::{with_plan_headers, PlanGate, Verdict};
 use crate::state::{PartitionState, Source};
 use crate::validate::{validate, Invalid};
 use cadence::Cadence;
@@ -213,6 +214,8 @@ pub struct Pipeline {
     store_outage: Option<outage::StoreOutage>,
     last_checkpoint: Instant,
     catalog: Arc<Catalog>,
+    /// The tracking plan (enforced and shadow) and its policies.
+    gate: PlanGate,
     /// The allowed lateness in force (the catalog's, else the configuration's).
     lateness_ms: i64,
     clock: ClockBounds,
@@ -230,6 +233,7 @@ impl Pipeline {
     pub fn new(
         config: ProcessorConfig,
         catalog: Arc<Catalog>,
+        gate: PlanGate,
         registry: RegistryClient,
         clean_schema_id: u32,
         agg_schema_id: u32,
@@ -283,6 +287,7 @@ impl Pipeline {
             last_checkpoint: Instant::now(),
             lateness_ms: config.lateness_ms(&catalog),
             catalog,
+            gate,
             clock: config.clock_bounds(),
             clean_topic: config.topics.clean.as_str().into(),
             dlq_topic: config.topics.dlq.as_str().into(),
@@ -389,7 +394,17 @@ impl Pipeline {
             .map_err(|u| Invalid::new(u.reason, u.detail))
             .and_then(|e| validate(&e).map(|()| e))
             .and_then(|mut e| clock::bound(&mut e, record_ts, &self.clock).map(|c| (e, c)));
-        match decoded {
+        // The plan decides before deduplication, so that a quarantined event replayed later
+        // with its message id is not taken for a duplicate.
+        let judged = decoded.and_then(|(event, corrected)| match self.gate.judge(&event) {
+            Verdict::Quarantine { reason, detail } => Err(Invalid { reason, detail }),
+            v => Ok((
+                event,
+                corrected,
+                with_plan_headers(source_headers(topic, partition, offset), &v),
+            )),
+        });
+        match judged {
             Err(invalid) => {
                 metrics::INVALID
                     .with_label_values(&[&p, invalid.reason])
@@ -399,63 +414,7 @@ impl Pipeline {
                 self.enqueue(Dest::DeadLetter, msg.key(), msg.payload(), hdrs)
                     .await?;
             }
-            Ok((event, corrected)) => {
-                // Corrected clocks go to the lake as well, so that the lake and the KPIs agree.
-                if corrected.timestamp {
-                    metrics::FUTURE_CLAMPED.with_label_values(&[&p]).inc();
-                }
-                if corrected.received_at {
-                    metrics::RECEIVED_AT_CORRECTED
-                        .with_label_values(&[&p])
-                        .inc();
-                }
-                let clamped = corrected.any();
-                let Some(state) = self.partitions.get_mut(&partition) else {
-                    return Err(PipelineError::Checkpoint(format!(
-                        "partition {partition} has no state"
-                    )));
-                };
-                if state.is_duplicate(&event.source_id, &event.message_id, event.received_at) {
-                    if let Some(c) = self.counters.get(&partition) {
-                        c.duplicates.inc();
-                    }
-                } else {
-                    let counted = state.count(&event, event.timestamp.div_euclid(1000));
-                    if counted.late_updated {
-                        metrics::LATE_UPDATED.with_label_values(&[&p]).inc();
-                    }
-                    for k in counted.late_dropped {
-                        let kpi = self.catalog.kpis[k].name.as_str();
-                        metrics::LATE_DROPPED.with_label_values(&[&*p, kpi]).inc();
-                    }
-                    for k in counted.folded {
-                        let kpi = self.catalog.kpis[k].name.as_str();
-                        metrics::SEGMENT_FOLDED.with_label_values(&[&*p, kpi]).inc();
-                    }
-                    // An unchanged event written with the clean topic's schema goes through as is.
-                    let input = msg.payload().unwrap_or_default();
-                    let same_schema =
-                        wire::split(input).is_ok_and(|(id, _)| id == self.clean_schema_id);
-                    let encoded;
-                    let payload = if same_schema && !clamped {
-                        input
-                    } else {
-                        let datum = self
-                            .decoder
-                            .codec()
-                            .encode(&event)
-                            .map_err(|e| PipelineError::Encode(e.to_string()))?;
-                        encoded = wire::frame(self.clean_schema_id, &datum);
-                        &encoded
-                    };
-                    let hdrs = source_headers(topic, partition, offset);
-                    self.enqueue(Dest::Clean, msg.key(), Some(payload), hdrs)
-                        .await?;
-                    if let Some(c) = self.counters.get(&partition) {
-                        c.events_out.inc();
-                    }
-                }
-            }
+            Ok((event, corrected, hdrs)) => self.accept(msg, &p, event, corrected, hdrs).await?,
         }
         if let Some(c) = self.cursors.get_mut(&partition) {
             c.advance(offset);
@@ -792,6 +751,7 @@ pub fn source_of(msg: &BorrowedMessage<'_>) -> Option<headers::SourcePosition> {
     msg.headers().and_then(headers::source_position)
 }
 
+mod accept;
 mod cadence;
 mod outage;
 mod partitions;

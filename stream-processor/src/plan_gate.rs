@@ -1,0 +1,434 @@
+//! The tracking plan applied to events that passed the envelope's validation: each is allowed,
+//! flagged or quarantined by the configured policies, and every problem is counted.
+//!
+//! Contract:
+//! - Never a silent drop: [`PlanGate::judge`] returns [`Verdict::Quarantine`] (the caller
+//!   dead-letters the record with the reason and the detail), or [`Verdict::Pass`] with the plan
+//!   stamp (`id@version`, a header on the clean record) and, when the event is flagged, the
+//!   flagged problems (a header too, so the lake can mark the row).
+//! - The outcome of an event is the strictest policy among its violations
+//!   (`quarantine` > `flag` > `allow`); each violation is counted once in
+//!   `northstar_processor_plan_violations_total` with that outcome, and each event once in
+//!   `northstar_processor_plan_events_total`.
+//! - A shadow plan is checked side by side with the same policies and only counted
+//!   (`…_plan_shadow_*`): it never changes what happens to an event.
+//! - Labels are bounded by the plan: `event` is a planned event's name or the message type,
+//!   else `unplanned`; `property` is a path the plan declares, else `unplanned`.
+
+use northstar_schemas::plan::{Plan, PlanError, Violation, ViolationKind};
+use northstar_schemas::{headers, Event, EventType};
+use rdkafka::message::{Header, OwnedHeaders};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics;
+
+/// What a kind of plan problem does to the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// Kept as is (still counted).
+    Allow,
+    /// Kept, counted and marked (the clean record's `northstar.plan.flags` header).
+    Flag,
+    /// Dead-lettered with the violations, kept out of the KPIs and the lake until replayed.
+    Quarantine,
+}
+
+impl Policy {
+    /// The outcome label of an event under this policy.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            Policy::Allow => "allowed",
+            Policy::Flag => "flagged",
+            Policy::Quarantine => "quarantined",
+        }
+    }
+}
+
+/// The policies of the three kinds of problems (`[plan_policies]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlanPolicies {
+    /// A track event whose name the plan does not define.
+    pub unknown_event: Policy,
+    /// A property the event's plan does not list, where no others are allowed.
+    pub unknown_property: Policy,
+    /// Every other violation: missing, wrong type, enum, bounds, pattern, format.
+    pub violation: Policy,
+}
+
+impl Default for PlanPolicies {
+    fn default() -> Self {
+        Self {
+            unknown_event: Policy::Flag,
+            unknown_property: Policy::Flag,
+            violation: Policy::Quarantine,
+        }
+    }
+}
+
+impl PlanPolicies {
+    pub fn of(&self, kind: ViolationKind) -> Policy {
+        use northstar_schemas::plan::PolicyClass as C;
+        match kind.policy_class() {
+            C::UnknownEvent => self.unknown_event,
+            C::UnknownProperty => self.unknown_property,
+            C::Violation => self.violation,
+        }
+    }
+}
+
+/// What happens to one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// No plan is enforced.
+    Unchecked,
+    Pass {
+        /// `id@version` of the plan the event was checked against.
+        stamp: &'a str,
+        /// `kind:path` of each flagged problem, comma-separated (`None`: nothing flagged).
+        flags: Option<String>,
+    },
+    Quarantine {
+        /// The first quarantined violation's kind (the dead letter's reason code).
+        reason: &'static str,
+        /// Every violation, one per `; `.
+        detail: String,
+    },
+}
+
+struct Loaded {
+    plan: Plan,
+    stamp: String,
+}
+
+impl Loaded {
+    fn new(plan: Plan) -> Self {
+        let stamp = format!("{}@{}", plan.id, plan.version);
+        Self { plan, stamp }
+    }
+}
+
+/// The enforced plan, the shadow plan and the policies.
+pub struct PlanGate {
+    enforced: Option<Loaded>,
+    shadow: Option<Loaded>,
+    policies: PlanPolicies,
+}
+
+/// Longest dead-letter detail and flags header, in bytes.
+const MAX_TEXT: usize = 4096;
+
+impl PlanGate {
+    pub fn new(enforced: Option<Plan>, shadow: Option<Plan>, policies: PlanPolicies) -> Self {
+        let gate = Self {
+            enforced: enforced.map(Loaded::new),
+            shadow: shadow.map(Loaded::new),
+            policies,
+        };
+        for (role, l) in [("enforced", &gate.enforced), ("shadow", &gate.shadow)] {
+            if let Some(l) = l {
+                let version = l.plan.version.to_string();
+                metrics::PLAN_INFO
+                    .with_label_values(&[role, &l.plan.id, &version])
+                    .set(1);
+            }
+        }
+        gate
+    }
+
+    /// Loads the plans at these paths.
+    pub fn load(
+        enforced: Option<&std::path::Path>,
+        shadow: Option<&std::path::Path>,
+        policies: PlanPolicies,
+    ) -> Result<Self, PlanError> {
+        let enforced = enforced.map(Plan::load).transpose()?;
+        let shadow = shadow.map(Plan::load).transpose()?;
+        Ok(Self::new(enforced, shadow, policies))
+    }
+
+    /// The enforced plan's `id@version`.
+    pub fn stamp(&self) -> Option<&str> {
+        self.enforced.as_ref().map(|l| l.stamp.as_str())
+    }
+
+    /// Checks one event against the shadow plan (counted only) and the enforced plan.
+    pub fn judge(&self, e: &Event) -> Verdict<'_> {
+        if let Some(shadow) = &self.shadow {
+            let (outcome, violations) = self.outcome(&shadow.plan, e);
+            let would = outcome.map_or("passed", Policy::outcome);
+            metrics::PLAN_SHADOW_EVENTS
+                .with_label_values(&[would])
+                .inc();
+            count(
+                &metrics::PLAN_SHADOW_VIOLATIONS,
+                &shadow.plan,
+                e,
+                &violations,
+                would,
+            );
+        }
+        let Some(l) = &self.enforced else {
+            return Verdict::Unchecked;
+        };
+        let (outcome, violations) = self.outcome(&l.plan, e);
+        let label = outcome.map_or("passed", Policy::outcome);
+        metrics::PLAN_EVENTS.with_label_values(&[label]).inc();
+        count(&metrics::PLAN_VIOLATIONS, &l.plan, e, &violations, label);
+        match outcome {
+            Some(Policy::Quarantine) => Verdict::Quarantine {
+                reason: violations
+                    .iter()
+                    .find(|v| self.policies.of(v.kind) == Policy::Quarantine)
+                    .map_or("plan_violation", |v| v.kind.as_str()),
+                detail: joined(violations.iter().map(|v| v.to_string()), "; "),
+            },
+            Some(Policy::Flag) => Verdict::Pass {
+                stamp: &l.stamp,
+                flags: Some(joined(
+                    violations
+                        .iter()
+                        .filter(|v| self.policies.of(v.kind) == Policy::Flag)
+                        .map(|v| format!("{}:{}", v.kind.as_str(), v.path)),
+                    ",",
+                )),
+            },
+            Some(Policy::Allow) | None => Verdict::Pass {
+                stamp: &l.stamp,
+                flags: None,
+            },
+        }
+    }
+
+    /// The strictest policy among the event's violations (`None`: no violation), and them.
+    fn outcome(&self, plan: &Plan, e: &Event) -> (Option<Policy>, Vec<Violation>) {
+        let name = match e.kind {
+            EventType::Track => e.event.as_deref(),
+            _ => e.name.as_deref(),
+        };
+        let checked = plan.check(e.kind, name, &e.properties, &e.traits, &e.context);
+        let worst = checked
+            .violations
+            .iter()
+            .map(|v| self.policies.of(v.kind))
+            .max();
+        (worst, checked.violations)
+    }
+}
+
+/// `base` with the plan headers of a passing verdict ([`headers::PLAN`], [`headers::PLAN_FLAGS`]).
+pub fn with_plan_headers(base: OwnedHeaders, verdict: &Verdict<'_>) -> OwnedHeaders {
+    let Verdict::Pass { stamp, flags } = verdict else {
+        return base;
+    };
+    let base = base.insert(Header {
+        key: headers::PLAN,
+        value: Some(*stamp),
+    });
+    match flags {
+        Some(f) => base.insert(Header {
+            key: headers::PLAN_FLAGS,
+            value: Some(f.as_str()),
+        }),
+        None => base,
+    }
+}
+
+/// Texts joined by `sep`, cut at [`MAX_TEXT`] bytes (on a character boundary, with `…`).
+fn joined(parts: impl Iterator<Item = String>, sep: &str) -> String {
+    let mut out = String::new();
+    for part in parts {
+        if !out.is_empty() {
+            out.push_str(sep);
+        }
+        out.push_str(&part);
+        if out.len() > MAX_TEXT {
+            let mut end = MAX_TEXT;
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// The `event` label: a planned event's name, the message type for other kinds, else
+/// `unplanned`.
+fn event_label<'a>(plan: &Plan, e: &'a Event) -> &'a str {
+    match e.kind {
+        EventType::Track => match e.event.as_deref() {
+            Some(n) if plan.events.contains_key(n) => n,
+            _ => "unplanned",
+        },
+        other => other.as_str(),
+    }
+}
+
+/// The `property` label: a path whose first name the plan declares, else `unplanned`.
+fn property_label<'a>(plan: &Plan, path: &'a str) -> &'a str {
+    let declared = match path.split_once('.') {
+        None => true, // `event`, `properties`, `traits`: the part itself
+        Some(("context", rest)) => plan.context.contains_key(rest),
+        Some((_, rest)) => plan.dictionary.contains_key(rest),
+    };
+    if declared {
+        path
+    } else {
+        "unplanned"
+    }
+}
+
+fn count(
+    counter: &prometheus::IntCounterVec,
+    plan: &Plan,
+    e: &Event,
+    violations: &[Violation],
+    action: &str,
+) {
+    let event = event_label(plan, e);
+    for v in violations {
+        let property = property_label(plan, &v.path);
+        counter
+            .with_label_values(&[event, property, v.kind.as_str(), action])
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_events::track;
+
+    const PLAN: &str = include_str!("../../deploy/tracking-plan.yaml");
+
+    fn gate(policies: PlanPolicies) -> PlanGate {
+        PlanGate::new(Some(Plan::parse(PLAN).expect("plan")), None, policies)
+    }
+
+    fn event(name: &str, properties: &str) -> Event {
+        track(name, "u1", "m1", "{}", properties)
+    }
+
+    #[test]
+    fn a_valid_event_passes_with_the_plan_stamp() {
+        let g = gate(PlanPolicies::default());
+        let v = g.judge(&event("Upgraded Plan", r#"{"plan":"pro","revenue":9}"#));
+        assert_eq!(
+            v,
+            Verdict::Pass {
+                stamp: "northstar-demo@1.0.0",
+                flags: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_strictest_policy_decides_and_every_problem_is_reported() {
+        let g = gate(PlanPolicies::default());
+        let e = event(
+            "Upgraded Plan",
+            r#"{"plan":"gold","revenue":9,"coupon":"X"}"#,
+        );
+        match g.judge(&e) {
+            Verdict::Quarantine { reason, detail } => {
+                assert_eq!(reason, "not_in_enum");
+                assert!(detail.contains("properties.plan: not_in_enum"), "{detail}");
+                assert!(
+                    detail.contains("properties.coupon: unknown_property"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let flagged = g.judge(&event(
+            "Upgraded Plan",
+            r#"{"plan":"pro","revenue":9,"coupon":"X"}"#,
+        ));
+        assert_eq!(
+            flagged,
+            Verdict::Pass {
+                stamp: "northstar-demo@1.0.0",
+                flags: Some("unknown_property:properties.coupon".into())
+            }
+        );
+        let unknown = g.judge(&event("signed_up", "{}"));
+        assert_eq!(
+            unknown,
+            Verdict::Pass {
+                stamp: "northstar-demo@1.0.0",
+                flags: Some("unknown_event:event".into())
+            }
+        );
+    }
+
+    #[test]
+    fn policies_are_configurable_per_kind() {
+        let strict = PlanPolicies {
+            unknown_event: Policy::Quarantine,
+            ..PlanPolicies::default()
+        };
+        assert!(matches!(
+            gate(strict).judge(&event("signed_up", "{}")),
+            Verdict::Quarantine {
+                reason: "unknown_event",
+                ..
+            }
+        ));
+        let lax = PlanPolicies {
+            violation: Policy::Allow,
+            ..PlanPolicies::default()
+        };
+        let lax = gate(lax);
+        let v = lax.judge(&event("Upgraded Plan", r#"{"plan":"gold","revenue":9}"#));
+        assert_eq!(
+            v,
+            Verdict::Pass {
+                stamp: "northstar-demo@1.0.0",
+                flags: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_shadow_plan_only_counts() {
+        let shadow = Plan::parse(PLAN).expect("plan");
+        let g = PlanGate::new(None, Some(shadow), PlanPolicies::default());
+        let before = metrics::PLAN_SHADOW_EVENTS
+            .with_label_values(&["quarantined"])
+            .get();
+        assert_eq!(
+            g.judge(&event("Upgraded Plan", r#"{"plan":"gold"}"#)),
+            Verdict::Unchecked
+        );
+        assert_eq!(
+            metrics::PLAN_SHADOW_EVENTS
+                .with_label_values(&["quarantined"])
+                .get(),
+            before + 1
+        );
+    }
+
+    #[test]
+    fn labels_are_bounded_by_the_plan() {
+        let plan = Plan::parse(PLAN).expect("plan");
+        assert_eq!(event_label(&plan, &event("Signed Up", "{}")), "Signed Up");
+        assert_eq!(event_label(&plan, &event("x-7f3a", "{}")), "unplanned");
+        assert_eq!(property_label(&plan, "properties.plan"), "properties.plan");
+        assert_eq!(
+            property_label(&plan, "properties.user_42_email"),
+            "unplanned"
+        );
+        assert_eq!(property_label(&plan, "context.os.name"), "context.os.name");
+        assert_eq!(property_label(&plan, "event"), "event");
+    }
+
+    #[test]
+    fn long_details_are_cut_on_a_character_boundary() {
+        let text = joined(std::iter::repeat_n("é".repeat(100), 100), "; ");
+        assert!(text.len() <= MAX_TEXT + '…'.len_utf8() && text.ends_with('…'));
+    }
+}
