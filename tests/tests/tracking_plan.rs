@@ -1,0 +1,253 @@
+//! The processor with the example tracking plan enforced (default policies: unknown events and
+//! properties flagged, other violations quarantined) and a stricter candidate plan in shadow
+//! mode. Events violating each kind of rule arrive through HTTP and from a direct Avro producer
+//! among valid traffic: each quarantined event is one dead letter with its violation as reason,
+//! each flagged one a clean record marked with its flags, every clean record carries the plan's
+//! id and version, the KPIs count exactly the valid and flagged events, and the metrics count
+//! every outcome and violation — the shadow plan's included, without acting on them.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use northstar_e2e::{kafka, prom, Stack};
+use northstar_schemas::event::EventCodec;
+use northstar_schemas::wire;
+use serde_json::{json, Value};
+
+const PLAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/tracking-plan.yaml");
+
+fn track(i: usize, name: &str, properties: Value) -> Value {
+    json!({"type": "track", "event": name, "userId": format!("u{}", i % 37),
+        "messageId": format!("plan-{i}"), "properties": properties,
+        "context": {"os": {"name": "iOS"}}})
+}
+
+/// The HTTP traffic: (event, expected outcome, dead-letter reason or flags).
+fn traffic() -> Vec<(Value, &'static str, &'static str)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut add = |n: usize, name: &str, props: Value, outcome, why| {
+        for _ in 0..n {
+            i += 1;
+            out.push((track(i, name, props.clone()), outcome, why));
+        }
+    };
+    add(120, "Signed Up", json!({"plan": "free"}), "passed", "");
+    add(30, "Signed Up", json!({"plan": "team"}), "passed", ""); // the shadow plan drops "team"
+    add(
+        40,
+        "Upgraded Plan",
+        json!({"plan": "pro", "revenue": 19.5}),
+        "passed",
+        "",
+    );
+    add(
+        7,
+        "Signed Up",
+        json!({"plan": "gold"}),
+        "quarantined",
+        "not_in_enum",
+    );
+    add(
+        5,
+        "Upgraded Plan",
+        json!({"plan": "pro"}),
+        "quarantined",
+        "missing_property",
+    );
+    add(
+        4,
+        "Upgraded Plan",
+        json!({"plan": "pro", "revenue": "12,50"}),
+        "quarantined",
+        "wrong_type",
+    );
+    add(
+        6,
+        "Signed Up",
+        json!({"plan": "free", "referrer": "ad"}),
+        "flagged",
+        "unknown_property:properties.referrer",
+    );
+    add(
+        9,
+        "signed_up",
+        json!({"plan": "free"}),
+        "flagged",
+        "unknown_event:event",
+    );
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() {
+    let mut stack = Stack::start_core().await;
+    let shadow = stack.dir.path().join("candidate-plan.yaml");
+    let plan = std::fs::read_to_string(PLAN).expect("plan");
+    let candidate = plan
+        .replace("version: 1.0.0", "version: 2.0.0")
+        .replace("enum: [free, pro, team]", "enum: [free, pro]");
+    std::fs::write(&shadow, candidate).expect("write the candidate");
+    stack
+        .env
+        .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "200".into()));
+    for (k, v) in [
+        ("NORTHSTAR_PLAN", PLAN.to_string()),
+        ("NORTHSTAR_SHADOW_PLAN", shadow.display().to_string()),
+    ] {
+        stack.service_env.push(("processor".into(), k.into(), v));
+    }
+    stack.start_services().await;
+    let traffic = traffic();
+    let events: Vec<Value> = traffic.iter().map(|(e, _, _)| e.clone()).collect();
+    stack.send_batches(&events, 50).await;
+
+    // A backend service writes Avro straight to events.raw: one valid, one with a string revenue.
+    let codec = EventCodec::new();
+    for (id, props, _outcome) in [
+        ("avro-ok", r#"{"plan":"pro","revenue":49}"#, "passed"),
+        (
+            "avro-bad",
+            r#"{"plan":"pro","revenue":"49"}"#,
+            "quarantined",
+        ),
+    ] {
+        let mut e = northstar_schemas::synthetic::track(
+            id,
+            "backend-user",
+            "Upgraded Plan",
+            0,
+            "iOS",
+            "pro",
+            0.0,
+        );
+        let now = chrono::Utc::now().timestamp_micros();
+        (e.timestamp, e.received_at, e.properties, e.source_id) =
+            (now, now, props.into(), "billing".into());
+        let payload = wire::frame(1, &codec.encode(&e).expect("encode"));
+        kafka::produce_raw(&stack.brokers(), "events.raw", "backend-user", &payload)
+            .await
+            .expect("produce");
+    }
+
+    // Expected: per outcome, per dead-letter reason, per flags, per counted event name.
+    let mut outcomes: BTreeMap<&str, f64> = BTreeMap::from([("passed", 1.0), ("quarantined", 1.0)]);
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::from([("wrong_type".to_string(), 1)]);
+    let mut flags: BTreeMap<String, usize> = BTreeMap::new();
+    let mut counted: BTreeMap<String, f64> = BTreeMap::from([("Upgraded Plan".to_string(), 1.0)]);
+    for (e, outcome, why) in &traffic {
+        *outcomes.entry(outcome).or_default() += 1.0;
+        match *outcome {
+            "quarantined" => *reasons.entry(why.to_string()).or_default() += 1,
+            "flagged" => *flags.entry(why.to_string()).or_default() += 1,
+            _ => {}
+        }
+        if *outcome != "quarantined" {
+            *counted
+                .entry(e["event"].as_str().unwrap_or_default().to_string())
+                .or_default() += 1.0;
+        }
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline
+        && northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await != counted
+    {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let kpis = northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await;
+    assert_eq!(
+        kpis,
+        counted,
+        "KPIs count the passed and flagged events only\n{}",
+        stack.logs()
+    );
+
+    let dead = kafka::read_topic(&stack.brokers(), "events.dlq").expect("read the dlq");
+    let mut dead_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in &dead {
+        *dead_reasons
+            .entry(
+                r.headers
+                    .get("northstar.dlq.reason")
+                    .cloned()
+                    .unwrap_or_default(),
+            )
+            .or_default() += 1;
+        let detail = r
+            .headers
+            .get("northstar.dlq.detail")
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            detail.contains("properties.") && detail.contains("expected"),
+            "{detail}"
+        );
+    }
+    assert_eq!(
+        dead_reasons, reasons,
+        "one dead letter per quarantined event, by violation"
+    );
+
+    let clean = kafka::read_topic(&stack.brokers(), "events.clean").expect("read clean");
+    assert_eq!(clean.len() as f64, outcomes["passed"] + outcomes["flagged"]);
+    assert!(clean.iter().all(
+        |r| r.headers.get("northstar.plan").map(String::as_str) == Some("northstar-demo@1.0.0")
+    ));
+    let mut clean_flags: BTreeMap<String, usize> = BTreeMap::new();
+    for f in clean
+        .iter()
+        .filter_map(|r| r.headers.get("northstar.plan.flags"))
+    {
+        *clean_flags.entry(f.clone()).or_default() += 1;
+    }
+    assert_eq!(clean_flags, flags, "flagged records are marked");
+
+    let metrics = reqwest::get(stack.processor_metrics_url())
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        prom::sum_by(&metrics, "northstar_processor_plan_events_total", "outcome"),
+        outcomes.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    );
+    let by_violation = prom::sum_by(
+        &metrics,
+        "northstar_processor_plan_violations_total",
+        "violation",
+    );
+    assert_eq!(
+        by_violation.get("not_in_enum"),
+        Some(&7.0),
+        "{by_violation:?}"
+    );
+    assert_eq!(
+        by_violation.get("wrong_type"),
+        Some(&5.0),
+        "{by_violation:?}"
+    );
+    let by_event = prom::sum_by(
+        &metrics,
+        "northstar_processor_plan_violations_total",
+        "event",
+    );
+    assert_eq!(
+        by_event.get("unplanned"),
+        Some(&9.0),
+        "the unknown event's name is not a label: {by_event:?}"
+    );
+    let shadow = prom::sum_by(
+        &metrics,
+        "northstar_processor_plan_shadow_events_total",
+        "would",
+    );
+    assert_eq!(
+        shadow.get("quarantined"),
+        Some(&(outcomes["quarantined"] + 30.0)),
+        "the candidate would also quarantine \"team\": {shadow:?}"
+    );
+    let unclean = stack.shutdown();
+    assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
+}
