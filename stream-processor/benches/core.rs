@@ -1,7 +1,10 @@
 //! The processing core per event: decode (wire format + Avro) → validate → dedup → KPI windows
 //! → encode (clean record + aggregate updates), single-threaded, no Kafka.
 //!
-//! `cargo bench -p northstar-stream-processor --bench core [-- EVENTS [events.jsonl]] [--emit-every N]`
+//! `cargo bench -p northstar-stream-processor --bench core [-- EVENTS [events.jsonl]] [--emit-every N] [--plan FILE]`
+//!
+//! With `--plan` (e.g. bench/tracking-plan.yaml), the wide catalog is measured a second time
+//! with that tracking plan enforced (`PlanGate::judge` per event, metrics included).
 //!
 //! The changed windows are drained and encoded every `--emit-every` events (default 10,000): an
 //! emission interval replayed at a rate (500 ms at 5,000 events/s is every 2,500 events).
@@ -19,6 +22,7 @@ use northstar_schemas::aggregate::AggregateCodec;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::{synthetic, wire, Event};
 use northstar_stream_processor::catalog::Catalog;
+use northstar_stream_processor::plan_gate::{PlanGate, PlanPolicies, Verdict};
 use northstar_stream_processor::state::{PartitionState, Source};
 use northstar_stream_processor::validate::validate;
 
@@ -86,7 +90,14 @@ fn read_jsonl(path: &str, n: usize) -> Vec<Event> {
         .collect()
 }
 
-fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64, every: usize) {
+fn run(
+    label: &str,
+    catalog: &str,
+    records: &[Vec<u8>],
+    lateness_ms: i64,
+    every: usize,
+    gate: Option<&PlanGate>,
+) {
     let catalog = Arc::new(Catalog::parse(catalog).expect("bench catalog"));
     let codec = EventCodec::new();
     let agg_codec = AggregateCodec::new();
@@ -99,6 +110,9 @@ fn run(label: &str, catalog: &str, records: &[Vec<u8>], lateness_ms: i64, every:
         let (_, datum) = wire::split(rec).expect("wire");
         let e = codec.decode(codec.schema(), datum).expect("decode");
         validate(&e).expect("valid");
+        if gate.is_some_and(|g| matches!(g.judge(&e), Verdict::Quarantine { .. })) {
+            continue;
+        }
         if state.is_duplicate(&e.source_id, &e.message_id, e.received_at) {
             continue;
         }
@@ -150,13 +164,25 @@ fn main() {
     let args: Vec<String> = all
         .iter()
         .enumerate()
-        .filter(|(i, a)| !a.starts_with("--") && (*i == 0 || all[*i - 1] != "--emit-every"))
+        .filter(|(i, a)| {
+            !a.starts_with("--")
+                && (*i == 0 || !matches!(all[*i - 1].as_str(), "--emit-every" | "--plan"))
+        })
         .map(|(_, a)| a.clone())
         .collect();
     let n: usize = args
         .first()
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let gate = all
+        .iter()
+        .position(|a| a == "--plan")
+        .and_then(|i| all.get(i + 1))
+        .map(|path| {
+            let plan = northstar_schemas::plan::Plan::load(std::path::Path::new(path))
+                .expect("--plan: a valid plan");
+            PlanGate::new(Some(plan), None, PlanPolicies::default())
+        });
     let events = match args.get(1) {
         Some(path) => read_jsonl(path, n),
         None => generate(n),
@@ -174,6 +200,7 @@ fn main() {
         &records,
         10_000,
         every,
+        None,
     );
     run(
         "10 KPIs x 3 windows x 2 segment dimensions",
@@ -181,5 +208,16 @@ fn main() {
         &records,
         600_000,
         every,
+        None,
     );
+    if let Some(gate) = &gate {
+        run(
+            "10 KPIs x 3 windows x 2 segment dimensions, tracking plan enforced",
+            &wide_catalog(),
+            &records,
+            600_000,
+            every,
+            Some(gate),
+        );
+    }
 }

@@ -34,17 +34,6 @@ pub enum Policy {
     Quarantine,
 }
 
-impl Policy {
-    /// The outcome label of an event under this policy.
-    pub fn outcome(self) -> &'static str {
-        match self {
-            Policy::Allow => "allowed",
-            Policy::Flag => "flagged",
-            Policy::Quarantine => "quarantined",
-        }
-    }
-}
-
 /// The policies of the three kinds of problems (`[plan_policies]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -100,12 +89,31 @@ pub enum Verdict<'a> {
 struct Loaded {
     plan: Plan,
     stamp: String,
+    /// The outcome counters, looked up once: passed, allowed, flagged, quarantined.
+    outcomes: [prometheus::IntCounter; 4],
+}
+
+/// The outcome labels, in the order of [`Loaded::outcomes`].
+const OUTCOMES: [&str; 4] = ["passed", "allowed", "flagged", "quarantined"];
+
+fn outcome_index(outcome: Option<Policy>) -> usize {
+    match outcome {
+        None => 0,
+        Some(Policy::Allow) => 1,
+        Some(Policy::Flag) => 2,
+        Some(Policy::Quarantine) => 3,
+    }
 }
 
 impl Loaded {
-    fn new(plan: Plan) -> Self {
+    fn new(plan: Plan, counter: &prometheus::IntCounterVec) -> Self {
         let stamp = format!("{}@{}", plan.id, plan.version);
-        Self { plan, stamp }
+        let outcomes = OUTCOMES.map(|o| counter.with_label_values(&[o]));
+        Self {
+            plan,
+            stamp,
+            outcomes,
+        }
     }
 }
 
@@ -122,8 +130,8 @@ const MAX_TEXT: usize = 4096;
 impl PlanGate {
     pub fn new(enforced: Option<Plan>, shadow: Option<Plan>, policies: PlanPolicies) -> Self {
         let gate = Self {
-            enforced: enforced.map(Loaded::new),
-            shadow: shadow.map(Loaded::new),
+            enforced: enforced.map(|p| Loaded::new(p, &metrics::PLAN_EVENTS)),
+            shadow: shadow.map(|p| Loaded::new(p, &metrics::PLAN_SHADOW_EVENTS)),
             policies,
         };
         for (role, l) in [("enforced", &gate.enforced), ("shadow", &gate.shadow)] {
@@ -157,10 +165,8 @@ impl PlanGate {
     pub fn judge(&self, e: &Event) -> Verdict<'_> {
         if let Some(shadow) = &self.shadow {
             let (outcome, violations) = self.outcome(&shadow.plan, e);
-            let would = outcome.map_or("passed", Policy::outcome);
-            metrics::PLAN_SHADOW_EVENTS
-                .with_label_values(&[would])
-                .inc();
+            let would = OUTCOMES[outcome_index(outcome)];
+            shadow.outcomes[outcome_index(outcome)].inc();
             count(
                 &metrics::PLAN_SHADOW_VIOLATIONS,
                 &shadow.plan,
@@ -173,8 +179,8 @@ impl PlanGate {
             return Verdict::Unchecked;
         };
         let (outcome, violations) = self.outcome(&l.plan, e);
-        let label = outcome.map_or("passed", Policy::outcome);
-        metrics::PLAN_EVENTS.with_label_values(&[label]).inc();
+        let label = OUTCOMES[outcome_index(outcome)];
+        l.outcomes[outcome_index(outcome)].inc();
         count(&metrics::PLAN_VIOLATIONS, &l.plan, e, &violations, label);
         match outcome {
             Some(Policy::Quarantine) => Verdict::Quarantine {

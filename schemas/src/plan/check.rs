@@ -8,6 +8,7 @@
 //! personal data. Undeclared `context` fields are not violations (SDKs add their own); declared
 //! ones are checked like properties. Group and alias messages have no shape and pass.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use super::model::{Format, PropertyType};
@@ -119,9 +120,9 @@ impl fmt::Display for Violation {
 
 /// The result of checking one event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Checked {
+pub struct Checked<'p> {
     /// The shape the event was checked against (`None`: unknown event, or a kind without one).
-    pub shape: Option<String>,
+    pub shape: Option<&'p str>,
     pub violations: Vec<Violation>,
 }
 
@@ -129,7 +130,8 @@ pub struct Checked {
 const SHOWN: usize = 64;
 
 impl Plan {
-    /// Checks one event's JSON parts against the plan.
+    /// Checks one event's JSON parts against the plan. Allocates nothing for a valid event
+    /// beyond the list of its top-level properties.
     pub fn check(
         &self,
         kind: EventType,
@@ -137,45 +139,28 @@ impl Plan {
         properties: &str,
         traits: &str,
         context: &str,
-    ) -> Checked {
+    ) -> Checked<'_> {
         let mut out = Checked::default();
-        let (shape, part, text) = match kind {
+        let found = match kind {
             EventType::Track => {
                 let name = name.unwrap_or("");
                 match self.events.get(name) {
-                    Some(s) => (s, "properties", properties),
+                    Some(s) => Some((s, "properties", properties)),
                     None => {
                         out.violations.push(unknown_event(name));
-                        self.check_context(context, &mut out.violations);
-                        return out;
+                        None
                     }
                 }
             }
-            EventType::Identify => match &self.identify {
-                Some(s) => (s, "traits", traits),
-                None => return self.context_only(context),
-            },
-            EventType::Page | EventType::Screen => {
-                let s = if kind == EventType::Page {
-                    &self.page
-                } else {
-                    &self.screen
-                };
-                match s {
-                    Some(s) => (s, "properties", properties),
-                    None => return self.context_only(context),
-                }
-            }
-            EventType::Group | EventType::Alias => return self.context_only(context),
+            EventType::Identify => self.identify.as_ref().map(|s| (s, "traits", traits)),
+            EventType::Page => self.page.as_ref().map(|s| (s, "properties", properties)),
+            EventType::Screen => self.screen.as_ref().map(|s| (s, "properties", properties)),
+            EventType::Group | EventType::Alias => None,
         };
-        out.shape = Some(shape.name.clone());
-        self.check_shape(shape, part, text, &mut out.violations);
-        self.check_context(context, &mut out.violations);
-        out
-    }
-
-    fn context_only(&self, context: &str) -> Checked {
-        let mut out = Checked::default();
+        if let Some((shape, part, text)) = found {
+            out.shape = Some(shape.name.as_str());
+            self.check_shape(shape, part, text, &mut out.violations);
+        }
         self.check_context(context, &mut out.violations);
         out
     }
@@ -186,14 +171,13 @@ impl Plan {
             return;
         };
         for (key, raw) in &entries {
-            let path = format!("{part}.{key}");
             match (
                 shape.fields.get(key.as_ref()),
                 self.dictionary.get(key.as_ref()),
             ) {
-                (Some(_), Some(p)) => check_value(p, &path, raw.get().trim(), out),
+                (Some(_), Some(p)) => check_value(p, (part, key), raw.get().trim(), out),
                 _ if shape.additional => {}
-                _ => out.push(unknown_property(&shape.name, path)),
+                _ => out.push(unknown_property(&shape.name, format!("{part}.{key}"))),
             }
         }
         for (name, rule) in &shape.fields {
@@ -210,13 +194,9 @@ impl Plan {
     }
 
     fn check_context(&self, context: &str, out: &mut Vec<Violation>) {
-        if self.context.is_empty() {
-            return;
-        }
-        for (path, p) in &self.context {
-            let steps: Vec<String> = path.split('.').map(str::to_string).collect();
-            if let Some(raw) = lookup_raw(context, &steps) {
-                check_value(p, &format!("context.{path}"), raw, out);
+        for ((path, p), steps) in self.context.iter().zip(&self.context_steps) {
+            if let Some(raw) = lookup_raw(context, steps) {
+                check_value(p, ("context", path), raw, out);
             }
         }
     }
@@ -276,24 +256,82 @@ fn shorten(text: &str) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Checks one value (its JSON text) against its definition.
-fn check_value(p: &Property, path: &str, raw: &str, out: &mut Vec<Violation>) {
-    let d = &p.def;
-    let shown = || {
-        if d.pii.is_some() {
-            format!("a {} (PII, not shown)", json_type(raw))
-        } else {
-            shorten(raw)
+/// A value read from its JSON text without building a `serde_json::Value` (strings borrowed
+/// when they have no escapes).
+enum Scalar<'a> {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Str(Cow<'a, str>),
+    Object,
+    Array,
+}
+
+impl<'a> Scalar<'a> {
+    /// `None` when the text is not a JSON value (the envelope's validation refused those).
+    fn read(raw: &'a str) -> Option<Scalar<'a>> {
+        Some(match raw.as_bytes().first()? {
+            b'n' => Scalar::Null,
+            b't' => Scalar::Bool(true),
+            b'f' => Scalar::Bool(false),
+            b'{' => Scalar::Object,
+            b'[' => Scalar::Array,
+            b'"' => match raw.get(1..raw.len() - 1) {
+                Some(inner) if !inner.contains('\\') => Scalar::Str(Cow::Borrowed(inner)),
+                _ => Scalar::Str(Cow::Owned(serde_json::from_str::<String>(raw).ok()?)),
+            },
+            _ => Scalar::Number(raw.parse::<f64>().ok().filter(|n| n.is_finite())?),
+        })
+    }
+
+    fn admitted_by(&self, kind: PropertyType) -> bool {
+        match (kind, self) {
+            (PropertyType::String, Scalar::Str(_)) => true,
+            (PropertyType::Number, Scalar::Number(_)) => true,
+            (PropertyType::Integer, Scalar::Number(n)) => n.fract() == 0.0,
+            (PropertyType::Boolean, Scalar::Bool(_)) => true,
+            (PropertyType::Object, Scalar::Object) => true,
+            (PropertyType::Array, Scalar::Array) => true,
+            _ => false,
         }
+    }
+
+    /// Whether the value is one of `allowed` (numbers by value: 1 and 1.0 are the same).
+    fn in_enum(&self, allowed: &[serde_json::Value], raw: &str) -> bool {
+        match self {
+            Scalar::Str(s) => allowed.iter().any(|a| a.as_str() == Some(s.as_ref())),
+            Scalar::Number(n) => allowed.iter().any(|a| a.as_f64() == Some(*n)),
+            Scalar::Bool(b) => allowed.iter().any(|a| a.as_bool() == Some(*b)),
+            Scalar::Null => allowed.iter().any(serde_json::Value::is_null),
+            Scalar::Object | Scalar::Array => {
+                serde_json::from_str::<serde_json::Value>(raw).is_ok_and(|v| allowed.contains(&v))
+            }
+        }
+    }
+}
+
+/// Where a value is: the part (`properties`, `traits`, `context`) and the name or path in it;
+/// joined only when a violation names it.
+type At<'a> = (&'a str, &'a str);
+
+/// Checks one value (its JSON text) against its definition.
+fn check_value(p: &Property, at: At<'_>, raw: &str, out: &mut Vec<Violation>) {
+    let d = &p.def;
+    let Some(value) = Scalar::read(raw) else {
+        return;
     };
     let v = |kind, rule: String, expected: String| Violation {
         kind,
-        path: path.to_string(),
+        path: format!("{}.{}", at.0, at.1),
         rule,
         expected,
-        actual: shown(),
+        actual: if d.pii.is_some() {
+            format!("a {} (PII, not shown)", json_type(raw))
+        } else {
+            shorten(raw)
+        },
     };
-    if raw == "null" {
+    if let Scalar::Null = value {
         if !d.nullable {
             out.push(v(
                 ViolationKind::NullNotAllowed,
@@ -303,10 +341,7 @@ fn check_value(p: &Property, path: &str, raw: &str, out: &mut Vec<Violation>) {
         }
         return;
     }
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(raw) else {
-        return; // the envelope's validation already refused text that is not JSON
-    };
-    if !d.kind.admits(&value) {
+    if !value.admitted_by(d.kind) {
         let expected = format!("a {}", d.kind.as_str());
         out.push(v(
             ViolationKind::WrongType,
@@ -315,29 +350,19 @@ fn check_value(p: &Property, path: &str, raw: &str, out: &mut Vec<Violation>) {
         ));
         return;
     }
-    if let Some(allowed) = &d.allowed {
-        if !allowed.contains(&value) && !number_in(allowed, &value) {
-            let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-            out.push(v(
-                ViolationKind::NotInEnum,
-                "enum".into(),
-                format!("one of {}", list.join(", ")),
-            ));
-        }
+    if let Some(allowed) = d.allowed.as_deref().filter(|a| !value.in_enum(a, raw)) {
+        let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+        out.push(v(
+            ViolationKind::NotInEnum,
+            "enum".into(),
+            format!("one of {}", list.join(", ")),
+        ));
     }
-    if let Some(n) = value.as_f64().filter(|_| d.kind != PropertyType::String) {
-        check_bounds(d.minimum, d.maximum, n, &v, out);
+    match &value {
+        Scalar::Number(n) => check_bounds(d.minimum, d.maximum, *n, &v, out),
+        Scalar::Str(s) => check_string(p, s, &v, out),
+        _ => {}
     }
-    if let Some(s) = value.as_str() {
-        check_string(p, s, &v, out);
-    }
-}
-
-/// Whether a number equals one of the enum's numbers (1 and 1.0 are the same value).
-fn number_in(allowed: &[serde_json::Value], value: &serde_json::Value) -> bool {
-    value
-        .as_f64()
-        .is_some_and(|n| allowed.iter().any(|a| a.as_f64() == Some(n)))
 }
 
 type Make<'a> = dyn Fn(ViolationKind, String, String) -> Violation + 'a;
@@ -367,20 +392,22 @@ fn check_bounds(
 
 fn check_string(p: &Property, s: &str, v: &Make<'_>, out: &mut Vec<Violation>) {
     let d = &p.def;
-    let len = s.chars().count() as u64;
-    if let Some(m) = d.min_length.filter(|m| len < *m) {
-        out.push(v(
-            ViolationKind::TooShort,
-            format!("min_length: {m}"),
-            format!("at least {m} characters"),
-        ));
-    }
-    if let Some(m) = d.max_length.filter(|m| len > *m) {
-        out.push(v(
-            ViolationKind::TooLong,
-            format!("max_length: {m}"),
-            format!("at most {m} characters"),
-        ));
+    if d.min_length.is_some() || d.max_length.is_some() {
+        let len = s.chars().count() as u64;
+        if let Some(m) = d.min_length.filter(|m| len < *m) {
+            out.push(v(
+                ViolationKind::TooShort,
+                format!("min_length: {m}"),
+                format!("at least {m} characters"),
+            ));
+        }
+        if let Some(m) = d.max_length.filter(|m| len > *m) {
+            out.push(v(
+                ViolationKind::TooLong,
+                format!("max_length: {m}"),
+                format!("at most {m} characters"),
+            ));
+        }
     }
     if let Some(re) = p.pattern.as_ref().filter(|re| !re.is_match(s)) {
         out.push(v(

@@ -88,6 +88,8 @@ pub struct Plan {
     pub dictionary: BTreeMap<String, Property>,
     /// `context` fields by dotted path.
     pub context: BTreeMap<String, Property>,
+    /// Each `context` path split into its steps, in the order of [`Plan::context`].
+    pub context_steps: Vec<Vec<String>>,
     /// Planned track events by name.
     pub events: BTreeMap<String, Shape>,
     pub identify: Option<Shape>,
@@ -128,6 +130,12 @@ impl Plan {
         })?;
         let dictionary = properties("properties", file.properties)?;
         let context = properties("context", file.context)?;
+        if let Some(bad) = context.keys().find(|k| k.split('.').any(str::is_empty)) {
+            return Err(invalid(
+                format!("context.{bad}"),
+                "a context path has an empty step",
+            ));
+        }
         let purposes = file.consent.purposes;
         let resolver = Resolver {
             dictionary: &dictionary,
@@ -162,6 +170,10 @@ impl Plan {
                 .transpose()?,
             purposes,
             dictionary,
+            context_steps: context
+                .keys()
+                .map(|p| p.split('.').map(str::to_string).collect())
+                .collect(),
             context,
             events,
         })

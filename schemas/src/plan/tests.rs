@@ -458,7 +458,7 @@ fn a_valid_event_has_no_violations() {
         "{}",
         r#"{"os":{"name":"iOS"}}"#,
     );
-    assert_eq!(c.shape.as_deref(), Some("Upgraded Plan"));
+    assert_eq!(c.shape, Some("Upgraded Plan"));
     assert!(c.violations.is_empty(), "{:?}", c.violations);
 }
 
