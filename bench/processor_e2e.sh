@@ -11,6 +11,8 @@
 # (checkpoint offsets = partition ends). The broker's CPU is reported separately.
 # NORTHSTAR_BENCH_PROCESSOR=<binary> measures another build of the processor (an older commit's,
 # side by side with this one's on the same broker setup).
+# NORTHSTAR_PLAN=<absolute path> (e.g. "$PWD/bench/tracking-plan.yaml") enforces a tracking plan in
+# the processor (inherited by it like every NORTHSTAR_* setting).
 # NORTHSTAR_BENCH_PERF=<file> also records a perf profile of the processor over that period
 # (NORTHSTAR_BENCH_PERF_CALLGRAPH=dwarf for call stacks through code without frame pointers).
 set -euo pipefail

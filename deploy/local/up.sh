@@ -20,6 +20,8 @@ bash tests/setup-prometheus.sh
 need prometheus
 need prometheus-alertmanager
 CATALOG="${NORTHSTAR_CATALOG:-deploy/kpi-catalog.yaml}"
+# The tracking plan the processor enforces (docs/tracking-plan.md); NORTHSTAR_PLAN= (empty) for none.
+PLAN="${NORTHSTAR_PLAN-deploy/tracking-plan.yaml}"
 
 TANSU="$(bash deploy/local/install-tansu.sh)"
 echo "building (release)…"
@@ -118,7 +120,12 @@ start registry env NORTHSTAR_LISTEN=127.0.0.1:8081 "$BIN/northstar-schemas" serv
 wait_http http://127.0.0.1:8081/subjects
 "$BIN/northstar-schemas" register
 start ingest "$BIN/northstar-ingest" --config deploy/local/ingest.toml
-start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG="$CATALOG" "$BIN/northstar-stream-processor"
+if [ -n "$PLAN" ]; then
+  "$BIN/northstar-schemas" plan lint "$PLAN" --catalog "$CATALOG" | tail -1 ||
+    echo "  the tracking plan has lint errors (northstar-schemas plan lint $PLAN --catalog $CATALOG); the processor still enforces it"
+fi
+start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG="$CATALOG" ${PLAN:+NORTHSTAR_PLAN="$PLAN"} \
+  "$BIN/northstar-stream-processor"
 start lake-sink env NORTHSTAR_LISTEN=127.0.0.1:9466 NORTHSTAR_ROOT=file://./data/lake \
   NORTHSTAR_MAX_FILE_AGE_SECS=10 "$BIN/northstar-sink" lake
 start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 NORTHSTAR_CATALOG="$CATALOG" \
