@@ -44,6 +44,8 @@ fn main() -> anyhow::Result<()> {
                 clean_offset: o,
                 source_partition: p,
                 source_offset: o,
+                plan: None,
+                plan_flags: None,
             });
         }
     }

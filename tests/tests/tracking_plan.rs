@@ -3,13 +3,13 @@
 //! mode. Events violating each kind of rule arrive through HTTP and from a direct Avro producer
 //! among valid traffic: each quarantined event is one dead letter with its violation as reason,
 //! each flagged one a clean record marked with its flags, every clean record carries the plan's
-//! id and version, the KPIs count exactly the valid and flagged events, and the metrics count
+//! id and version (so does its lake row, with the flags), the KPIs count exactly the valid and flagged events, and the metrics count
 //! every outcome and violation — the shadow plan's included, without acting on them.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use northstar_e2e::{kafka, prom, Stack};
+use northstar_e2e::{kafka, lake, prom, Stack};
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::wire;
 use serde_json::{json, Value};
@@ -97,6 +97,11 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     ] {
         stack.service_env.push(("processor".into(), k.into(), v));
     }
+    stack.service_env.push((
+        "lake".into(),
+        "NORTHSTAR_MAX_FILE_AGE_SECS".into(),
+        "2".into(),
+    ));
     stack.start_services().await;
     let traffic = traffic();
     let events: Vec<Value> = traffic.iter().map(|(e, _, _)| e.clone()).collect();
@@ -131,7 +136,9 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     }
 
     // Expected: per outcome, per dead-letter reason, per flags, per counted event name.
-    let mut outcomes: BTreeMap<&str, f64> = BTreeMap::from([("passed", 1.0), ("quarantined", 1.0)]);
+    // Every outcome is a series from the start ("allowed" stays 0 under the default policies).
+    let mut outcomes: BTreeMap<&str, f64> =
+        BTreeMap::from([("passed", 1.0), ("quarantined", 1.0), ("allowed", 0.0)]);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::from([("wrong_type".to_string(), 1)]);
     let mut flags: BTreeMap<String, usize> = BTreeMap::new();
     let mut counted: BTreeMap<String, f64> = BTreeMap::from([("Upgraded Plan".to_string(), 1.0)]);
@@ -163,7 +170,25 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         stack.logs()
     );
 
-    let dead = kafka::read_topic(&stack.brokers(), "events.dlq").expect("read the dlq");
+    // Every record processed (the quarantined ones do not show in the KPIs), then read the DLQ.
+    let total = (traffic.len() + 2) as f64;
+    let quarantined = outcomes["quarantined"] as usize;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut dead = Vec::new();
+    while Instant::now() < deadline && dead.len() < quarantined {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        dead = kafka::read_topic(&stack.brokers(), "events.dlq").expect("read the dlq");
+    }
+    let metrics = reqwest::get(stack.processor_metrics_url())
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let checked: f64 = prom::sum_by(&metrics, "northstar_processor_plan_events_total", "outcome")
+        .values()
+        .sum();
+    assert_eq!(checked, total, "every event checked once");
     let mut dead_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for r in &dead {
         *dead_reasons
@@ -247,6 +272,32 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         shadow.get("quarantined"),
         Some(&(outcomes["quarantined"] + 30.0)),
         "the candidate would also quarantine \"team\": {shadow:?}"
+    );
+
+    // The lake's rows say which plan checked them and what it flagged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut versions = Vec::new();
+    while Instant::now() < deadline && versions.len() < clean.len() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        versions = lake::string_column(&stack.events_dir(), "plan_version").unwrap_or_default();
+    }
+    assert_eq!(
+        versions.len(),
+        clean.len(),
+        "every clean record in the lake\n{}",
+        stack.logs()
+    );
+    assert!(
+        versions.iter().all(|v| v.as_deref() == Some("1.0.0")),
+        "{versions:?}"
+    );
+    let ids = lake::string_column(&stack.events_dir(), "plan_id").expect("plan_id");
+    assert!(ids.iter().all(|v| v.as_deref() == Some("northstar-demo")));
+    let lake_flags = lake::string_column(&stack.events_dir(), "plan_flags").expect("plan_flags");
+    assert_eq!(
+        lake_flags.iter().flatten().count(),
+        flags.values().sum::<usize>(),
+        "flagged rows are marked in the lake"
     );
     let unclean = stack.shutdown();
     assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");

@@ -36,6 +36,22 @@ pub struct Row {
     /// record carries no source headers).
     pub source_partition: i32,
     pub source_offset: i64,
+    /// The tracking plan the processor checked the event against (`id@version`, the
+    /// `northstar.plan` header; shared between rows), and what it flagged
+    /// (`northstar.plan.flags`).
+    pub plan: Option<Arc<str>>,
+    pub plan_flags: Option<Box<str>>,
+}
+
+impl Row {
+    /// The plan's id and version, from `id@version`.
+    fn plan_parts(&self) -> (Option<&str>, Option<&str>) {
+        match self.plan.as_deref().map(|p| p.rsplit_once('@')) {
+            Some(Some((id, version))) => (Some(id), Some(version)),
+            Some(None) => (self.plan.as_deref(), None),
+            None => (None, None),
+        }
+    }
 }
 
 /// The flattened context columns: column name → path in `context` (Segment's common fields).
@@ -103,6 +119,9 @@ pub fn base_fields() -> Vec<Field> {
         Field::new("source_offset", DataType::Int64, false),
         Field::new("clean_partition", DataType::Int32, false),
         Field::new("clean_offset", DataType::Int64, false),
+        Field::new("plan_id", DataType::Utf8, true),
+        Field::new("plan_version", DataType::Utf8, true),
+        Field::new("plan_flags", DataType::Utf8, true),
     ];
     fields.extend(
         CONTEXT_COLUMNS
@@ -335,6 +354,9 @@ pub fn build_batch(rows: &mut [Row]) -> Result<(RecordBatch, u64), EncodeError> 
         int64s(rows, |r| Some(r.source_offset)),
         int32s(rows, |r| Some(r.clean_partition)),
         int64s(rows, |r| Some(r.clean_offset)),
+        strings(rows, |r| r.plan_parts().0),
+        strings(rows, |r| r.plan_parts().1),
+        strings(rows, |r| r.plan_flags.as_deref()),
     ];
     let contexts: Vec<Option<Context<'_>>> = rows
         .iter()
@@ -401,6 +423,8 @@ mod tests {
             clean_offset: offset,
             source_partition: 0,
             source_offset: offset,
+            plan: None,
+            plan_flags: None,
         }
     }
 
@@ -413,6 +437,33 @@ mod tests {
             .collect::<Result<_, _>>()
             .expect("read");
         arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("concat")
+    }
+
+    #[test]
+    fn the_plan_a_row_was_checked_against_is_kept_in_columns() {
+        let stamp: Arc<str> = Arc::from("northstar-demo@1.2.0");
+        let mut rows: Vec<Row> = (0..3)
+            .map(|i| row(&format!("m{i}"), 1_000 + i, i))
+            .collect();
+        rows[0].plan = Some(stamp.clone());
+        rows[1].plan = Some(stamp);
+        rows[1].plan_flags = Some("unknown_property:properties.coupon".into());
+        let batch = read(encode(&mut rows).expect("encode").bytes);
+        let texts = |name: &str| -> Vec<Option<String>> {
+            let c = batch
+                .column_by_name(name)
+                .unwrap_or_else(|| panic!("column {name}"));
+            let a = c.as_any().downcast_ref::<StringArray>().expect("strings");
+            a.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let demo = Some("northstar-demo".to_string());
+        assert_eq!(texts("plan_id"), vec![demo.clone(), demo, None]);
+        assert_eq!(
+            texts("plan_version"),
+            vec![Some("1.2.0".into()), Some("1.2.0".into()), None]
+        );
+        let flag = Some("unknown_property:properties.coupon".to_string());
+        assert_eq!(texts("plan_flags"), vec![None, flag, None]);
     }
 
     #[test]

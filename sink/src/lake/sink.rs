@@ -22,6 +22,7 @@
 //! serves the other partitions.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use northstar_runtime::admin::Readiness;
@@ -31,7 +32,7 @@ use northstar_runtime::group_watch;
 use northstar_runtime::kafka::{self, RevokeTracker};
 use northstar_runtime::producer::AckProducer;
 use northstar_runtime::Shutdown;
-use northstar_schemas::headers::{dead_letter_headers, source_position};
+use northstar_schemas::headers::{self, dead_letter_headers, header_str, source_position};
 use northstar_schemas::EventDecoder;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -140,6 +141,8 @@ pub struct LakeSink {
     committer: OffsetCommitter,
     /// Scratch buffer for source-partition keys.
     key_buf: String,
+    /// The newest tracking-plan stamp seen, shared by the rows that carry it.
+    plan_stamp: Option<Arc<str>>,
     /// Partition paths by event hour (µs / 3.6e9) and event name: formatting dates and encoding
     /// names once per group instead of once per row.
     paths: HashMap<i64, HashMap<String, String>>,
@@ -188,6 +191,7 @@ impl LakeSink {
             ledger,
             parts: HashMap::new(),
             key_buf: String::new(),
+            plan_stamp: None,
             paths: HashMap::new(),
         })
     }
@@ -530,6 +534,13 @@ impl LakeSink {
         }
         match self.decoder.decode(msg.payload(), shutdown).await {
             Ok(event) => {
+                let hdrs = msg.headers();
+                let plan = hdrs
+                    .and_then(|h| header_str(h, headers::PLAN))
+                    .map(|stamp| self.shared_stamp(stamp));
+                let plan_flags = hdrs
+                    .and_then(|h| header_str(h, headers::PLAN_FLAGS))
+                    .map(Box::from);
                 let cap = self.config.max_event_names;
                 let own = self
                     .parts
@@ -553,6 +564,8 @@ impl LakeSink {
                         clean_offset: offset,
                         source_partition,
                         source_offset,
+                        plan,
+                        plan_flags,
                     });
                 }
             }
@@ -582,6 +595,14 @@ impl LakeSink {
     }
 
     /// [`partition_path`], cached.
+    /// `stamp` as the shared [`Row::plan`] value (one allocation per plan version, not per row).
+    fn shared_stamp(&mut self, stamp: &str) -> Arc<str> {
+        match &self.plan_stamp {
+            Some(s) if &**s == stamp => s.clone(),
+            _ => self.plan_stamp.insert(Arc::from(stamp)).clone(),
+        }
+    }
+
     fn path_of(&mut self, ts_micros: i64, name: &str) -> String {
         const HOUR_MICROS: i64 = 3_600_000_000;
         if self.paths.len() > 10_000 {
