@@ -127,7 +127,7 @@ fi
 start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG="$CATALOG" ${PLAN:+NORTHSTAR_PLAN="$PLAN"} \
   "$BIN/northstar-stream-processor"
 start lake-sink env NORTHSTAR_LISTEN=127.0.0.1:9466 NORTHSTAR_ROOT=file://./data/lake \
-  NORTHSTAR_MAX_FILE_AGE_SECS=10 "$BIN/northstar-sink" lake
+  NORTHSTAR_MAX_FILE_AGE_SECS=10 ${PLAN:+NORTHSTAR_PLAN="$PLAN"} "$BIN/northstar-sink" lake
 start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 NORTHSTAR_CATALOG="$CATALOG" \
   NORTHSTAR_ALERTMANAGER_URL=http://127.0.0.1:9093 "$BIN/northstar-sink" metrics
 

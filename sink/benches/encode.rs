@@ -53,7 +53,7 @@ fn main() -> anyhow::Result<()> {
     let c0 = northstar_runtime::process_cpu_seconds();
     let mut batches = Vec::with_capacity(files.len());
     for rows in &mut files {
-        batches.push(build_batch(rows)?.0);
+        batches.push(build_batch(rows, None)?.0);
     }
     let c1 = northstar_runtime::process_cpu_seconds();
     let mut bytes = 0usize;

@@ -33,6 +33,10 @@ pub struct LakeConfig {
     /// it go to `event_name=__other__`, still queryable by their `event` column
     /// (`NORTHSTAR_MAX_EVENT_NAMES`).
     pub max_event_names: usize,
+    /// The tracking plan (`NORTHSTAR_PLAN`, docs/tracking-plan.md): planned properties get the
+    /// plan's column types in every file of their events, instead of a vote over the file's
+    /// values.
+    pub plan: Option<std::path::PathBuf>,
     /// Attempts of one file upload before the flush is given up: the partition is then paused
     /// and its range read again and flushed after a backoff (1 s doubling to a minute), while
     /// the other partitions go on (`NORTHSTAR_UPLOAD_ATTEMPTS`).
@@ -65,6 +69,7 @@ impl Default for LakeConfig {
             max_open_files: 512,
             max_buffered_bytes: 256 * 1024 * 1024,
             max_event_names: 1_000,
+            plan: None,
             upload_attempts: 3,
             dead_letter_table: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9466)),

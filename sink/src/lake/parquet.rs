@@ -4,6 +4,8 @@
 //! offset), with typed envelope columns (timestamps as UTC microseconds), the common `context`
 //! fields flattened into `context_*` string columns ([`CONTEXT_COLUMNS`]), every top-level
 //! property with a stable type in the file as a typed `prop_<key>` column ([`typed_properties`]),
+//! (with a tracking plan, every planned property of the file's events with the plan's type,
+//! [`planned_properties`], so files written before and after a property appeared merge),
 //! and the schemaless parts as JSON text as well, so no field is ever lost to typing. A value
 //! that does not fit its column's type is left out of that column (it stays in the JSON text)
 //! and counted in [`Encoded::type_conflicts`]; it never fails the file.
@@ -22,6 +24,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::props::{Context, PropVal, Props};
+use northstar_schemas::plan::model::PropertyType;
+use northstar_schemas::plan::Plan;
+use northstar_schemas::EventType;
 use std::borrow::Cow;
 
 /// A clean event with where it came from.
@@ -210,6 +215,53 @@ pub fn typed_properties(props: &[Option<Props<'_>>]) -> BTreeMap<String, PropTyp
         .collect()
 }
 
+/// The lake column type of a planned property: the plan's type, not the file's values
+/// (integers are DOUBLE like every number; objects and arrays stay in the JSON text only).
+fn plan_type(kind: PropertyType) -> Option<PropType> {
+    match kind {
+        PropertyType::String => Some(PropType::Str),
+        PropertyType::Number | PropertyType::Integer => Some(PropType::Float),
+        PropertyType::Boolean => Some(PropType::Bool),
+        PropertyType::Object | PropertyType::Array => None,
+    }
+}
+
+/// The typed property columns of a file under a tracking plan: every property the plan gives
+/// the file's events (a column even when no row has a value, typed by the plan), then the other
+/// keys by [`typed_properties`]'s vote, within [`MAX_PROPERTY_COLUMNS`].
+pub fn planned_properties(
+    plan: &Plan,
+    rows: &[Row],
+    props: &[Option<Props<'_>>],
+) -> BTreeMap<String, PropType> {
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let e = &r.event;
+        let shape = match e.kind {
+            EventType::Track => e.event.as_deref().and_then(|n| plan.events.get(n)),
+            EventType::Page => plan.page.as_ref(),
+            EventType::Screen => plan.screen.as_ref(),
+            _ => None,
+        };
+        for name in shape.into_iter().flat_map(|s| s.fields.keys()) {
+            if out.contains_key(name) || name.len() > MAX_PROPERTY_KEY_BYTES {
+                continue;
+            }
+            if let Some(t) = plan.property(name).and_then(|p| plan_type(p.def.kind)) {
+                out.insert(name.clone(), t);
+            }
+        }
+    }
+    let room = MAX_PROPERTY_COLUMNS.saturating_sub(out.len());
+    let voted: Vec<(String, PropType)> = typed_properties(props)
+        .into_iter()
+        .filter(|(k, _)| !out.contains_key(k) && plan.property(k).is_none())
+        .take(room)
+        .collect();
+    out.extend(voted);
+    out
+}
+
 /// A string column of `rows`.
 pub(super) fn strings<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<StringArray>())
@@ -318,9 +370,10 @@ pub fn writer_properties() -> Result<WriterProperties, EncodeError> {
         .build())
 }
 
-/// Encodes `rows` (sorted in place by event time) into Parquet bytes.
-pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
-    let (batch, type_conflicts) = build_batch(rows)?;
+/// Encodes `rows` (sorted in place by event time) into Parquet bytes; with a tracking plan,
+/// planned properties get the plan's column types ([`planned_properties`]).
+pub fn encode(rows: &mut [Row], plan: Option<&Plan>) -> Result<Encoded, EncodeError> {
+    let (batch, type_conflicts) = build_batch(rows, plan)?;
     Ok(Encoded {
         bytes: write_file(&batch)?,
         type_conflicts,
@@ -329,7 +382,10 @@ pub fn encode(rows: &mut [Row]) -> Result<Encoded, EncodeError> {
 
 /// The Arrow batch of `rows` (sorted in place by event time) and its type conflicts: the
 /// first half of [`encode`], public for the encoding benchmark.
-pub fn build_batch(rows: &mut [Row]) -> Result<(RecordBatch, u64), EncodeError> {
+pub fn build_batch(
+    rows: &mut [Row],
+    plan: Option<&Plan>,
+) -> Result<(RecordBatch, u64), EncodeError> {
     rows.sort_by_key(|r| (r.event.timestamp, r.clean_partition, r.clean_offset));
     let mut conflicts = 0u64;
     let mut columns: Vec<ArrayRef> = vec![
@@ -376,7 +432,10 @@ pub fn build_batch(rows: &mut [Row]) -> Result<(RecordBatch, u64), EncodeError> 
         .iter()
         .map(|r| Props::parse(&r.event.properties))
         .collect();
-    let typed = typed_properties(&props);
+    let typed = match plan {
+        Some(plan) => planned_properties(plan, rows, &props),
+        None => typed_properties(&props),
+    };
     let mut fields = base_fields();
     for (key, t) in &typed {
         let dt = match t {
@@ -448,7 +507,7 @@ mod tests {
         rows[0].plan = Some(stamp.clone());
         rows[1].plan = Some(stamp);
         rows[1].plan_flags = Some("unknown_property:properties.coupon".into());
-        let batch = read(encode(&mut rows).expect("encode").bytes);
+        let batch = read(encode(&mut rows, None).expect("encode").bytes);
         let texts = |name: &str| -> Vec<Option<String>> {
             let c = batch
                 .column_by_name(name)
@@ -485,7 +544,7 @@ mod tests {
             r
         })
         .collect();
-        let encoded = encode(&mut rows).expect("encode");
+        let encoded = encode(&mut rows, None).expect("encode");
         // plan=7 (a number among strings) and mixed=5: left out of their typed columns.
         assert_eq!(encoded.type_conflicts, 2);
         let batch = read(encoded.bytes);
@@ -572,9 +631,66 @@ mod tests {
     }
 
     #[test]
+    fn planned_properties_get_the_plans_types_in_every_file() {
+        let plan = Plan::parse(include_str!("../../../deploy/tracking-plan.yaml")).expect("plan");
+        let file = |props: &[&str]| -> arrow::datatypes::SchemaRef {
+            let mut rows: Vec<Row> = props
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let mut r = row(&format!("m{i}"), 1_000 + i as i64, i as i64);
+                    r.event.event = Some("Upgraded Plan".into());
+                    r.event.properties = p.to_string();
+                    r
+                })
+                .collect();
+            read(encode(&mut rows, Some(&plan)).expect("encode").bytes).schema()
+        };
+        // Before revenue was ever sent, a majority of strings, and an unplanned key.
+        let before = file(&[r#"{"plan":"pro"}"#, r#"{"plan":"free","note":"x"}"#]);
+        let after = file(&[
+            r#"{"plan":"pro","revenue":"12,50"}"#,
+            r#"{"plan":"team","revenue":19}"#,
+            r#"{"revenue":"9"}"#,
+        ]);
+        for schema in [&before, &after] {
+            let t = |k: &str| {
+                schema
+                    .field_with_name(k)
+                    .map(|f| f.data_type().clone())
+                    .ok()
+            };
+            assert_eq!(
+                t("prop_revenue"),
+                Some(DataType::Float64),
+                "the plan's number, in every file"
+            );
+            assert_eq!(t("prop_plan"), Some(DataType::Utf8));
+        }
+        assert_eq!(
+            before
+                .field_with_name("prop_note")
+                .map(|f| f.data_type().clone())
+                .ok(),
+            Some(DataType::Utf8),
+            "unplanned keys by vote"
+        );
+        let mut rows = vec![row("a", 1, 0)];
+        rows[0].event.event = Some("Upgraded Plan".into());
+        rows[0].event.properties = r#"{"plan":"pro","revenue":"12,50"}"#.into();
+        assert_eq!(
+            encode(&mut rows, Some(&plan))
+                .expect("encode")
+                .type_conflicts,
+            1,
+            "a string revenue is a conflict, kept in the JSON"
+        );
+    }
+
+    #[test]
     fn writes_sorted_zstd_rows_that_read_back() {
         let mut rows = vec![row("b", 2_000, 1), row("a", 1_000, 0), row("c", 3_000, 2)];
-        let bytes = encode(&mut rows).expect("encode").bytes;
+        let bytes = encode(&mut rows, None).expect("encode").bytes;
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).expect("reader");
         let meta = reader.metadata().clone();

@@ -143,6 +143,8 @@ pub struct LakeSink {
     key_buf: String,
     /// The newest tracking-plan stamp seen, shared by the rows that carry it.
     plan_stamp: Option<Arc<str>>,
+    /// The tracking plan whose types the events table's property columns take.
+    plan: Option<Arc<northstar_schemas::plan::Plan>>,
     /// Partition paths by event hour (µs / 3.6e9) and event name: formatting dates and encoding
     /// names once per group instead of once per row.
     paths: HashMap<i64, HashMap<String, String>>,
@@ -177,6 +179,10 @@ impl LakeSink {
             .idempotent_producer("northstar-lake-sink", 300_000);
         let producer = AckProducer::new(&pcfg)?;
         let ledger = Ledger::new(lake.clone(), &topic, LEDGER_KEEP);
+        let plan = match &config.plan {
+            Some(path) => Some(Arc::new(northstar_schemas::plan::Plan::load(path)?)),
+            None => None,
+        };
         Ok(Self {
             topic_id: None,
             committer: OffsetCommitter::new(topic.clone()),
@@ -192,6 +198,7 @@ impl LakeSink {
             parts: HashMap::new(),
             key_buf: String::new(),
             plan_stamp: None,
+            plan,
             paths: HashMap::new(),
         })
     }
@@ -745,7 +752,12 @@ impl LakeSink {
         let mut jobs: Vec<(String, u64, Job)> = Vec::new();
         for (path, mut rows) in buffers {
             let n = rows.len() as u64;
-            jobs.push((path, n, Box::new(move || encode(&mut rows))));
+            let plan = self.plan.clone();
+            jobs.push((
+                path,
+                n,
+                Box::new(move || encode(&mut rows, plan.as_deref())),
+            ));
         }
         for (path, mut rows) in dead {
             let n = rows.len() as u64;
