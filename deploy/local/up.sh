@@ -22,6 +22,12 @@ need prometheus-alertmanager
 CATALOG="${NORTHSTAR_CATALOG:-deploy/kpi-catalog.yaml}"
 # The tracking plan the processor enforces (docs/tracking-plan.md); NORTHSTAR_PLAN= (empty) for none.
 PLAN="${NORTHSTAR_PLAN-deploy/tracking-plan.yaml}"
+# The key of the plan's PII hashes: made once for this machine, never in the repository
+# (production: a Secret; docs/tracking-plan.md).
+PII_KEY_FILE="${NORTHSTAR_PII_KEY_FILE:-$STATE/pii.key}"
+if [ ! -s "$PII_KEY_FILE" ]; then
+  (umask 077 && printf 'v1:%s\n' "$(head -c 32 /dev/urandom | base64 -w0)" >"$PII_KEY_FILE")
+fi
 
 TANSU="$(bash deploy/local/install-tansu.sh)"
 echo "building (release)…"
@@ -125,7 +131,7 @@ if [ -n "$PLAN" ]; then
     echo "  the tracking plan has lint errors (northstar-schemas plan lint $PLAN --catalog $CATALOG); the processor still enforces it"
 fi
 start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG="$CATALOG" ${PLAN:+NORTHSTAR_PLAN="$PLAN"} \
-  "$BIN/northstar-stream-processor"
+  NORTHSTAR_PII_KEY_FILE="$PII_KEY_FILE" "$BIN/northstar-stream-processor"
 start lake-sink env NORTHSTAR_LISTEN=127.0.0.1:9466 NORTHSTAR_ROOT=file://./data/lake \
   NORTHSTAR_MAX_FILE_AGE_SECS=10 ${PLAN:+NORTHSTAR_PLAN="$PLAN"} "$BIN/northstar-sink" lake
 start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 NORTHSTAR_CATALOG="$CATALOG" \

@@ -40,6 +40,11 @@ pub struct ProcessorConfig {
     /// What each kind of plan problem does: `allow`, `flag` (kept, counted, marked) or
     /// `quarantine` (dead-lettered) (`NORTHSTAR_PLAN_POLICIES__UNKNOWN_EVENT`, …).
     pub plan_policies: crate::plan_gate::PlanPolicies,
+    /// A file holding the key of the plan's `hash` actions, `v<version>:<base64 key>` (at least
+    /// 32 bytes; `NORTHSTAR_PII_KEY_FILE`); wins over `pii_key`.
+    pub pii_key_file: Option<std::path::PathBuf>,
+    /// The same key as text (`NORTHSTAR_PII_KEY`); never logged.
+    pub pii_key: Option<Redacted>,
     /// Duplicates by (source, messageId) are dropped within this many seconds (by receivedAt).
     pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
@@ -97,6 +102,8 @@ impl Default for ProcessorConfig {
             plan: None,
             shadow_plan: None,
             plan_policies: Default::default(),
+            pii_key_file: None,
+            pii_key: None,
             max_future_skew_secs: 300,
             max_received_skew_secs: 3_600,
             max_event_age_days: 365,
@@ -165,5 +172,16 @@ impl ProcessorConfig {
                 .allowed_lateness_secs
                 .map(|s| (s as i64).saturating_mul(1000)))
             .unwrap_or(northstar_schemas::catalog::DEFAULT_LATENESS_MS)
+    }
+}
+
+/// A secret setting: its `Debug` never shows it.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
     }
 }

@@ -44,6 +44,8 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         config.plan.as_deref(),
         config.shadow_plan.as_deref(),
         config.plan_policies,
+        config.pii_key_file.as_deref(),
+        config.pii_key.as_ref().map(|k| k.0.as_str()),
     )
     .context("invalid tracking plan")?;
     match gate.stamp() {

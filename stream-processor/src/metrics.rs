@@ -252,3 +252,20 @@ gauge!(
     "The tracking plans in use: 1 per role (enforced, shadow), plan id and version",
     &["role", "plan", "version"]
 );
+
+#[allow(clippy::expect_used)]
+pub static PII_HASHED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "northstar_processor_pii_hashed_total",
+        "Values the tracking plan classes as PII replaced by their keyed hash before any output"
+    )
+    .expect("metric registers")
+});
+#[allow(clippy::expect_used)]
+pub static PII_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "northstar_processor_pii_dropped_total",
+        "Values the tracking plan classes as PII removed before any output"
+    )
+    .expect("metric registers")
+});

@@ -25,7 +25,7 @@ use northstar_runtime::kafka::{self, RevokeTracker};
 use northstar_runtime::producer::{AckError, AckProducer};
 use northstar_runtime::Shutdown;
 use northstar_schemas::aggregate::AggregateCodec;
-use northstar_schemas::headers::{self, dead_letter_headers, source_headers};
+use northstar_schemas::headers::{self, source_headers};
 use northstar_schemas::{wire, EventDecoder, RegistryClient};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -394,27 +394,29 @@ impl Pipeline {
             .map_err(|u| Invalid::new(u.reason, u.detail))
             .and_then(|e| validate(&e).map(|()| e))
             .and_then(|mut e| clock::bound(&mut e, record_ts, &self.clock).map(|c| (e, c)));
-        // The plan decides before deduplication, so that a quarantined event replayed later
-        // with its message id is not taken for a duplicate.
-        let judged = decoded.and_then(|(event, corrected)| match self.gate.judge(&event) {
-            Verdict::Quarantine { reason, detail } => Err(Invalid { reason, detail }),
-            v => Ok((
-                event,
-                corrected,
-                with_plan_headers(source_headers(topic, partition, offset), &v),
-            )),
-        });
-        match judged {
-            Err(invalid) => {
-                metrics::INVALID
-                    .with_label_values(&[&p, invalid.reason])
-                    .inc();
-                let hdrs =
-                    dead_letter_headers(topic, partition, offset, invalid.reason, &invalid.detail);
-                self.enqueue(Dest::DeadLetter, msg.key(), msg.payload(), hdrs)
-                    .await?;
+        match decoded {
+            Err(invalid) => self.dead_letter(msg, &p, invalid, None).await?,
+            Ok((mut event, corrected)) => {
+                // The plan decides before deduplication, so that a quarantined event replayed
+                // later with its message id is not taken for a duplicate; its PII is applied
+                // before any output, the dead letter included.
+                let verdict = self.gate.judge(&event);
+                let pseudonymised = self.gate.pseudonymise(&mut event);
+                match verdict {
+                    Verdict::Quarantine { reason, detail } => {
+                        let payload = pseudonymised
+                            .then(|| self.encode_clean(&event))
+                            .transpose()?;
+                        self.dead_letter(msg, &p, Invalid { reason, detail }, payload)
+                            .await?;
+                    }
+                    v => {
+                        let hdrs = with_plan_headers(source_headers(topic, partition, offset), &v);
+                        self.accept(msg, &p, event, corrected, pseudonymised, hdrs)
+                            .await?;
+                    }
+                }
             }
-            Ok((event, corrected, hdrs)) => self.accept(msg, &p, event, corrected, hdrs).await?,
         }
         if let Some(c) = self.cursors.get_mut(&partition) {
             c.advance(offset);

@@ -15,6 +15,8 @@
 //! - Labels are bounded by the plan: `event` is a planned event's name or the message type,
 //!   else `unplanned`; `property` is a path the plan declares, else `unplanned`.
 
+use northstar_schemas::plan::model::PiiAction;
+use northstar_schemas::plan::pii::{self, PiiKey};
 use northstar_schemas::plan::{Plan, PlanError, Violation, ViolationKind};
 use northstar_schemas::{headers, Event, EventType};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -117,11 +119,43 @@ impl Loaded {
     }
 }
 
-/// The enforced plan, the shadow plan and the policies.
+/// The enforced plan, the shadow plan, the policies and the PII key.
 pub struct PlanGate {
     enforced: Option<Loaded>,
     shadow: Option<Loaded>,
     policies: PlanPolicies,
+    pii_key: Option<PiiKey>,
+}
+
+/// A plan and key that cannot be used together.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Key(#[from] pii::PiiKeyError),
+    #[error("cannot read the PII key file {path}: {error}")]
+    KeyFile { path: String, error: String },
+    #[error("the tracking plan hashes {0} (pii action `hash`) but no PII key is configured: set pii_key_file (NORTHSTAR_PII_KEY_FILE) or NORTHSTAR_PII_KEY to `v<version>:<base64 key of at least 32 bytes>`")]
+    NoKey(String),
+}
+
+/// The first field the plan hashes, if any.
+fn hashed_field(plan: &Plan) -> Option<String> {
+    let hashed = |p: &northstar_schemas::plan::Property| {
+        p.def.pii.is_some_and(|x| x.action == PiiAction::Hash)
+    };
+    let props = plan
+        .dictionary
+        .iter()
+        .filter(|(_, p)| hashed(p))
+        .map(|(n, _)| n.clone());
+    let ctx = plan
+        .context
+        .iter()
+        .filter(|(_, p)| hashed(p))
+        .map(|(n, _)| format!("context.{n}"));
+    props.chain(ctx).next()
 }
 
 /// Longest dead-letter detail and flags header, in bytes.
@@ -133,6 +167,7 @@ impl PlanGate {
             enforced: enforced.map(|p| Loaded::new(p, &metrics::PLAN_EVENTS)),
             shadow: shadow.map(|p| Loaded::new(p, &metrics::PLAN_SHADOW_EVENTS)),
             policies,
+            pii_key: None,
         };
         for (role, l) in [("enforced", &gate.enforced), ("shadow", &gate.shadow)] {
             if let Some(l) = l {
@@ -145,15 +180,77 @@ impl PlanGate {
         gate
     }
 
-    /// Loads the plans at these paths.
+    /// The gate with `key` for the enforced plan's `hash` actions; refused when the plan hashes
+    /// a field and there is no key.
+    pub fn with_key(mut self, key: Option<PiiKey>) -> Result<Self, GateError> {
+        if let (Some(field), None) = (
+            self.enforced.as_ref().and_then(|l| hashed_field(&l.plan)),
+            &key,
+        ) {
+            return Err(GateError::NoKey(field));
+        }
+        self.pii_key = key;
+        Ok(self)
+    }
+
+    /// Loads the plans at these paths and the PII key (a key file wins over the variable's text).
     pub fn load(
         enforced: Option<&std::path::Path>,
         shadow: Option<&std::path::Path>,
         policies: PlanPolicies,
-    ) -> Result<Self, PlanError> {
+        key_file: Option<&std::path::Path>,
+        key_text: Option<&str>,
+    ) -> Result<Self, GateError> {
         let enforced = enforced.map(Plan::load).transpose()?;
         let shadow = shadow.map(Plan::load).transpose()?;
-        Ok(Self::new(enforced, shadow, policies))
+        let text = match key_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path).map_err(|e| GateError::KeyFile {
+                    path: path.display().to_string(),
+                    error: e.to_string(),
+                })?,
+            ),
+            None => key_text.map(str::to_string),
+        };
+        let key = text.as_deref().map(PiiKey::parse).transpose()?;
+        Self::new(enforced, shadow, policies).with_key(key)
+    }
+
+    /// Applies the enforced plan's PII actions to `e` (hash, drop); whether anything changed.
+    pub fn pseudonymise(&self, e: &mut Event) -> bool {
+        let Some(l) = &self.enforced else {
+            return false;
+        };
+        let name = match e.kind {
+            EventType::Track => e.event.as_deref(),
+            _ => e.name.as_deref(),
+        };
+        // `with_key` refused a plan that hashes without a key, so `NoKey` cannot happen here;
+        // were it to, nothing would be changed and the event would still be dead-lettered below.
+        let Ok(out) = pii::apply(
+            &l.plan,
+            self.pii_key.as_ref(),
+            e.kind,
+            name,
+            &e.properties,
+            &e.traits,
+            &e.context,
+        ) else {
+            return false;
+        };
+        metrics::PII_HASHED.inc_by(u64::from(out.hashed));
+        metrics::PII_DROPPED.inc_by(u64::from(out.dropped));
+        let changed = out.changed();
+        if let Some(p) = out.properties {
+            e.properties = p;
+        }
+        if let Some(t) = out.traits {
+            e.traits = t;
+        }
+        if let Some(c) = out.context {
+            e.context = c;
+        }
+        changed
     }
 
     /// The enforced plan's `id@version`.
@@ -315,6 +412,17 @@ mod tests {
         PlanGate::new(Some(Plan::parse(PLAN).expect("plan")), None, policies)
     }
 
+    #[test]
+    fn a_key_file_is_read_and_its_errors_never_show_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("pii.key");
+        std::fs::write(&path, "v1:short\n").expect("write");
+        let e = PlanGate::load(None, None, PlanPolicies::default(), Some(&path), None)
+            .err()
+            .expect("refused");
+        assert!(!e.to_string().contains("short"), "{e}");
+    }
+
     fn event(name: &str, properties: &str) -> Event {
         track(name, "u1", "m1", "{}", properties)
     }
@@ -416,6 +524,36 @@ mod tests {
                 .get(),
             before + 1
         );
+    }
+
+    #[test]
+    fn a_plan_that_hashes_needs_a_key_and_hashes_with_it() {
+        let plan = || Plan::parse(PLAN).expect("plan");
+        let no_key = PlanGate::new(Some(plan()), None, PlanPolicies::default()).with_key(None);
+        assert!(
+            matches!(no_key, Err(GateError::NoKey(ref f)) if f == "email"),
+            "{:?}",
+            no_key.err()
+        );
+        let spec = format!("v7:{}", "A".repeat(44));
+        let key = PiiKey::parse(&spec).expect("key");
+        let gate = PlanGate::new(Some(plan()), None, PlanPolicies::default())
+            .with_key(Some(key.clone()))
+            .expect("gate");
+        let mut e = event(
+            "Invited Teammate",
+            r#"{"plan":"pro","invitee_email":"bob@example.com"}"#,
+        );
+        assert!(gate.pseudonymise(&mut e));
+        assert!(!e.properties.contains("bob@"), "{}", e.properties);
+        assert!(
+            e.properties.contains(&key.hash("bob@example.com")),
+            "{}",
+            e.properties
+        );
+        let mut clean = event("Upgraded Plan", r#"{"plan":"pro","revenue":9}"#);
+        assert!(!gate.pseudonymise(&mut clean), "no PII: untouched");
+        assert_eq!(clean.properties, r#"{"plan":"pro","revenue":9}"#);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! among valid traffic: each quarantined event is one dead letter with its violation as reason,
 //! each flagged one a clean record marked with its flags, every clean record carries the plan's
 //! id and version (so does its lake row, with the flags), the KPIs count exactly the valid and flagged events, and the metrics count
-//! every outcome and violation — the shadow plan's included, without acting on them.
+//! every outcome and violation — the shadow plan's included, without acting on them. A PII
+//! property (`invitee_email`, action `hash`) reaches no output in the clear: the clean topic,
+//! the lake and the dead letters hold its keyed hash.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -76,6 +78,22 @@ fn traffic() -> Vec<(Value, &'static str, &'static str)> {
         "flagged",
         "unknown_event:event",
     );
+    // Personal data: hashed before the clean topic, the lake and the dead letter.
+    let email = |who: &str| json!(format!("{who}.secret@example.com"));
+    add(
+        3,
+        "Invited Teammate",
+        json!({"plan": "pro", "invitee_email": email("bob")}),
+        "passed",
+        "",
+    );
+    add(
+        2,
+        "Invited Teammate",
+        json!({"plan": "gold", "invitee_email": email("eve")}),
+        "quarantined",
+        "not_in_enum",
+    );
     out
 }
 
@@ -91,9 +109,12 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     stack
         .env
         .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "200".into()));
+    // A key of version 2, 32 bytes or more, base64.
+    let key = "v2:S2V5IG9mIHRoZSBlbmQtdG8tZW5kIHRlc3QsIDMyKyBieXRlcw==".to_string();
     for (k, v) in [
         ("NORTHSTAR_PLAN", PLAN.to_string()),
         ("NORTHSTAR_SHADOW_PLAN", shadow.display().to_string()),
+        ("NORTHSTAR_PII_KEY", key),
     ] {
         stack.service_env.push(("processor".into(), k.into(), v));
     }
@@ -213,6 +234,17 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         dead_reasons, reasons,
         "one dead letter per quarantined event, by violation"
     );
+    let leaked = |records: &[kafka::Record]| {
+        records
+            .iter()
+            .filter(|r| {
+                r.payload
+                    .as_deref()
+                    .is_some_and(|p| String::from_utf8_lossy(p).contains(".secret@"))
+            })
+            .count()
+    };
+    assert_eq!(leaked(&dead), 0, "no e-mail address in a dead letter");
 
     let clean = kafka::read_topic(&stack.brokers(), "events.clean").expect("read clean");
     assert_eq!(clean.len() as f64, outcomes["passed"] + outcomes["flagged"]);
@@ -227,6 +259,19 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         *clean_flags.entry(f.clone()).or_default() += 1;
     }
     assert_eq!(clean_flags, flags, "flagged records are marked");
+    assert_eq!(leaked(&clean), 0, "no e-mail address in the clean topic");
+    let hashed = clean
+        .iter()
+        .filter(|r| {
+            r.payload
+                .as_deref()
+                .is_some_and(|p| String::from_utf8_lossy(p).contains("hmac-sha256:v2:"))
+        })
+        .count();
+    assert_eq!(
+        hashed, 3,
+        "the three addresses are keyed hashes (key version 2)"
+    );
 
     let metrics = reqwest::get(stack.processor_metrics_url())
         .await
@@ -245,7 +290,7 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     );
     assert_eq!(
         by_violation.get("not_in_enum"),
-        Some(&7.0),
+        Some(&9.0),
         "{by_violation:?}"
     );
     assert_eq!(
@@ -298,6 +343,24 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         lake_flags.iter().flatten().count(),
         flags.values().sum::<usize>(),
         "flagged rows are marked in the lake"
+    );
+    let props = lake::string_column(&stack.events_dir(), "properties").expect("properties");
+    assert!(
+        props.iter().flatten().all(|p| !p.contains(".secret@")),
+        "no e-mail address in the lake"
+    );
+    let metrics = reqwest::get(stack.processor_metrics_url())
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let hashed: f64 = prom::named(&metrics, "northstar_processor_pii_hashed_total")
+        .map(|s| s.value)
+        .sum();
+    assert_eq!(
+        hashed, 5.0,
+        "three passed and two quarantined addresses hashed"
     );
     let unclean = stack.shutdown();
     assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");

@@ -13,6 +13,7 @@ mod compat;
 mod lint;
 pub mod model;
 mod parse;
+pub mod pii;
 mod render;
 mod report;
 #[cfg(test)]

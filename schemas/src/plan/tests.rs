@@ -591,3 +591,127 @@ fn top_level_entries_unescape_keys_and_borrow_values() {
     assert_eq!(e[1].1.get(), r#"{"c":[2]}"#);
     assert!(top_level("[1]").is_none() && top_level("{").is_none() && top_level("{} x").is_none());
 }
+
+mod pii_tests {
+    use super::*;
+    use crate::plan::pii::{apply, PiiKey, PiiKeyError};
+
+    fn key(version: u32) -> PiiKey {
+        use base64::Engine;
+        let bytes = [version as u8; 32];
+        PiiKey::parse(&format!(
+            "v{version}:{}",
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        ))
+        .expect("key")
+    }
+
+    #[test]
+    fn keys_parse_hash_deterministically_and_never_show_themselves() {
+        let k = key(1);
+        assert!(!format!("{k:?}").contains("AQEB"), "{k:?}");
+        let h = k.hash("jane@example.com");
+        assert_eq!(h, k.hash("jane@example.com"));
+        assert!(
+            h.starts_with("hmac-sha256:v1:") && h.len() == "hmac-sha256:v1:".len() + 64,
+            "{h}"
+        );
+        assert_ne!(
+            h,
+            key(2).hash("jane@example.com"),
+            "another key version, another value"
+        );
+        assert!(!h.contains("jane"));
+        assert_eq!(
+            PiiKey::parse("v1:c2hvcnQ=").map(|_| ()),
+            Err(PiiKeyError::Short(5))
+        );
+        assert!(matches!(
+            PiiKey::parse("secret-in-the-clear"),
+            Err(PiiKeyError::Format(_))
+        ));
+        let e = PiiKey::parse("v1:not base64!")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            !e.contains("not base64"),
+            "the error never repeats the key: {e}"
+        );
+    }
+
+    #[test]
+    fn hash_and_drop_reach_properties_traits_and_context() {
+        let p = example();
+        let k = key(3);
+        let props = r#"{"plan":"pro","invitee_email":"bob@example.com"}"#;
+        let ctx = r#"{"os":{"name":"iOS"},"device":{"advertisingId":"ad-123","model":"x"}}"#;
+        let out = apply(
+            &p,
+            Some(&k),
+            EventType::Track,
+            Some("Invited Teammate"),
+            props,
+            "{}",
+            ctx,
+        )
+        .expect("applied");
+        let props: serde_json::Value =
+            serde_json::from_str(out.properties.as_deref().expect("changed")).expect("json");
+        assert_eq!(props["invitee_email"], k.hash("bob@example.com"));
+        assert_eq!(props["plan"], "pro");
+        let ctx: serde_json::Value =
+            serde_json::from_str(out.context.as_deref().expect("changed")).expect("json");
+        assert_eq!(ctx["device"]["advertisingId"], k.hash("ad-123"));
+        assert_eq!(ctx["device"]["model"], "x");
+        assert_eq!((out.hashed, out.dropped), (2, 0));
+
+        let traits = r#"{"email":"jane@example.com","name":"Jane Doe","company":"ACME"}"#;
+        let out =
+            apply(&p, Some(&k), EventType::Identify, None, "{}", traits, "{}").expect("applied");
+        let t: serde_json::Value =
+            serde_json::from_str(out.traits.as_deref().expect("changed")).expect("json");
+        assert_eq!(t["email"], k.hash("jane@example.com"));
+        assert!(t.get("name").is_none(), "dropped");
+        assert_eq!(t["company"], "ACME");
+        assert_eq!((out.hashed, out.dropped), (1, 1));
+    }
+
+    #[test]
+    fn an_event_without_pii_is_untouched_and_hashing_needs_a_key() {
+        let p = example();
+        let out = apply(
+            &p,
+            None,
+            EventType::Track,
+            Some("Upgraded Plan"),
+            r#"{"plan":"pro","revenue":9}"#,
+            "{}",
+            r#"{"os":{"name":"iOS"}}"#,
+        )
+        .expect("no pii");
+        assert!(!out.changed());
+        let e = apply(
+            &p,
+            None,
+            EventType::Identify,
+            None,
+            "{}",
+            r#"{"email":"a@b.co"}"#,
+            "{}",
+        )
+        .expect_err("no key");
+        assert_eq!(e.path, "traits.email");
+        // Dropping needs no key.
+        let out = apply(
+            &p,
+            None,
+            EventType::Identify,
+            None,
+            "{}",
+            r#"{"name":"Jane"}"#,
+            "{}",
+        )
+        .expect("dropped");
+        assert_eq!(out.traits.as_deref(), Some("{}"));
+    }
+}
