@@ -1,7 +1,8 @@
 //! Stream processor metrics (`northstar_processor_*`), per input partition.
 //!
 //! Contract: for every partition, `events_in = events_out + duplicates + invalid` once the
-//! records in flight are processed; labels are partitions and reason codes only.
+//! records in flight are processed, plus the events withheld for want of consent
+//! (`consent_withheld_total`, by purpose: counted once over all partitions); labels are partitions and reason codes only.
 
 use std::sync::LazyLock;
 
@@ -269,3 +270,9 @@ pub static PII_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     )
     .expect("metric registers")
 });
+counter!(
+    CONSENT_WITHHELD,
+    "northstar_processor_consent_withheld_total",
+    "Events dropped from every output because the person did not consent to their purpose (context.consent.categoryPreferences, else the plan's default), by purpose",
+    &["purpose"]
+);

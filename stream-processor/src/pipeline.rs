@@ -403,6 +403,8 @@ impl Pipeline {
                 let verdict = self.gate.judge(&event);
                 let pseudonymised = self.gate.pseudonymise(&mut event);
                 match verdict {
+                    // Nothing is written; the offset moves on (counted by the gate).
+                    Verdict::Withheld => {}
                     Verdict::Quarantine { reason, detail } => {
                         let payload = pseudonymised
                             .then(|| self.encode_clean(&event))

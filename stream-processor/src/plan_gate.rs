@@ -10,6 +10,10 @@
 //!   (`quarantine` > `flag` > `allow`); each violation is counted once in
 //!   `northstar_processor_plan_violations_total` with that outcome, and each event once in
 //!   `northstar_processor_plan_events_total`.
+//! - An event whose shape's consent purpose the person did not grant
+//!   (`context.consent.categoryPreferences`, else the plan's default) is [`Verdict::Withheld`]:
+//!   no output at all, counted by purpose (`northstar_processor_consent_withheld_total`) and
+//!   as the `withheld` outcome; it is neither checked further nor dead-lettered.
 //! - A shadow plan is checked side by side with the same policies and only counted
 //!   (`…_plan_shadow_*`): it never changes what happens to an event.
 //! - Labels are bounded by the plan: `event` is a planned event's name or the message type,
@@ -86,17 +90,22 @@ pub enum Verdict<'a> {
         /// Every violation, one per `; `.
         detail: String,
     },
+    /// The person did not consent to the event's purpose: it is dropped from every output (the
+    /// KPIs, the clean topic, the lake; not dead-lettered either) and counted.
+    Withheld,
 }
 
 struct Loaded {
     plan: Plan,
     stamp: String,
-    /// The outcome counters, looked up once: passed, allowed, flagged, quarantined.
-    outcomes: [prometheus::IntCounter; 4],
+    /// The outcome counters, looked up once: passed, allowed, flagged, quarantined, withheld.
+    outcomes: [prometheus::IntCounter; 5],
 }
 
 /// The outcome labels, in the order of [`Loaded::outcomes`].
-const OUTCOMES: [&str; 4] = ["passed", "allowed", "flagged", "quarantined"];
+const OUTCOMES: [&str; 5] = ["passed", "allowed", "flagged", "quarantined", "withheld"];
+/// The index of `withheld` in [`OUTCOMES`].
+const WITHHELD: usize = 4;
 
 fn outcome_index(outcome: Option<Policy>) -> usize {
     match outcome {
@@ -260,21 +269,49 @@ impl PlanGate {
 
     /// Checks one event against the shadow plan (counted only) and the enforced plan.
     pub fn judge(&self, e: &Event) -> Verdict<'_> {
+        let name = match e.kind {
+            EventType::Track => e.event.as_deref(),
+            _ => e.name.as_deref(),
+        };
+        let withheld = |plan: &Plan| {
+            plan.consent(e.kind, name, &e.context)
+                .filter(|c| !c.given)
+                .map(|c| c.purpose.to_string())
+        };
         if let Some(shadow) = &self.shadow {
-            let (outcome, violations) = self.outcome(&shadow.plan, e);
-            let would = OUTCOMES[outcome_index(outcome)];
-            shadow.outcomes[outcome_index(outcome)].inc();
-            count(
-                &metrics::PLAN_SHADOW_VIOLATIONS,
-                &shadow.plan,
-                e,
-                &violations,
-                would,
-            );
+            if withheld(&shadow.plan).is_some() {
+                shadow.outcomes[WITHHELD].inc();
+            } else {
+                let (outcome, violations) = self.outcome(&shadow.plan, e);
+                let would = OUTCOMES[outcome_index(outcome)];
+                shadow.outcomes[outcome_index(outcome)].inc();
+                count(
+                    &metrics::PLAN_SHADOW_VIOLATIONS,
+                    &shadow.plan,
+                    e,
+                    &violations,
+                    would,
+                );
+            }
         }
         let Some(l) = &self.enforced else {
             return Verdict::Unchecked;
         };
+        let name = match e.kind {
+            EventType::Track => e.event.as_deref(),
+            _ => e.name.as_deref(),
+        };
+        if let Some(c) = l
+            .plan
+            .consent(e.kind, name, &e.context)
+            .filter(|c| !c.given)
+        {
+            l.outcomes[WITHHELD].inc();
+            metrics::CONSENT_WITHHELD
+                .with_label_values(&[c.purpose])
+                .inc();
+            return Verdict::Withheld;
+        }
         let (outcome, violations) = self.outcome(&l.plan, e);
         let label = OUTCOMES[outcome_index(outcome)];
         l.outcomes[outcome_index(outcome)].inc();
@@ -554,6 +591,20 @@ mod tests {
         let mut clean = event("Upgraded Plan", r#"{"plan":"pro","revenue":9}"#);
         assert!(!gate.pseudonymise(&mut clean), "no PII: untouched");
         assert_eq!(clean.properties, r#"{"plan":"pro","revenue":9}"#);
+    }
+
+    #[test]
+    fn an_event_without_consent_for_its_purpose_is_withheld() {
+        let g = gate(PlanPolicies::default());
+        let mut e = event("Signed Up", r#"{"plan":"gold"}"#);
+        e.context = r#"{"consent":{"categoryPreferences":{"analytics":false}}}"#.into();
+        assert_eq!(
+            g.judge(&e),
+            Verdict::Withheld,
+            "withheld before any violation is acted on"
+        );
+        e.context = r#"{"consent":{"categoryPreferences":{"analytics":true}}}"#.into();
+        assert!(matches!(g.judge(&e), Verdict::Quarantine { .. }));
     }
 
     #[test]

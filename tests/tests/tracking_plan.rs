@@ -6,7 +6,8 @@
 //! id and version (so does its lake row, with the flags), the KPIs count exactly the valid and flagged events, and the metrics count
 //! every outcome and violation — the shadow plan's included, without acting on them. A PII
 //! property (`invitee_email`, action `hash`) reaches no output in the clear: the clean topic,
-//! the lake and the dead letters hold its keyed hash.
+//! the lake and the dead letters hold its keyed hash. Events of people who refused the event's
+//! consent purpose reach no output and are counted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -94,6 +95,13 @@ fn traffic() -> Vec<(Value, &'static str, &'static str)> {
         "quarantined",
         "not_in_enum",
     );
+    // People who refused analytics: no output at all, even for an invalid event.
+    for plan in ["free", "free", "free", "gold"] {
+        let mut e = track(1000 + out.len(), "Signed Up", json!({ "plan": plan }));
+        e["context"]["consent"] =
+            json!({"categoryPreferences": {"analytics": false, "marketing": true}});
+        out.push((e, "withheld", ""));
+    }
     out
 }
 
@@ -170,7 +178,7 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
             "flagged" => *flags.entry(why.to_string()).or_default() += 1,
             _ => {}
         }
-        if *outcome != "quarantined" {
+        if !matches!(*outcome, "quarantined" | "withheld") {
             *counted
                 .entry(e["event"].as_str().unwrap_or_default().to_string())
                 .or_default() += 1.0;
@@ -362,6 +370,12 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         hashed, 5.0,
         "three passed and two quarantined addresses hashed"
     );
+    let withheld = prom::sum_by(
+        &metrics,
+        "northstar_processor_consent_withheld_total",
+        "purpose",
+    );
+    assert_eq!(withheld.get("analytics"), Some(&4.0), "{withheld:?}");
     let unclean = stack.shutdown();
     assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
 }

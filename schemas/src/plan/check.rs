@@ -450,3 +450,39 @@ fn is_uuid(s: &str) -> bool {
             _ => c.is_ascii_hexdigit(),
         })
 }
+
+impl Plan {
+    /// Whether the event may be kept for its shape's consent purpose: the purpose's value in
+    /// `context.consent.categoryPreferences` (Segment's shape: `{"analytics": true, …}`), else
+    /// the plan's `consent.default_without_consent_info`. `None`: the shape has no purpose, or
+    /// the event no planned shape.
+    pub fn consent(
+        &self,
+        kind: EventType,
+        name: Option<&str>,
+        context: &str,
+    ) -> Option<Consent<'_>> {
+        let shape = match kind {
+            EventType::Track => self.events.get(name?),
+            EventType::Identify => self.identify.as_ref(),
+            EventType::Page => self.page.as_ref(),
+            EventType::Screen => self.screen.as_ref(),
+            EventType::Group | EventType::Alias => None,
+        }?;
+        let purpose = shape.consent.as_deref()?;
+        let path = self.consent_paths.get(purpose)?;
+        let given = match lookup_raw(context, path) {
+            Some("true") => true,
+            Some(_) => false, // false, or anything that is not an explicit yes
+            None => self.consent_default == super::model::ConsentDefault::Granted,
+        };
+        Some(Consent { purpose, given })
+    }
+}
+
+/// An event's consent for its purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Consent<'p> {
+    pub purpose: &'p str,
+    pub given: bool,
+}

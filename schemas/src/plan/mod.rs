@@ -19,7 +19,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-pub use check::{format_holds, Checked, PolicyClass, Violation, ViolationKind};
+pub use check::{format_holds, Checked, Consent, PolicyClass, Violation, ViolationKind};
 pub use compat::{avro_column, check_version, compare, Change, Impact, VersionError};
 pub use lint::{lint, Finding, Severity};
 pub use parse::{FieldRule, NamingRules, Plan, PlanError, Property, Shape};

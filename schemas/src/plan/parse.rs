@@ -90,6 +90,8 @@ pub struct Plan {
     pub context: BTreeMap<String, Property>,
     /// Each `context` path split into its steps, in the order of [`Plan::context`].
     pub context_steps: Vec<Vec<String>>,
+    /// Each consent purpose's path in `context` (`consent.categoryPreferences.<purpose>`).
+    pub consent_paths: BTreeMap<String, Vec<String>>,
     /// Planned track events by name.
     pub events: BTreeMap<String, Shape>,
     pub identify: Option<Shape>,
@@ -168,6 +170,13 @@ impl Plan {
                 .screen
                 .map(|d| resolver.view("screen", d))
                 .transpose()?,
+            consent_paths: purposes
+                .keys()
+                .map(|p| {
+                    let steps = ["consent", "categoryPreferences", p.as_str()];
+                    (p.clone(), steps.map(str::to_string).to_vec())
+                })
+                .collect(),
             purposes,
             dictionary,
             context_steps: context

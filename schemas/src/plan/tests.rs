@@ -715,3 +715,38 @@ mod pii_tests {
         assert_eq!(out.traits.as_deref(), Some("{}"));
     }
 }
+
+#[test]
+fn consent_is_read_per_purpose_with_the_plans_default() {
+    let p = example();
+    let ctx = |prefs: &str| format!(r#"{{"consent":{{"categoryPreferences":{prefs}}}}}"#);
+    let c = |context: &str| {
+        p.consent(EventType::Track, Some("Signed Up"), context)
+            .map(|c| (c.purpose, c.given))
+    };
+    assert_eq!(
+        c(&ctx(r#"{"analytics":true,"marketing":false}"#)),
+        Some(("analytics", true))
+    );
+    assert_eq!(
+        c(&ctx(r#"{"analytics":false}"#)),
+        Some(("analytics", false))
+    );
+    assert_eq!(
+        c(&ctx(r#"{"analytics":"yes"}"#)),
+        Some(("analytics", false)),
+        "only an explicit true"
+    );
+    assert_eq!(
+        c("{}"),
+        Some(("analytics", true)),
+        "the plan's default: granted"
+    );
+    let denied = plan(&BASE.replace(
+        "purposes: {analytics: KPIs}",
+        "purposes: {analytics: KPIs}\n  default_without_consent_info: denied",
+    ));
+    let d = denied.consent(EventType::Track, Some("Order Completed"), "{}");
+    assert_eq!(d.map(|c| c.given), Some(false));
+    assert_eq!(p.consent(EventType::Track, Some("unplanned"), "{}"), None);
+}
