@@ -23,9 +23,10 @@ use serde_json::{Map, Value};
 #[serde(rename_all = "lowercase")]
 pub enum IpPolicy {
     /// Stored as is.
-    #[default]
     Keep,
-    /// IPv4 to its /24, IPv6 to its /48.
+    /// IPv4 to its /24, IPv6 to its /48: the default, since an address is personal data
+    /// (issue 12; docs/tracking-plan.md).
+    #[default]
     Truncate,
     /// Not stored.
     Drop,

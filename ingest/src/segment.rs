@@ -489,7 +489,11 @@ mod tests {
                 "s",
                 NOW,
                 &bounds,
-                &RequestInfo::default(),
+                // Keep: this test is about the clock flags, not the address.
+                &RequestInfo {
+                    ip_policy: crate::enrich::IpPolicy::Keep,
+                    ..RequestInfo::default()
+                },
             )
             .expect("event");
             let ctx: Value = serde_json::from_str(&e.context).expect("json");
