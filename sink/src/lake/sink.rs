@@ -21,6 +21,8 @@
 //! Kafka and flushed exactly as before (same ledger intent, same files), while the poll loop
 //! serves the other partitions.
 
+mod rows;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,7 +43,7 @@ use rdkafka::TopicPartitionList;
 
 use super::budget::{self, CATCH_ALL_NAME};
 use super::dead_letters::{self, DeadRow};
-use super::layout::{file_key, file_name, partition_path, Table};
+use super::layout::{file_key, file_name, Table};
 use super::ledger::{Entry, Ledger};
 use super::parquet::{encode, Row};
 use super::LakeConfig;
@@ -599,34 +601,6 @@ impl LakeSink {
             }
         }
         self.after_record(partition, offset, shutdown).await
-    }
-
-    /// [`partition_path`], cached.
-    /// `stamp` as the shared [`Row::plan`] value (one allocation per plan version, not per row).
-    fn shared_stamp(&mut self, stamp: &str) -> Arc<str> {
-        match &self.plan_stamp {
-            Some(s) if &**s == stamp => s.clone(),
-            _ => self.plan_stamp.insert(Arc::from(stamp)).clone(),
-        }
-    }
-
-    fn path_of(&mut self, ts_micros: i64, name: &str) -> String {
-        const HOUR_MICROS: i64 = 3_600_000_000;
-        if self.paths.len() > 10_000 {
-            self.paths.clear();
-        }
-        let by_name = self
-            .paths
-            .entry(ts_micros.div_euclid(HOUR_MICROS))
-            .or_default();
-        if let Some(p) = by_name.get(name) {
-            return p.clone();
-        }
-        let p = partition_path(ts_micros, name);
-        if by_name.len() < 1_000 {
-            by_name.insert(name.to_string(), p.clone());
-        }
-        p
     }
 
     /// Completes an interrupted flush once its last offset has been handled again.
