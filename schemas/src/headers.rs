@@ -3,8 +3,12 @@
 //! Contract: every record a Northstar service produces from an input record carries that
 //! input's topic, partition and offset ([`SOURCE_TOPIC`], [`SOURCE_PARTITION`],
 //! [`SOURCE_OFFSET`], decimal text), so a replay can be recognised downstream. Dead-letter
-//! records also carry [`DLQ_REASON`] (a stable machine-readable code) and [`DLQ_DETAIL`]. Clean
-//! records checked against a tracking plan carry [`PLAN`], and [`PLAN_FLAGS`] when flagged.
+//! records also carry [`DLQ_REASON`] (a stable machine-readable code), [`DLQ_DETAIL`] (every
+//! problem on one line) and [`FAILURE`] (the structured failure record of
+//! [`crate::failure`], JSON). Clean records checked against a tracking plan carry [`PLAN`], and
+//! [`PLAN_FLAGS`] when flagged. A record replayed from the dead-letter topic into the raw topic
+//! carries [`RECOVERY`] (how many times it has been replayed) and [`REPLAY_OF`] (the dead
+//! letter's position).
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -13,6 +17,12 @@ pub const SOURCE_PARTITION: &str = "northstar.source.partition";
 pub const SOURCE_OFFSET: &str = "northstar.source.offset";
 pub const DLQ_REASON: &str = "northstar.dlq.reason";
 pub const DLQ_DETAIL: &str = "northstar.dlq.detail";
+/// On a dead letter: the [`crate::failure::Failure`] record, JSON.
+pub const FAILURE: &str = "northstar.failure";
+/// On a replayed raw record: how many times it has been replayed (decimal, 1 the first time).
+pub const RECOVERY: &str = "northstar.recovery";
+/// On a replayed raw record: `topic/partition/offset` of the dead letter it came from.
+pub const REPLAY_OF: &str = "northstar.replay.of";
 /// On a clean record: `id@version` of the tracking plan it was checked against.
 pub const PLAN: &str = "northstar.plan";
 /// On a clean record the plan flagged: `kind:path` of each flagged problem, comma-separated.
@@ -43,23 +53,31 @@ pub fn source_headers(topic: &str, partition: i32, offset: i64) -> OwnedHeaders 
         })
 }
 
-/// Headers of a dead-letter record: the source position, [`DLQ_REASON`] and [`DLQ_DETAIL`].
-pub fn dead_letter_headers(
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    reason: &str,
-    detail: &str,
-) -> OwnedHeaders {
-    source_headers(topic, partition, offset)
+/// Headers of a dead-letter record: the source position, [`DLQ_REASON`], [`DLQ_DETAIL`] and
+/// [`FAILURE`], all from `failure`.
+pub fn dead_letter_headers(failure: &crate::failure::Failure) -> OwnedHeaders {
+    let s = &failure.source;
+    source_headers(&s.topic, s.partition, s.offset)
         .insert(Header {
             key: DLQ_REASON,
-            value: Some(reason),
+            value: Some(failure.reason.as_str()),
         })
         .insert(Header {
             key: DLQ_DETAIL,
-            value: Some(detail),
+            value: Some(failure.detail().as_str()),
         })
+        .insert(Header {
+            key: FAILURE,
+            value: Some(failure.to_json().as_str()),
+        })
+}
+
+/// The replay count of a raw record ([`RECOVERY`]; 0 when absent or not a number).
+pub fn recovery_count<H: Headers>(headers: Option<&H>) -> u32 {
+    headers
+        .and_then(|h| header_str(h, RECOVERY))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Reads a header's value as UTF-8 text.
@@ -85,11 +103,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dead_letter_headers_carry_the_reason_and_the_source() {
-        let h = dead_letter_headers("events.clean", 1, 7, "invalid_json", "line 1");
-        assert_eq!(header_str(&h, DLQ_REASON), Some("invalid_json"));
-        assert_eq!(header_str(&h, DLQ_DETAIL), Some("line 1"));
+    fn dead_letter_headers_carry_the_reason_the_failure_and_the_source() {
+        use crate::failure::{Failure, FailureType, Problem, Source};
+        let problem = Problem {
+            reason: "undecodable".into(),
+            path: String::new(),
+            rule: "Avro".into(),
+            expected: "an event".into(),
+            actual: "line 1".into(),
+        };
+        let source = Source {
+            topic: "events.clean".into(),
+            partition: 1,
+            offset: 7,
+        };
+        let f = Failure::new(FailureType::Loader, "lake-sink", source, vec![problem]);
+        let h = dead_letter_headers(&f);
+        assert_eq!(header_str(&h, DLQ_REASON), Some("undecodable"));
+        assert_eq!(
+            header_str(&h, DLQ_DETAIL),
+            Some("record: undecodable (Avro): expected an event, got line 1")
+        );
         assert_eq!(source_position(&h).map(|p| p.offset), Some(7));
+        let back = Failure::from_json(header_str(&h, FAILURE).expect("failure header"));
+        assert_eq!(back.expect("parses"), f);
+    }
+
+    #[test]
+    fn recovery_count_reads_the_header_or_zero() {
+        let h = OwnedHeaders::new().insert(Header {
+            key: RECOVERY,
+            value: Some("3"),
+        });
+        assert_eq!(recovery_count(Some(&h)), 3);
+        assert_eq!(recovery_count(None::<&OwnedHeaders>), 0);
+        let bad = OwnedHeaders::new().insert(Header {
+            key: RECOVERY,
+            value: Some("x"),
+        });
+        assert_eq!(recovery_count(Some(&bad)), 0);
     }
 
     #[test]

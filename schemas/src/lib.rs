@@ -14,6 +14,7 @@ pub mod client;
 pub mod decoder;
 mod envelope_binary;
 pub mod event;
+pub mod failure;
 pub mod headers;
 pub mod json_path;
 pub mod plan;

@@ -98,10 +98,74 @@ enum AdminCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Re-submit dead letters to the raw topic, optionally fixed, with their message ids (the
+    /// processor's deduplication keeps a replay exactly-once); prints what was replayed.
+    Replay {
+        /// Only letters of this failure type (repeatable): undecodable, envelope, clock, size,
+        /// schema_violation, unknown_event, naming, consent, loader.
+        #[arg(long = "type")]
+        types: Vec<String>,
+        /// Only letters with this reason code (repeatable), e.g. wrong_type.
+        #[arg(long)]
+        reason: Vec<String>,
+        /// Only letters of this event name (repeatable).
+        #[arg(long)]
+        event: Vec<String>,
+        /// Only letters dead-lettered at or after this time (RFC 3339, or a UTC date).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only letters dead-lettered before this time (RFC 3339, or a UTC date).
+        #[arg(long)]
+        to: Option<String>,
+        /// A fix applied before re-submitting (repeatable, in order):
+        /// rename:FROM=TO, cast:PATH=string|number|integer|boolean, drop:PATH, event:NAME.
+        #[arg(long = "fix")]
+        fixes: Vec<String>,
+        /// A YAML list of fixes, applied after those of --fix.
+        #[arg(long)]
+        fixes_file: Option<PathBuf>,
+        /// Also re-submit letters an earlier replay already re-submitted.
+        #[arg(long)]
+        again: bool,
+        /// Show what would be replayed only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// A time given on the command line, in µs since the epoch: RFC 3339, or a date (its 00:00 UTC).
+fn parse_time(s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_micros());
+    }
+    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .with_context(|| format!("{s:?} is neither an RFC 3339 time nor a YYYY-MM-DD date"))?;
+    Ok(d.and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_micros())
+}
+
+/// The fixes of --fix, then those of --fixes-file.
+fn parse_fixes(
+    specs: Vec<String>,
+    file: Option<PathBuf>,
+) -> anyhow::Result<Vec<maintenance::replay::fix::Fix>> {
+    let mut specs = specs;
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let listed: Vec<String> = serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("{}: expected a YAML list of fixes", path.display()))?;
+        specs.extend(listed);
+    }
+    specs
+        .iter()
+        .map(|s| s.parse().map_err(anyhow::Error::from))
+        .collect()
 }
 
 impl AdminCommand {
-    fn into_command(self) -> anyhow::Result<maintenance::Command> {
+    fn into_command(self, config: &LakeConfig) -> anyhow::Result<maintenance::Command> {
         Ok(match self {
             AdminCommand::Compact {
                 table,
@@ -130,6 +194,45 @@ impl AdminCommand {
                 anonymous_ids,
                 dry_run,
             }),
+            AdminCommand::Replay {
+                types,
+                reason,
+                event,
+                from,
+                to,
+                fixes,
+                fixes_file,
+                again,
+                dry_run,
+            } => {
+                use maintenance::replay::{select::Filter, Target};
+                use northstar_schemas::failure::FailureType;
+                let types = types
+                    .iter()
+                    .map(|t| {
+                        FailureType::parse(t)
+                            .with_context(|| format!("--type {t:?} is not a failure type"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                maintenance::Command::Replay(Box::new(maintenance::ReplayOptions {
+                    filter: Filter {
+                        types,
+                        reasons: reason,
+                        events: event,
+                        from: from.as_deref().map(parse_time).transpose()?,
+                        to: to.as_deref().map(parse_time).transpose()?,
+                    },
+                    fixes: parse_fixes(fixes, fixes_file)?,
+                    again,
+                    dry_run,
+                    target: Target {
+                        kafka: config.kafka.clone(),
+                        raw_topic: config.topics.raw.clone(),
+                        dlq_topic: config.topics.dlq.clone(),
+                        registry_url: config.registry_url.clone(),
+                    },
+                }))
+            }
         })
     }
 }
@@ -154,7 +257,7 @@ pub fn main(store: fn(ObjectRoot) -> ObjectRoot) -> anyhow::Result<()> {
             let config: LakeConfig =
                 load_config(config.as_deref()).context("invalid configuration")?;
             telemetry::init(&config.telemetry);
-            let command = command.into_command()?;
+            let command = command.into_command(&config)?;
             let root = store(lake::open_root(&config)?);
             let summary = tokio_runtime()?
                 .block_on(async move { maintenance::run(root, command, break_lock).await })?;

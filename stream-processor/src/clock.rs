@@ -59,14 +59,17 @@ pub fn bound(
     }
     let oldest = event.received_at.saturating_sub(b.max_event_age_micros);
     if event.timestamp < oldest {
-        return Err(Invalid::new(
+        let days = b.max_event_age_micros / 86_400_000_000;
+        return Err(Invalid::one(
+            northstar_schemas::failure::FailureType::Clock,
             "timestamp_too_old",
-            format!(
-                "timestamp {} µs is more than {} days before receivedAt {} µs (max_event_age_days)",
-                event.timestamp,
-                b.max_event_age_micros / 86_400_000_000,
+            "timestamp",
+            &format!("max_event_age_days: {days}"),
+            &format!(
+                "at most {days} days before receivedAt ({} µs)",
                 event.received_at
             ),
+            format!("{} µs since the epoch", event.timestamp),
         ));
     }
     Ok(corrected)

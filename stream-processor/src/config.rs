@@ -45,6 +45,10 @@ pub struct ProcessorConfig {
     pub pii_key_file: Option<std::path::PathBuf>,
     /// The same key as text (`NORTHSTAR_PII_KEY`); never logged.
     pub pii_key: Option<Redacted>,
+    /// Records larger than this many bytes are dead-lettered (failure type `size`); twice the
+    /// collector's per-event limit, so it bounds what backend services produce directly
+    /// (`NORTHSTAR_MAX_EVENT_BYTES`).
+    pub max_event_bytes: usize,
     /// Duplicates by (source, messageId) are dropped within this many seconds (by receivedAt).
     pub dedup_window_secs: u32,
     /// Event timestamps further than this ahead of receivedAt are clamped to receivedAt, in seconds.
@@ -107,6 +111,7 @@ impl Default for ProcessorConfig {
             max_future_skew_secs: 300,
             max_received_skew_secs: 3_600,
             max_event_age_days: 365,
+            max_event_bytes: 64 * 1024,
             dedup_window_secs: 86_400,
             checkpoint_root: "file://./data/checkpoints".into(),
             checkpoint_interval_ms: 5_000,

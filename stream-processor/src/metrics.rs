@@ -49,8 +49,8 @@ counter!(
 counter!(
     INVALID,
     "northstar_processor_invalid_total",
-    "Records sent to the dead-letter topic, by reason",
-    &["partition", "reason"]
+    "Records sent to the dead-letter topic, by reason and failure type",
+    &["partition", "reason", "type"]
 );
 counter!(
     LATE_UPDATED,

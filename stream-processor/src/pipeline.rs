@@ -35,12 +35,12 @@ use rdkafka::producer::BaseRecord;
 use crate::catalog::Catalog;
 use crate::checkpoint::writer::{self, Job, Report};
 use crate::checkpoint::{CheckpointError, Checkpoints};
-use crate::clock::{self, ClockBounds};
+use crate::clock::ClockBounds;
 use crate::config::ProcessorConfig;
 use crate::metrics;
-use crate::plan_gate::{with_plan_headers, PlanGate, Verdict};
+use crate::plan_gate::PlanGate;
 use crate::state::{PartitionState, Source};
-use crate::validate::{validate, Invalid};
+use crate::validate::Invalid;
 use cadence::Cadence;
 use northstar_runtime::objstore::ObjectRoot;
 
@@ -386,39 +386,12 @@ impl Pipeline {
             .or_insert_with(|| PartitionCounters::new(&partition.to_string()));
         counters.events_in.inc();
         let p = counters.label.clone();
-        let record_ts = msg.timestamp().to_millis();
-        let decoded = self
-            .decoder
-            .decode(msg.payload(), shutdown)
-            .await
-            .map_err(|u| Invalid::new(u.reason, u.detail))
-            .and_then(|e| validate(&e).map(|()| e))
-            .and_then(|mut e| clock::bound(&mut e, record_ts, &self.clock).map(|c| (e, c)));
-        match decoded {
-            Err(invalid) => self.dead_letter(msg, &p, invalid, None).await?,
-            Ok((mut event, corrected)) => {
-                // The plan decides before deduplication, so that a quarantined event replayed
-                // later with its message id is not taken for a duplicate; its PII is applied
-                // before any output, the dead letter included.
-                let verdict = self.gate.judge(&event);
-                let pseudonymised = self.gate.pseudonymise(&mut event);
-                match verdict {
-                    // Nothing is written; the offset moves on (counted by the gate).
-                    Verdict::Withheld => {}
-                    Verdict::Quarantine { reason, detail } => {
-                        let payload = pseudonymised
-                            .then(|| self.encode_clean(&event))
-                            .transpose()?;
-                        self.dead_letter(msg, &p, Invalid { reason, detail }, payload)
-                            .await?;
-                    }
-                    v => {
-                        let hdrs = with_plan_headers(source_headers(topic, partition, offset), &v);
-                        self.accept(msg, &p, event, corrected, pseudonymised, hdrs)
-                            .await?;
-                    }
-                }
-            }
+        match self.decoder.decode(msg.payload(), shutdown).await {
+            Err(u) => self.reject(msg, &p, Invalid::undecodable(u), None).await?,
+            Ok(mut event) => match self.admit(msg, &mut event) {
+                Err(invalid) => self.reject(msg, &p, invalid, Some(event)).await?,
+                Ok(corrected) => self.judge(msg, &p, event, corrected).await?,
+            },
         }
         if let Some(c) = self.cursors.get_mut(&partition) {
             c.advance(offset);
@@ -759,6 +732,7 @@ mod accept;
 mod cadence;
 mod outage;
 mod partitions;
+mod reject;
 
 /// Milliseconds since the epoch by the wall clock (0 before 1970).
 fn wall_clock_ms() -> i64 {

@@ -3,7 +3,9 @@
 //!
 //! Contract:
 //! - Never a silent drop: [`PlanGate::judge`] returns [`Verdict::Quarantine`] (the caller
-//!   dead-letters the record with the reason and the detail), or [`Verdict::Pass`] with the plan
+//!   dead-letters the record with its failure type and every problem: `naming` when a quarantined
+//!   problem is a badly named event or property, `unknown_event` when the event is unplanned,
+//!   `schema_violation` otherwise), or [`Verdict::Pass`] with the plan
 //!   stamp (`id@version`, a header on the clean record) and, when the event is flagged, the
 //!   flagged problems (a header too, so the lake can mark the row).
 //! - The outcome of an event is the strictest policy among its violations
@@ -12,13 +14,15 @@
 //!   `northstar_processor_plan_events_total`.
 //! - An event whose shape's consent purpose the person did not grant
 //!   (`context.consent.categoryPreferences`, else the plan's default) is [`Verdict::Withheld`]:
-//!   no output at all, counted by purpose (`northstar_processor_consent_withheld_total`) and
-//!   as the `withheld` outcome; it is neither checked further nor dead-lettered.
+//!   counted by purpose (`northstar_processor_consent_withheld_total`) and as the `withheld`
+//!   outcome, and not checked further; the caller writes no clean record and only an
+//!   accounting dead letter without the event's bytes, key or identity.
 //! - A shadow plan is checked side by side with the same policies and only counted
 //!   (`…_plan_shadow_*`): it never changes what happens to an event.
 //! - Labels are bounded by the plan: `event` is a planned event's name or the message type,
 //!   else `unplanned`; `property` is a path the plan declares, else `unplanned`.
 
+use northstar_schemas::failure::{FailureType, Problem};
 use northstar_schemas::plan::model::PiiAction;
 use northstar_schemas::plan::pii::{self, PiiKey};
 use northstar_schemas::plan::{Plan, PlanError, Violation, ViolationKind};
@@ -40,7 +44,7 @@ pub enum Policy {
     Quarantine,
 }
 
-/// The policies of the three kinds of problems (`[plan_policies]`).
+/// The policies of the four kinds of problems (`[plan_policies]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanPolicies {
@@ -48,6 +52,9 @@ pub struct PlanPolicies {
     pub unknown_event: Policy,
     /// A property the event's plan does not list, where no others are allowed.
     pub unknown_property: Policy,
+    /// An unplanned event, property or trait whose name breaks the plan's naming rules (a
+    /// typo such as `signed_up` for `Signed Up`).
+    pub naming: Policy,
     /// Every other violation: missing, wrong type, enum, bounds, pattern, format.
     pub violation: Policy,
 }
@@ -57,6 +64,7 @@ impl Default for PlanPolicies {
         Self {
             unknown_event: Policy::Flag,
             unknown_property: Policy::Flag,
+            naming: Policy::Quarantine,
             violation: Policy::Quarantine,
         }
     }
@@ -68,6 +76,7 @@ impl PlanPolicies {
         match kind.policy_class() {
             C::UnknownEvent => self.unknown_event,
             C::UnknownProperty => self.unknown_property,
+            C::Naming => self.naming,
             C::Violation => self.violation,
         }
     }
@@ -85,14 +94,21 @@ pub enum Verdict<'a> {
         flags: Option<String>,
     },
     Quarantine {
+        /// `naming`, `unknown_event` or `schema_violation`, by the quarantined violations.
+        failure_type: FailureType,
         /// The first quarantined violation's kind (the dead letter's reason code).
         reason: &'static str,
-        /// Every violation, one per `; `.
-        detail: String,
+        /// Every violation (the flagged and allowed ones too).
+        problems: Vec<Problem>,
     },
-    /// The person did not consent to the event's purpose: it is dropped from every output (the
-    /// KPIs, the clean topic, the lake; not dead-lettered either) and counted.
-    Withheld,
+    /// The person did not consent to the event's purpose: it is dropped from the KPIs, the
+    /// clean topic and the lake, and counted; its dead letter only accounts for it.
+    Withheld {
+        purpose: &'a str,
+        /// What `context.consent.categoryPreferences.<purpose>` said (`None`: nothing, the
+        /// plan's default applied).
+        said: Option<String>,
+    },
 }
 
 struct Loaded {
@@ -167,7 +183,7 @@ fn hashed_field(plan: &Plan) -> Option<String> {
     props.chain(ctx).next()
 }
 
-/// Longest dead-letter detail and flags header, in bytes.
+/// Longest flags header, in bytes.
 const MAX_TEXT: usize = 4096;
 
 impl PlanGate {
@@ -262,6 +278,16 @@ impl PlanGate {
         changed
     }
 
+    /// The enforced plan, as a failure record names it.
+    pub fn plan_ref(&self) -> Option<northstar_schemas::failure::PlanRef> {
+        self.enforced
+            .as_ref()
+            .map(|l| northstar_schemas::failure::PlanRef {
+                id: l.plan.id.clone(),
+                version: l.plan.version.to_string(),
+            })
+    }
+
     /// The enforced plan's `id@version`.
     pub fn stamp(&self) -> Option<&str> {
         self.enforced.as_ref().map(|l| l.stamp.as_str())
@@ -310,20 +336,17 @@ impl PlanGate {
             metrics::CONSENT_WITHHELD
                 .with_label_values(&[c.purpose])
                 .inc();
-            return Verdict::Withheld;
+            return Verdict::Withheld {
+                purpose: c.purpose,
+                said: c.said.map(str::to_string),
+            };
         }
         let (outcome, violations) = self.outcome(&l.plan, e);
         let label = OUTCOMES[outcome_index(outcome)];
         l.outcomes[outcome_index(outcome)].inc();
         count(&metrics::PLAN_VIOLATIONS, &l.plan, e, &violations, label);
         match outcome {
-            Some(Policy::Quarantine) => Verdict::Quarantine {
-                reason: violations
-                    .iter()
-                    .find(|v| self.policies.of(v.kind) == Policy::Quarantine)
-                    .map_or("plan_violation", |v| v.kind.as_str()),
-                detail: joined(violations.iter().map(|v| v.to_string()), "; "),
-            },
+            Some(Policy::Quarantine) => self.quarantine(&violations),
             Some(Policy::Flag) => Verdict::Pass {
                 stamp: &l.stamp,
                 flags: Some(joined(
@@ -338,6 +361,29 @@ impl PlanGate {
                 stamp: &l.stamp,
                 flags: None,
             },
+        }
+    }
+
+    /// The verdict on an event with a quarantined violation among `violations`.
+    fn quarantine(&self, violations: &[Violation]) -> Verdict<'static> {
+        let quarantined = || {
+            violations
+                .iter()
+                .filter(|v| self.policies.of(v.kind) == Policy::Quarantine)
+        };
+        let failure_type = if quarantined().any(|v| v.kind == ViolationKind::InvalidName) {
+            FailureType::Naming
+        } else if quarantined().any(|v| v.kind == ViolationKind::UnknownEvent) {
+            FailureType::UnknownEvent
+        } else {
+            FailureType::SchemaViolation
+        };
+        Verdict::Quarantine {
+            failure_type,
+            reason: quarantined()
+                .next()
+                .map_or("plan_violation", |v| v.kind.as_str()),
+            problems: violations.iter().map(Violation::to_problem).collect(),
         }
     }
 
@@ -383,13 +429,7 @@ fn joined(parts: impl Iterator<Item = String>, sep: &str) -> String {
             out.push_str(sep);
         }
         out.push_str(&part);
-        if out.len() > MAX_TEXT {
-            let mut end = MAX_TEXT;
-            while !out.is_char_boundary(end) {
-                end -= 1;
-            }
-            out.truncate(end);
-            out.push('…');
+        if northstar_schemas::failure::cut(&mut out, MAX_TEXT) {
             break;
         }
     }
@@ -485,13 +525,26 @@ mod tests {
             r#"{"plan":"gold","revenue":9,"coupon":"X"}"#,
         );
         match g.judge(&e) {
-            Verdict::Quarantine { reason, detail } => {
+            Verdict::Quarantine {
+                failure_type,
+                reason,
+                problems,
+            } => {
+                assert_eq!(failure_type, FailureType::SchemaViolation);
                 assert_eq!(reason, "not_in_enum");
-                assert!(detail.contains("properties.plan: not_in_enum"), "{detail}");
-                assert!(
-                    detail.contains("properties.coupon: unknown_property"),
-                    "{detail}"
+                let paths: Vec<(&str, &str)> = problems
+                    .iter()
+                    .map(|p| (p.reason.as_str(), p.path.as_str()))
+                    .collect();
+                assert_eq!(
+                    paths,
+                    [
+                        ("not_in_enum", "properties.plan"),
+                        ("unknown_property", "properties.coupon")
+                    ]
                 );
+                assert_eq!(problems[0].rule, "enum");
+                assert_eq!(problems[0].actual, "\"gold\"");
             }
             other => panic!("{other:?}"),
         }
@@ -506,13 +559,24 @@ mod tests {
                 flags: Some("unknown_property:properties.coupon".into())
             }
         );
-        let unknown = g.judge(&event("signed_up", "{}"));
+        let unknown = g.judge(&event("Exported Report", "{}"));
         assert_eq!(
             unknown,
             Verdict::Pass {
                 stamp: "northstar-demo@1.0.0",
                 flags: Some("unknown_event:event".into())
             }
+        );
+        assert!(
+            matches!(
+                g.judge(&event("signed_up", "{}")),
+                Verdict::Quarantine {
+                    failure_type: FailureType::Naming,
+                    reason: "invalid_name",
+                    ..
+                }
+            ),
+            "a typo of an event name is quarantined by default"
         );
     }
 
@@ -523,12 +587,24 @@ mod tests {
             ..PlanPolicies::default()
         };
         assert!(matches!(
-            gate(strict).judge(&event("signed_up", "{}")),
+            gate(strict).judge(&event("Exported Report", "{}")),
             Verdict::Quarantine {
+                failure_type: FailureType::UnknownEvent,
                 reason: "unknown_event",
                 ..
             }
         ));
+        let lax_names = PlanPolicies {
+            naming: Policy::Flag,
+            ..PlanPolicies::default()
+        };
+        assert_eq!(
+            gate(lax_names).judge(&event("signed_up", "{}")),
+            Verdict::Pass {
+                stamp: "northstar-demo@1.0.0",
+                flags: Some("invalid_name:event".into())
+            }
+        );
         let lax = PlanPolicies {
             violation: Policy::Allow,
             ..PlanPolicies::default()
@@ -600,7 +676,10 @@ mod tests {
         e.context = r#"{"consent":{"categoryPreferences":{"analytics":false}}}"#.into();
         assert_eq!(
             g.judge(&e),
-            Verdict::Withheld,
+            Verdict::Withheld {
+                purpose: "analytics",
+                said: Some("false".into())
+            },
             "withheld before any violation is acted on"
         );
         e.context = r#"{"consent":{"categoryPreferences":{"analytics":true}}}"#.into();

@@ -1,25 +1,108 @@
 //! Validation of decoded events against the v1 contract.
 //!
 //! Contract: pure; an event that passes can be counted and written to the lake; one that fails
-//! gets a stable reason code (a DLQ header and a metric label) and a detail naming the field.
+//! gets an [`Invalid`]: its failure type, a stable reason code (a DLQ header and a metric label)
+//! and one problem naming the field, the rule, what was expected and what was found. A JSON part
+//! that is not an object is described by its JSON type and size only: its text may be personal
+//! data the plan could not classify.
 
-use northstar_schemas::{Event, EventType};
+use northstar_schemas::failure::{FailureType, Problem};
+use northstar_schemas::{Event, EventType, Undecodable};
 
-/// Why an event was rejected.
+/// Why a record was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
-    /// Stable, low-cardinality code.
+    pub failure_type: FailureType,
+    /// Stable, low-cardinality code of the deciding problem.
     pub reason: &'static str,
-    /// Human-readable detail naming the field and value.
-    pub detail: String,
+    /// Every problem found (at least one).
+    pub problems: Vec<Problem>,
 }
 
 impl Invalid {
-    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    /// One problem of `failure_type`.
+    pub fn one(
+        failure_type: FailureType,
+        reason: &'static str,
+        path: &str,
+        rule: &str,
+        expected: &str,
+        actual: impl Into<String>,
+    ) -> Self {
         Self {
+            failure_type,
             reason,
-            detail: detail.into(),
+            problems: vec![Problem {
+                reason: reason.to_string(),
+                path: path.to_string(),
+                rule: rule.to_string(),
+                expected: expected.to_string(),
+                actual: actual.into(),
+            }],
         }
+    }
+
+    fn envelope(
+        reason: &'static str,
+        path: &str,
+        rule: &str,
+        expected: &str,
+        actual: &str,
+    ) -> Self {
+        Self::one(FailureType::Envelope, reason, path, rule, expected, actual)
+    }
+
+    /// A record that is not a decodable event.
+    pub fn undecodable(u: Undecodable) -> Self {
+        let expected = match u.reason {
+            "empty_payload" => "a record value",
+            "not_wire_format" => "Confluent wire format (magic byte 0, schema id, Avro datum)",
+            "unknown_schema" => "a schema id the registry knows",
+            _ => "an Avro datum of an event schema",
+        };
+        Self::one(
+            FailureType::Undecodable,
+            u.reason,
+            "",
+            "wire format",
+            expected,
+            u.detail,
+        )
+    }
+
+    /// A record larger than `max` bytes.
+    pub fn too_large(bytes: usize, max: usize) -> Self {
+        Self::one(
+            FailureType::Size,
+            "too_large",
+            "",
+            &format!("max_event_bytes: {max}"),
+            &format!("at most {max} bytes"),
+            format!("{bytes} bytes"),
+        )
+    }
+
+    /// An event whose consent purpose was not granted (`said`: the JSON text found at
+    /// `context.consent.categoryPreferences.<purpose>`, `None` when absent).
+    pub fn consent(purpose: &str, said: Option<&str>) -> Self {
+        let actual = match said {
+            Some(v) => v.chars().take(16).collect(),
+            None => "absent (the plan's default: not granted)".to_string(),
+        };
+        Self::one(
+            FailureType::Consent,
+            "consent_not_given",
+            &format!("context.consent.categoryPreferences.{purpose}"),
+            &format!("consent: {purpose}"),
+            "true",
+            actual,
+        )
+    }
+
+    /// Every problem on one line.
+    pub fn detail(&self) -> String {
+        let texts: Vec<String> = self.problems.iter().map(ToString::to_string).collect();
+        texts.join("; ")
     }
 }
 
@@ -34,42 +117,64 @@ fn is_json_object(text: &str) -> bool {
         && serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
 }
 
+/// What a JSON part that is not an object holds: its type and size, never its text.
+fn described(text: &str) -> String {
+    let kind = match text.trim_start().as_bytes().first() {
+        None => return "nothing".into(),
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "malformed JSON",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        Some(b'-' | b'0'..=b'9') => "a number",
+        Some(_) => "malformed JSON",
+    };
+    format!("{kind} ({} bytes)", text.len())
+}
+
 /// Checks the required fields and the types of the schemaless parts.
 pub fn validate(e: &Event) -> Result<(), Invalid> {
+    let required = |reason, path, expected| {
+        Err(Invalid::envelope(
+            reason,
+            path,
+            "required",
+            expected,
+            "absent or empty",
+        ))
+    };
     if e.message_id.trim().is_empty() {
-        return Err(Invalid::new("missing_message_id", "messageId is empty"));
+        return required("missing_message_id", "messageId", "a non-empty messageId");
     }
     if e.distinct_id().is_none() {
-        return Err(Invalid::new(
-            "missing_identity",
-            "userId or anonymousId is required",
-        ));
+        return required("missing_identity", "userId", "a userId or an anonymousId");
     }
     if e.source_id.is_empty() {
-        return Err(Invalid::new("missing_source", "sourceId is empty"));
+        return required("missing_source", "sourceId", "a non-empty sourceId");
     }
     match e.kind {
         EventType::Track if e.event.as_deref().is_none_or(|n| n.trim().is_empty()) => {
-            return Err(Invalid::new(
+            return required(
                 "missing_event_name",
-                "track requires a non-empty event",
-            ));
+                "event",
+                "a non-empty event name (track)",
+            );
         }
         EventType::Group if e.group_id.is_none() => {
-            return Err(Invalid::new("missing_group_id", "group requires groupId"));
+            return required("missing_group_id", "groupId", "a groupId (group)");
         }
         EventType::Alias if e.previous_id.is_none() => {
-            return Err(Invalid::new(
-                "missing_previous_id",
-                "alias requires previousId",
-            ));
+            return required("missing_previous_id", "previousId", "a previousId (alias)");
         }
         _ => {}
     }
     if !(MIN_TS_MICROS..MAX_TS_MICROS).contains(&e.timestamp) {
-        return Err(Invalid::new(
+        return Err(Invalid::envelope(
             "invalid_timestamp",
-            format!("timestamp {} µs is outside 2000..2100", e.timestamp),
+            "timestamp",
+            "2000-01-01 ≤ timestamp < 2100-01-01",
+            "a time between 2000 and 2100",
+            &format!("{} µs since the epoch", e.timestamp),
         ));
     }
     for (field, text) in [
@@ -79,10 +184,12 @@ pub fn validate(e: &Event) -> Result<(), Invalid> {
         ("integrations", &e.integrations),
     ] {
         if !is_json_object(text) {
-            let shown: String = text.chars().take(64).collect();
-            return Err(Invalid::new(
+            return Err(Invalid::envelope(
                 "not_an_object",
-                format!("{field} must be a JSON object, got {shown}"),
+                field,
+                "type: object",
+                "a JSON object",
+                &described(text),
             ));
         }
     }
@@ -136,7 +243,12 @@ pub(crate) mod tests {
         e.properties = "\"a string\"".into();
         let err = validate(&e).unwrap_err();
         assert_eq!(err.reason, "not_an_object");
-        assert!(err.detail.contains("properties"));
+        assert_eq!(err.failure_type, FailureType::Envelope);
+        assert_eq!(err.problems[0].path, "properties");
+        assert_eq!(
+            err.problems[0].actual, "a string (10 bytes)",
+            "the type, never the text"
+        );
         for bad in [
             "[1]",
             "{\"a\":",

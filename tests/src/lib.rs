@@ -494,6 +494,14 @@ impl Stack {
         format!("http://127.0.0.1:{}/metrics", self.ports.metrics)
     }
 
+    /// The processor's `/metrics` text (empty when it does not answer).
+    pub async fn processor_metrics(&self) -> String {
+        match reqwest::get(self.processor_metrics_url()).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
     pub fn processor_metrics_url(&self) -> String {
         format!("http://127.0.0.1:{}/metrics", self.ports.processor)
     }

@@ -7,6 +7,13 @@
 //! their JSON type does), so a violation can be logged, counted or dead-lettered without copying
 //! personal data. Undeclared `context` fields are not violations (SDKs add their own); declared
 //! ones are checked like properties. Group and alias messages have no shape and pass.
+//! - Naming: a track event the plan does not define whose name breaks `naming.events`, and a
+//!   property or trait the shape does not list whose name breaks `naming.properties` /
+//!   `naming.traits`, are [`ViolationKind::InvalidName`] (a typo such as `signed_up`), in place
+//!   of `unknown_event` / `unknown_property`; the rest of an unknown event is not checked.
+//! - A value of a property the plan hashes that is already a keyed hash
+//!   (`hmac-sha256:v<n>:<hex>`, see [`super::pii`]) is accepted as it is: an event the processor
+//!   pseudonymised and then dead-lettered can be replayed.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -35,10 +42,12 @@ pub enum ViolationKind {
     InvalidFormat,
     /// The part (`properties`, `traits`, `context`) is not a JSON object.
     NotAnObject,
+    /// An unplanned event, property or trait whose name breaks the plan's naming rules.
+    InvalidName,
 }
 
 impl ViolationKind {
-    pub const ALL: [ViolationKind; 13] = [
+    pub const ALL: [ViolationKind; 14] = [
         ViolationKind::UnknownEvent,
         ViolationKind::UnknownProperty,
         ViolationKind::MissingProperty,
@@ -52,6 +61,7 @@ impl ViolationKind {
         ViolationKind::PatternMismatch,
         ViolationKind::InvalidFormat,
         ViolationKind::NotAnObject,
+        ViolationKind::InvalidName,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,25 +79,28 @@ impl ViolationKind {
             ViolationKind::PatternMismatch => "pattern_mismatch",
             ViolationKind::InvalidFormat => "invalid_format",
             ViolationKind::NotAnObject => "not_an_object",
+            ViolationKind::InvalidName => "invalid_name",
         }
     }
 
-    /// Which of the processor's three policies applies: `unknown_event`, `unknown_property`,
-    /// or `violation` for everything else.
+    /// Which of the processor's four policies applies: `unknown_event`, `unknown_property`,
+    /// `naming`, or `violation` for everything else.
     pub fn policy_class(self) -> PolicyClass {
         match self {
             ViolationKind::UnknownEvent => PolicyClass::UnknownEvent,
             ViolationKind::UnknownProperty => PolicyClass::UnknownProperty,
+            ViolationKind::InvalidName => PolicyClass::Naming,
             _ => PolicyClass::Violation,
         }
     }
 }
 
-/// The three kinds of problems a policy is configured for.
+/// The four kinds of problems a policy is configured for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PolicyClass {
     UnknownEvent,
     UnknownProperty,
+    Naming,
     Violation,
 }
 
@@ -115,6 +128,19 @@ impl fmt::Display for Violation {
             self.expected,
             self.actual
         )
+    }
+}
+
+impl Violation {
+    /// The violation as one problem of a failure record.
+    pub fn to_problem(&self) -> crate::failure::Problem {
+        crate::failure::Problem {
+            reason: self.kind.as_str().to_string(),
+            path: self.path.clone(),
+            rule: self.rule.clone(),
+            expected: self.expected.clone(),
+            actual: self.actual.clone(),
+        }
     }
 }
 
@@ -147,7 +173,12 @@ impl Plan {
                 match self.events.get(name) {
                     Some(s) => Some((s, "properties", properties)),
                     None => {
-                        out.violations.push(unknown_event(name));
+                        out.violations.push(match &self.naming.events {
+                            Some(re) if !re.is_match(name) => {
+                                invalid_name("event", "naming.events", re, name)
+                            }
+                            _ => unknown_event(name),
+                        });
                         None
                     }
                 }
@@ -170,14 +201,24 @@ impl Plan {
             out.push(not_an_object(part, text));
             return;
         };
+        let naming = match part {
+            "traits" => (&self.naming.traits, "naming.traits"),
+            _ => (&self.naming.properties, "naming.properties"),
+        };
         for (key, raw) in &entries {
             match (
                 shape.fields.get(key.as_ref()),
                 self.dictionary.get(key.as_ref()),
             ) {
                 (Some(_), Some(p)) => check_value(p, (part, key), raw.get().trim(), out),
-                _ if shape.additional => {}
-                _ => out.push(unknown_property(&shape.name, format!("{part}.{key}"))),
+                _ => match naming.0 {
+                    Some(re) if !re.is_match(key) => {
+                        let path = format!("{part}.{key}");
+                        out.push(invalid_name(&path, naming.1, re, key));
+                    }
+                    _ if shape.additional => {}
+                    _ => out.push(unknown_property(&shape.name, format!("{part}.{key}"))),
+                },
             }
         }
         for (name, rule) in &shape.fields {
@@ -208,6 +249,16 @@ fn unknown_event(name: &str) -> Violation {
         path: "event".into(),
         rule: "events".into(),
         expected: "an event the plan defines".into(),
+        actual: shorten(&format!("{name:?}")),
+    }
+}
+
+fn invalid_name(path: &str, rule: &str, re: &regex::Regex, name: &str) -> Violation {
+    Violation {
+        kind: ViolationKind::InvalidName,
+        path: path.into(),
+        rule: format!("{rule}: {}", re.as_str()),
+        expected: format!("a name matching {}", re.as_str()),
         actual: shorten(&format!("{name:?}")),
     }
 }
@@ -320,6 +371,12 @@ fn check_value(p: &Property, at: At<'_>, raw: &str, out: &mut Vec<Violation>) {
     let Some(value) = Scalar::read(raw) else {
         return;
     };
+    let hashed = d
+        .pii
+        .is_some_and(|x| x.action == super::model::PiiAction::Hash);
+    if hashed && matches!(&value, Scalar::Str(s) if super::pii::is_keyed_hash(s)) {
+        return;
+    }
     let v = |kind, rule: String, expected: String| Violation {
         kind,
         path: format!("{}.{}", at.0, at.1),
@@ -456,12 +513,12 @@ impl Plan {
     /// `context.consent.categoryPreferences` (Segment's shape: `{"analytics": true, …}`), else
     /// the plan's `consent.default_without_consent_info`. `None`: the shape has no purpose, or
     /// the event no planned shape.
-    pub fn consent(
-        &self,
+    pub fn consent<'p, 'c>(
+        &'p self,
         kind: EventType,
         name: Option<&str>,
-        context: &str,
-    ) -> Option<Consent<'_>> {
+        context: &'c str,
+    ) -> Option<Consent<'p, 'c>> {
         let shape = match kind {
             EventType::Track => self.events.get(name?),
             EventType::Identify => self.identify.as_ref(),
@@ -471,18 +528,25 @@ impl Plan {
         }?;
         let purpose = shape.consent.as_deref()?;
         let path = self.consent_paths.get(purpose)?;
-        let given = match lookup_raw(context, path) {
+        let said = lookup_raw(context, path);
+        let given = match said {
             Some("true") => true,
             Some(_) => false, // false, or anything that is not an explicit yes
             None => self.consent_default == super::model::ConsentDefault::Granted,
         };
-        Some(Consent { purpose, given })
+        Some(Consent {
+            purpose,
+            given,
+            said,
+        })
     }
 }
 
 /// An event's consent for its purpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Consent<'p> {
+pub struct Consent<'p, 'c> {
     pub purpose: &'p str,
     pub given: bool,
+    /// The JSON text found at the purpose's path (`None`: absent, the default applied).
+    pub said: Option<&'c str>,
 }

@@ -10,6 +10,8 @@
 //!   string's characters, any other value's JSON text): the same value under the same key always
 //!   gives the same text (joins and distinct counts still work), a different key version gives a
 //!   different one, and without the key it cannot be reversed by guessing.
+//! - Idempotent: a value that is already a keyed hash ([`is_keyed_hash`]) is left as it is, so
+//!   a pseudonymised event that was dead-lettered and is replayed is not hashed twice.
 //! - [`PiiKey`]'s `Debug` never shows the key.
 
 use hmac::{Hmac, Mac};
@@ -75,6 +77,20 @@ impl PiiKey {
         }
         out
     }
+}
+
+/// Whether `s` has the form of a keyed hash: `hmac-sha256:v<version>:<64 lowercase hex>`.
+pub fn is_keyed_hash(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("hmac-sha256:v") else {
+        return false;
+    };
+    let Some((version, hex)) = rest.split_once(':') else {
+        return false;
+    };
+    !version.is_empty()
+        && version.bytes().all(|b| b.is_ascii_digit())
+        && hex.len() == 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The parts [`apply`] changed (`None`: unchanged), and how many values it hashed and dropped.
@@ -166,6 +182,7 @@ fn act(
     match action {
         PiiAction::Keep => Ok(false),
         PiiAction::Drop => Ok(true), // the caller removes it
+        PiiAction::Hash if v.as_str().is_some_and(is_keyed_hash) => Ok(false),
         PiiAction::Hash => {
             let key = key.ok_or_else(|| NoKey {
                 path: path.to_string(),

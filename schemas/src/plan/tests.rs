@@ -463,11 +463,79 @@ fn a_valid_event_has_no_violations() {
 }
 
 #[test]
+fn unlisted_names_breaking_the_naming_rules_are_naming_violations() {
+    let p = example();
+    let c = p.check(EventType::Track, Some("signed_up"), "{}", "{}", "{}");
+    let v = &c.violations[0];
+    assert_eq!(
+        v.rule,
+        format!(
+            "naming.events: {}",
+            p.naming.events.as_ref().map_or("", |r| r.as_str())
+        )
+    );
+    assert_eq!(v.actual, "\"signed_up\"");
+    assert_eq!(v.kind.policy_class(), PolicyClass::Naming);
+    // A property the shape does not list: badly named → naming, well named → unknown.
+    assert_eq!(
+        check(
+            &p,
+            EventType::Track,
+            "Signed Up",
+            r#"{"plan":"free","Referrer":"ad","referrer":"ad"}"#
+        ),
+        [
+            (K::InvalidName, "properties.Referrer".into()),
+            (K::UnknownProperty, "properties.referrer".into()),
+        ]
+    );
+    // Where other properties are allowed, only the naming rule applies.
+    let open = edited(
+        "      items:\n",
+        "      items:\n    additional_properties: true\n",
+    );
+    assert_eq!(
+        check(
+            &open,
+            EventType::Track,
+            "Order Completed",
+            r#"{"plan":"free","revenue":1,"coupon_code":"X","CouponCode":"X"}"#
+        ),
+        [(K::InvalidName, "properties.CouponCode".into())]
+    );
+}
+
+#[test]
+fn a_keyed_hash_passes_the_rules_of_a_hashed_property_only() {
+    let p = example();
+    let hashed = format!("hmac-sha256:v2:{}", "ab".repeat(32));
+    let props = format!(r#"{{"plan":"pro","invitee_email":"{hashed}"}}"#);
+    assert!(check(&p, EventType::Track, "Invited Teammate", &props).is_empty());
+    let props = r#"{"plan":"pro","invitee_email":"hmac-sha256:v2:not-hex"}"#;
+    assert_eq!(
+        check(&p, EventType::Track, "Invited Teammate", props),
+        [(K::InvalidFormat, "properties.invitee_email".into())]
+    );
+    // Not a hashed property: the hash's form is checked like any value.
+    let props = format!(r#"{{"plan":"{hashed}"}}"#);
+    assert_eq!(
+        check(&p, EventType::Track, "Signed Up", &props),
+        [(K::NotInEnum, "properties.plan".into())]
+    );
+}
+
+#[test]
 fn every_problem_is_reported_with_its_path() {
     let p = example();
     assert_eq!(
         check(&p, EventType::Track, "signed_up", "{}"),
-        [(K::UnknownEvent, "event".into())]
+        [(K::InvalidName, "event".into())],
+        "a name breaking naming.events is a naming violation"
+    );
+    assert_eq!(
+        check(&p, EventType::Track, "Exported Report", "{}"),
+        [(K::UnknownEvent, "event".into())],
+        "a well-named unplanned event is unknown"
     );
     let found = check(
         &p,
@@ -594,7 +662,7 @@ fn top_level_entries_unescape_keys_and_borrow_values() {
 
 mod pii_tests {
     use super::*;
-    use crate::plan::pii::{apply, PiiKey, PiiKeyError};
+    use crate::plan::pii::{apply, is_keyed_hash, PiiKey, PiiKeyError};
 
     fn key(version: u32) -> PiiKey {
         use base64::Engine;
@@ -674,6 +742,29 @@ mod pii_tests {
         assert!(t.get("name").is_none(), "dropped");
         assert_eq!(t["company"], "ACME");
         assert_eq!((out.hashed, out.dropped), (1, 1));
+    }
+
+    #[test]
+    fn hashing_is_idempotent() {
+        let p = example();
+        let k = key(4);
+        let once = k.hash("bob@example.com");
+        assert!(is_keyed_hash(&once));
+        assert!(!is_keyed_hash("hmac-sha256:v4:abc"));
+        assert!(!is_keyed_hash(&once.replace("v4", "vx")));
+        let props = format!(r#"{{"plan":"pro","invitee_email":"{once}"}}"#);
+        let out = apply(
+            &p,
+            Some(&k),
+            EventType::Track,
+            Some("Invited Teammate"),
+            &props,
+            "{}",
+            "{}",
+        )
+        .expect("applied");
+        assert!(!out.changed(), "an already hashed value is left as it is");
+        assert_eq!(out.hashed, 0);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use rdkafka::producer::BaseRecord;
 use rdkafka::TopicPartitionList;
 
 use super::budget::{self, CATCH_ALL_NAME};
-use super::dead_letters::{self, DeadRow};
+use super::dead_letters::{self, loader_failure, DeadRow};
 use super::layout::{file_key, file_name, Table};
 use super::ledger::{Entry, Ledger};
 use super::parquet::{encode, Row};
@@ -586,7 +586,7 @@ impl LakeSink {
                     "undecodable clean record sent to the dead-letter topic"
                 );
                 metrics::LAKE_REJECTED.with_label_values(&[u.reason]).inc();
-                let hdrs = dead_letter_headers(msg.topic(), partition, offset, u.reason, &u.detail);
+                let hdrs = dead_letter_headers(&loader_failure(&msg, u));
                 let mut rec = BaseRecord::to(&self.config.topics.dlq).headers(hdrs);
                 if let Some(p) = msg.payload() {
                     rec = rec.payload(p);

@@ -1,19 +1,73 @@
-//! Accepting one valid event (deduplication, counting, the clean record) and rejecting one (the
-//! dead letter).
+//! Admitting one decoded event (size, envelope, clock bounds), judging it by the tracking plan,
+//! and accepting it (deduplication, counting, the clean record).
 //!
-//! Contract: an event reaches here only once the envelope, the clock bounds and the tracking
-//! plan let it through; it is counted and written to the clean topic unless its
+//! Contract: an event is accepted only once the envelope, the clock bounds and the tracking
+//! plan let it through (what they refuse goes to `super::reject`); it is counted and written to
+//! the clean topic unless its
 //! (source, messageId) was seen within the dedup window, and its clean record is the input
 //! record unchanged when the input already has the clean schema and no clock was corrected.
 
-use northstar_schemas::headers::dead_letter_headers;
+use northstar_schemas::headers::source_headers;
 use northstar_schemas::wire;
 use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
 
 use super::{Dest, Pipeline, PipelineError};
+use crate::plan_gate::{with_plan_headers, Verdict};
+use crate::validate::{validate, Invalid};
 use crate::{clock, metrics};
 
 impl Pipeline {
+    /// The checks before the plan: the record's size, the envelope, the clock bounds (which
+    /// may correct `event`'s clocks).
+    pub(super) fn admit(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        event: &mut northstar_schemas::Event,
+    ) -> Result<clock::Corrected, Invalid> {
+        let size = msg.payload().map_or(0, <[u8]>::len);
+        if size > self.config.max_event_bytes {
+            return Err(Invalid::too_large(size, self.config.max_event_bytes));
+        }
+        validate(event)?;
+        clock::bound(event, msg.timestamp().to_millis(), &self.clock)
+    }
+
+    /// The tracking plan's verdict on an admitted event: accepted (pseudonymised, stamped,
+    /// maybe flagged), quarantined, or withheld for consent.
+    ///
+    /// The plan decides before deduplication, so that a quarantined event replayed later with
+    /// its message id is not taken for a duplicate.
+    pub(super) async fn judge(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        p: &str,
+        mut event: northstar_schemas::Event,
+        corrected: clock::Corrected,
+    ) -> Result<(), PipelineError> {
+        let rejected = match self.gate.judge(&event) {
+            Verdict::Withheld { purpose, said } => Invalid::consent(purpose, said.as_deref()),
+            Verdict::Quarantine {
+                failure_type,
+                reason,
+                problems,
+            } => Invalid {
+                failure_type,
+                reason,
+                problems,
+            },
+            v => {
+                let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+                let hdrs = with_plan_headers(source_headers(topic, partition, offset), &v);
+                // Its PII is applied before any output.
+                let pseudonymised = self.gate.pseudonymise(&mut event);
+                return self
+                    .accept(msg, p, event, corrected, pseudonymised, hdrs)
+                    .await;
+            }
+        };
+        self.reject(msg, p, rejected, Some(event)).await
+    }
+
     /// A valid event: deduplicated, counted, and written to the clean topic with `hdrs`.
     pub(super) async fn accept(
         &mut self,
@@ -85,24 +139,5 @@ impl Pipeline {
             .encode(event)
             .map_err(|e| PipelineError::Encode(e.to_string()))?;
         Ok(wire::frame(self.clean_schema_id, &datum))
-    }
-
-    /// A rejected record to the dead-letter topic, with its reason: the input bytes, or
-    /// `payload` when the event was rewritten (its PII applied).
-    pub(super) async fn dead_letter(
-        &mut self,
-        msg: &BorrowedMessage<'_>,
-        p: &str,
-        invalid: crate::validate::Invalid,
-        payload: Option<Vec<u8>>,
-    ) -> Result<(), PipelineError> {
-        metrics::INVALID
-            .with_label_values(&[p, invalid.reason])
-            .inc();
-        let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-        let hdrs = dead_letter_headers(topic, partition, offset, invalid.reason, &invalid.detail);
-        let payload = payload.as_deref().or(msg.payload());
-        self.enqueue(Dest::DeadLetter, msg.key(), payload, hdrs)
-            .await
     }
 }

@@ -1,5 +1,5 @@
 //! Maintenance commands over the lake (`northstar-sink lake-admin …`): compaction, retention,
-//! erasure of one user's events.
+//! erasure of one user's events, and the replay of dead letters (`replay/`).
 //!
 //! Contract, for every command:
 //! - **Row sets.** Compaction never changes the set of rows; retention removes exactly the
@@ -16,6 +16,8 @@
 //!   alone and erasure reports them (run it again once the sink has caught up).
 //! - **One at a time.** A lock object (`_state/maintenance/lock`) keeps two runs apart; a run
 //!   killed before releasing it is named in the error, `--break-lock` takes it over.
+//! - **Replay** only reads the lake (and writes its journal under `_state/replay/`); it holds
+//!   the lock so that an erasure cannot run between the letters it reads and what it sends.
 //! - **Audit.** Erasure and retention leave a record under `_audit/` of what they rewrote or
 //!   deleted (user ids only as SHA-256 hashes).
 //! - **Progress.** Long runs report on standard error every few seconds; the summary is one
@@ -24,6 +26,7 @@
 mod compact;
 mod erase;
 pub mod merge;
+pub mod replay;
 mod retention;
 
 use std::collections::BTreeMap;
@@ -38,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 pub use compact::CompactOptions;
 pub use erase::EraseOptions;
+pub use replay::ReplayOptions;
 pub use retention::RetentionOptions;
 
 use super::layout::{parse_file_name, Table};
@@ -52,6 +56,7 @@ pub enum Command {
     Compact(CompactOptions),
     Retention(RetentionOptions),
     Erase(EraseOptions),
+    Replay(Box<ReplayOptions>),
 }
 
 /// The tables a command covers.
@@ -78,6 +83,7 @@ pub async fn run(
             Command::Compact(o) => compact::run(&lake, o).await?,
             Command::Retention(o) => retention::run(&lake, o).await?,
             Command::Erase(o) => erase::run(&lake, o).await?,
+            Command::Replay(o) => serde_json::to_value(replay::run(&lake, o).await?)?,
         };
         if resumed > 0 {
             summary["resumed_compactions"] = resumed.into();
