@@ -138,6 +138,13 @@ pub struct IngestConfig {
     pub delivery_timeout_ms: u64,
     /// Seconds sent in `Retry-After` when the broker is unavailable.
     pub retry_after_secs: u64,
+    /// A file holding the PII keys, `v<version>:<base64 key>` per line, as the processor's
+    /// (`NORTHSTAR_PII_KEY_FILE`); wins over `pii_key`. With a key, the collector follows the
+    /// suppression list (`topics.suppressions`) and refuses the events of erased subjects;
+    /// without one it cannot read the list and says so at start.
+    pub pii_key_file: Option<std::path::PathBuf>,
+    /// The same keys as text (`NORTHSTAR_PII_KEY`); never logged.
+    pub pii_key: Option<northstar_runtime::Redacted>,
     /// Kafka connection.
     pub kafka: KafkaConfig,
     /// Logging.
@@ -154,6 +161,8 @@ impl Default for IngestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             topics: TopicsConfig::default(),
             topic: None,
+            pii_key_file: None,
+            pii_key: None,
             registry_url: "http://127.0.0.1:8081".into(),
             write_keys: WriteKeys::default(),
             limits: Limits::default(),

@@ -4,7 +4,10 @@
 //! request; 400 malformed (message names the problem), 401 unknown or missing write key,
 //! 413 over a size limit, 415 an unsupported `Content-Encoding` (gzip and deflate bodies are
 //! decompressed, bounded by the batch limit), 503 with `Retry-After` when the broker is
-//! unavailable. Every rejection is counted by reason. CORS is open to any origin (browser SDKs).
+//! unavailable. Events whose userId or anonymousId is on the suppression list (subjects erased
+//! on request) are never produced: counted, and named in the answer (`suppressed`: their
+//! number), or 403 `suppressed` when the request has no other event. Every rejection is counted
+//! by reason. CORS is open to any origin (browser SDKs).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +24,7 @@ use axum::Router;
 use base64::Engine;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use northstar_schemas::suppression::Suppressions;
 use northstar_schemas::EventType;
 use serde_json::json;
 
@@ -39,6 +43,8 @@ pub struct AppState {
     in_flight: Arc<tokio::sync::Semaphore>,
     /// Rate limiters by write key (keys without a limit are absent).
     limiters: HashMap<String, DefaultDirectRateLimiter>,
+    /// Subjects erased on request (`None`: no PII key, the list is not consulted).
+    pub suppressions: Option<Suppressions>,
 }
 
 impl AppState {
@@ -58,6 +64,7 @@ impl AppState {
         Self {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight_events)),
             limiters,
+            suppressions: None,
             config,
             producer,
         }
@@ -215,6 +222,18 @@ fn rate_limit(state: &AppState, key: &str, n: usize) -> Option<Response> {
     }
 }
 
+/// Removes the events of suppressed subjects; how many there were (counted).
+fn drop_suppressed(state: &AppState, events: &mut Vec<northstar_schemas::Event>) -> usize {
+    let Some(list) = state.suppressions.as_ref().filter(|l| !l.is_empty()) else {
+        return 0;
+    };
+    let before = events.len();
+    events.retain(|e| !list.is_suppressed(e.user_id.as_deref(), e.anonymous_id.as_deref()));
+    let n = before - events.len();
+    metrics::EVENTS_SUPPRESSED.inc_by(n as u64);
+    n
+}
+
 fn unauthorized(message: &str) -> Response {
     metrics::EVENTS_REJECTED
         .with_label_values(&["unauthorized"])
@@ -289,6 +308,17 @@ async fn process(
             Err(e) => return reject(e),
         }
     }
+    let suppressed = drop_suppressed(state, &mut events);
+    if suppressed > 0 && events.is_empty() {
+        metrics::EVENTS_REJECTED
+            .with_label_values(&["suppressed"])
+            .inc();
+        return error(
+            StatusCode::FORBIDDEN,
+            "suppressed",
+            format!("the {suppressed} events of this request belong to subjects erased on request (the suppression list); they are not accepted"),
+        );
+    }
     if let Some(resp) = rate_limit(state, &key, events.len()) {
         return resp;
     }
@@ -345,10 +375,17 @@ async fn process(
                         .inc();
                 }
             }
+            let body = if suppressed == 0 {
+                r#"{"success":true}"#.to_string()
+            } else {
+                json!({"success": true, "suppressed": suppressed,
+                    "message": format!("{suppressed} events belong to subjects erased on request and were not accepted")})
+                .to_string()
+            };
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
-                r#"{"success":true}"#,
+                body,
             )
                 .into_response()
         }
@@ -391,7 +428,7 @@ mod tests {
         for (path, item) in paths {
             assert!(item["options"].is_mapping(), "{path:?}: preflight");
             let responses = item["post"]["responses"].as_mapping().expect("responses");
-            for status in ["200", "400", "401", "413", "415", "429", "503"] {
+            for status in ["200", "400", "401", "403", "413", "415", "429", "503"] {
                 assert!(
                     responses.contains_key(serde_yaml_ng::Value::from(status)),
                     "{path:?}: {status}"

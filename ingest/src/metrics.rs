@@ -5,8 +5,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    register_histogram_vec, register_int_counter_vec, register_int_gauge, HistogramVec,
-    IntCounterVec, IntGauge,
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge,
 };
 
 #[allow(clippy::expect_used)]
@@ -41,6 +41,23 @@ pub static EVENTS_ACCEPTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 #[allow(clippy::expect_used)]
+pub static SUPPRESSED_SUBJECTS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "northstar_ingest_suppressed_subjects",
+        "Subjects on the suppression list the collector has read (-1: not consulted, no PII key)"
+    )
+    .expect("metric registers")
+});
+
+#[allow(clippy::expect_used)]
+pub static EVENTS_SUPPRESSED: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "northstar_ingest_events_suppressed_total",
+        "Events refused because their userId or anonymousId is on the suppression list"
+    )
+    .expect("metric registers")
+});
+
 pub static EVENTS_REJECTED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(
         "northstar_ingest_events_rejected_total",

@@ -155,3 +155,15 @@ mod tests {
         assert!(matches!(err, ConfigError::MissingFile { .. }));
     }
 }
+
+/// A secret setting (a key, a password): its `Debug` never shows it, so a configuration can be
+/// logged whole.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}

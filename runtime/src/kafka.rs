@@ -265,6 +265,8 @@ pub struct TopicsConfig {
     pub aggregates: String,
     /// The schema registry's compacted store.
     pub schemas: String,
+    /// The suppression list: erased subjects as keyed hashes (compacted, kept forever).
+    pub suppressions: String,
 }
 
 impl Default for TopicsConfig {
@@ -275,6 +277,7 @@ impl Default for TopicsConfig {
             dlq: "events.dlq".into(),
             aggregates: "kpi.aggregates".into(),
             schemas: "_schemas".into(),
+            suppressions: "privacy.suppressions".into(),
         }
     }
 }
@@ -288,6 +291,7 @@ impl TopicsConfig {
             ("dlq", &self.dlq),
             ("aggregates", &self.aggregates),
             ("schemas", &self.schemas),
+            ("suppressions", &self.suppressions),
         ] {
             if value.trim().is_empty() {
                 return Err(format!(
@@ -317,15 +321,48 @@ pub struct CreateTopicError {
     pub reason: String,
 }
 
-/// Creates the topics that do not exist yet; an existing topic is left as it is. The broker's
+/// An existing topic whose setting is not the one asked for (or could not be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDifference {
+    pub topic: String,
+    pub key: String,
+    pub wanted: String,
+    /// What the broker reports (`None`: not reported, or the settings could not be read).
+    pub actual: Option<String>,
+}
+
+impl std::fmt::Display for SettingDifference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.actual {
+            Some(a) => write!(
+                f,
+                "topic {} exists with {}={a}, not {} as asked: change it with your cluster's tools if that is wanted",
+                self.topic, self.key, self.wanted
+            ),
+            None => write!(
+                f,
+                "topic {} exists; its {} could not be read (wanted {}): check it with your cluster's tools",
+                self.topic, self.key, self.wanted
+            ),
+        }
+    }
+}
+
+/// Creates the topics that do not exist yet; an existing topic is left as it is, and each of
+/// its settings that differs from the spec's (or cannot be read) is returned. The broker's
 /// metadata is read first and only missing topics are asked for, so that a principal allowed to
 /// describe but not to create topics, or a broker without CreateTopics (librdkafka's mock
 /// cluster, used by the benchmarks), still starts when its topics are there.
 pub async fn create_topics(
     kafka: &KafkaConfig,
     specs: &[TopicSpec],
-) -> Result<(), CreateTopicError> {
+) -> Result<Vec<SettingDifference>, CreateTopicError> {
     let existing = existing_topics(kafka).await?;
+    let present: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|s| existing.contains(&s.name))
+        .collect();
+    let differences = setting_differences(kafka, &present).await;
     let missing: Vec<&TopicSpec> = specs
         .iter()
         .filter(|s| {
@@ -337,7 +374,7 @@ pub async fn create_topics(
         })
         .collect();
     if missing.is_empty() {
-        return Ok(());
+        return Ok(differences);
     }
     let admin: AdminClient<DefaultClientContext> = kafka
         .client_config("northstar-admin")
@@ -378,7 +415,57 @@ pub async fn create_topics(
             }
         }
     }
-    Ok(())
+    Ok(differences)
+}
+
+/// The settings of existing topics that differ from their specs (DescribeConfigs).
+async fn setting_differences(kafka: &KafkaConfig, specs: &[&TopicSpec]) -> Vec<SettingDifference> {
+    use rdkafka::admin::ResourceSpecifier;
+    let wanted: Vec<(&str, &str, &str)> = specs
+        .iter()
+        .flat_map(|s| {
+            s.config
+                .iter()
+                .map(move |(k, v)| (s.name.as_str(), k.as_str(), v.as_str()))
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let unread = |topic: &str, key: &str, value: &str| SettingDifference {
+        topic: topic.into(),
+        key: key.into(),
+        wanted: value.into(),
+        actual: None,
+    };
+    let admin: Result<AdminClient<DefaultClientContext>, _> =
+        kafka.client_config("northstar-admin").create();
+    let Ok(admin) = admin else {
+        return wanted.iter().map(|(t, k, v)| unread(t, k, v)).collect();
+    };
+    let resources: Vec<ResourceSpecifier<'_>> = specs
+        .iter()
+        .map(|s| ResourceSpecifier::Topic(&s.name))
+        .collect();
+    let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+    let described = admin.describe_configs(resources.iter(), &opts).await;
+    let mut out = Vec::new();
+    for (topic, key, value) in wanted {
+        let actual = described.as_ref().ok().and_then(|all| {
+            all.iter().flatten().find_map(|r| {
+                let named = matches!(&r.specifier, rdkafka::admin::OwnedResourceSpecifier::Topic(t) if t == topic);
+                named.then(|| r.get(key).and_then(|e| e.value.clone()))?
+            })
+        });
+        match actual {
+            Some(a) if a == value => {}
+            other => out.push(SettingDifference {
+                actual: other,
+                ..unread(topic, key, value)
+            }),
+        }
+    }
+    out
 }
 
 /// The names of the topics the broker's metadata lists.

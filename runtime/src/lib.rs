@@ -19,7 +19,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod topic_id;
 
-pub use config::{load_config, ConfigError};
+pub use config::{load_config, ConfigError, Redacted};
 pub use kafka::{KafkaConfig, TopicsConfig};
 pub use shutdown::Shutdown;
 pub use telemetry::TelemetryConfig;

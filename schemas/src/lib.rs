@@ -19,6 +19,7 @@ pub mod headers;
 pub mod json_path;
 pub mod plan;
 pub mod registry;
+pub mod suppression;
 pub mod synthetic;
 pub mod wire;
 

@@ -54,6 +54,8 @@ enum Command {
         /// (plus a window, the lateness and a day); without one, 126 days.
         #[arg(long, env = "NORTHSTAR_CATALOG")]
         catalog: Option<PathBuf>,
+        #[command(flatten)]
+        retention: Retention,
     },
     /// Register the contract's schemas (event envelope, KPI aggregate) under their topics' subjects.
     Register {
@@ -68,6 +70,66 @@ enum Command {
     /// The tracking plan: lint it (against the KPI catalog and its previous version), render it.
     #[command(subcommand)]
     Plan(plan_cmd::PlanCommand),
+}
+
+/// How long the event topics keep records: the bound on how long an erased person's events can
+/// remain in Kafka (docs/privacy.md). Set on topics this command creates; an existing topic's
+/// differing setting is reported, not changed.
+#[derive(Debug, Clone, clap::Args)]
+struct Retention {
+    /// Retention of `events.raw`, in hours (personal data as received).
+    #[arg(long, env = "NORTHSTAR_RAW_RETENTION_HOURS", default_value_t = 168)]
+    raw_retention_hours: u64,
+    /// Retention of `events.clean`, in hours.
+    #[arg(long, env = "NORTHSTAR_CLEAN_RETENTION_HOURS", default_value_t = 168)]
+    clean_retention_hours: u64,
+    /// Retention of `events.dlq`, in hours (the lake's dead-letter table keeps them longer).
+    #[arg(long, env = "NORTHSTAR_DLQ_RETENTION_HOURS", default_value_t = 168)]
+    dlq_retention_hours: u64,
+}
+
+/// The topics of the pipeline and their settings.
+fn topic_specs(
+    topics: &TopicsConfig,
+    partitions: i32,
+    retention: &Retention,
+    catalog: Option<&Catalog>,
+) -> Vec<TopicSpec> {
+    let hours = |h: u64| {
+        vec![(
+            "retention.ms".to_string(),
+            h.saturating_mul(3_600_000).to_string(),
+        )]
+    };
+    let event = |name: &String, h: u64| TopicSpec {
+        name: name.clone(),
+        partitions,
+        config: hours(h),
+    };
+    vec![
+        event(&topics.raw, retention.raw_retention_hours),
+        event(&topics.clean, retention.clean_retention_hours),
+        event(&topics.dlq, retention.dlq_retention_hours),
+        TopicSpec {
+            name: topics.aggregates.clone(),
+            partitions,
+            config: aggregates_topic_config(catalog),
+        },
+        TopicSpec {
+            name: topics.schemas.clone(),
+            partitions: 1,
+            config: vec![("cleanup.policy".into(), "compact".into())],
+        },
+        // One record per subject, kept for as long as the subject must stay erased.
+        TopicSpec {
+            name: topics.suppressions.clone(),
+            partitions: 1,
+            config: vec![
+                ("cleanup.policy".into(), "compact".into()),
+                ("retention.ms".into(), "-1".into()),
+            ],
+        },
+    ]
 }
 
 /// `kpi.aggregates`: compacted (its record keys are a ring of retained windows per series, so
@@ -106,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             brokers,
             partitions,
             catalog,
+            retention,
         } => {
             telemetry::init(&Default::default());
             let kafka = KafkaConfig {
@@ -115,29 +178,15 @@ fn main() -> anyhow::Result<()> {
             let topics = load_config::<TopicsSection>(None)
                 .context("invalid configuration")?
                 .topics;
-            let mut specs: Vec<TopicSpec> = [&topics.raw, &topics.clean, &topics.dlq]
-                .into_iter()
-                .map(|name| TopicSpec {
-                    name: name.clone(),
-                    partitions,
-                    config: vec![],
-                })
-                .collect();
             let catalog = match &catalog {
                 Some(path) => Some(Catalog::load(Some(path))?),
                 None => None,
             };
-            specs.push(TopicSpec {
-                name: topics.aggregates.clone(),
-                partitions,
-                config: aggregates_topic_config(catalog.as_ref()),
-            });
-            specs.push(TopicSpec {
-                name: topics.schemas.clone(),
-                partitions: 1,
-                config: vec![("cleanup.policy".into(), "compact".into())],
-            });
-            tokio_runtime()?.block_on(create_topics(&kafka, &specs))?;
+            let specs = topic_specs(&topics, partitions, &retention, catalog.as_ref());
+            let differences = tokio_runtime()?.block_on(create_topics(&kafka, &specs))?;
+            for d in &differences {
+                eprintln!("{d}");
+            }
             Ok(())
         }
         Command::Plan(command) => {

@@ -94,6 +94,10 @@ enum AdminCommand {
         /// An anonymousId to erase (repeatable).
         #[arg(long = "anonymous-id")]
         anonymous_ids: Vec<String>,
+        /// Delete without adding the ids to the suppression list (by default they are added
+        /// first, so the collector and replays refuse them from then on).
+        #[arg(long)]
+        no_suppress: bool,
         /// Show the affected files only.
         #[arg(long)]
         dry_run: bool,
@@ -131,6 +135,17 @@ enum AdminCommand {
         #[arg(long)]
         dry_run: bool,
     },
+}
+
+/// The PII keys of the configuration (`pii_key_file`, else `pii_key`), if any.
+fn pii_keys(
+    config: &LakeConfig,
+) -> anyhow::Result<Option<northstar_schemas::plan::pii::PiiKeyring>> {
+    northstar_schemas::plan::pii::PiiKeyring::load(
+        config.pii_key_file.as_deref(),
+        config.pii_key.as_ref().map(|k| k.0.as_str()),
+    )
+    .context("invalid PII key")
 }
 
 /// A time given on the command line, in µs since the epoch: RFC 3339, or a date (its 00:00 UTC).
@@ -189,10 +204,16 @@ impl AdminCommand {
                 user_ids,
                 anonymous_ids,
                 dry_run,
+                no_suppress,
             } => maintenance::Command::Erase(maintenance::EraseOptions {
                 user_ids,
                 anonymous_ids,
                 dry_run,
+                keys: pii_keys(config)?,
+                suppress: (!no_suppress).then(|| maintenance::SuppressTarget {
+                    kafka: config.kafka.clone(),
+                    topic: config.topics.suppressions.clone(),
+                }),
             }),
             AdminCommand::Replay {
                 types,
@@ -229,8 +250,10 @@ impl AdminCommand {
                         kafka: config.kafka.clone(),
                         raw_topic: config.topics.raw.clone(),
                         dlq_topic: config.topics.dlq.clone(),
+                        suppressions_topic: config.topics.suppressions.clone(),
                         registry_url: config.registry_url.clone(),
                     },
+                    keys: pii_keys(config)?,
                 }))
             }
         })

@@ -180,13 +180,4 @@ impl ProcessorConfig {
     }
 }
 
-/// A secret setting: its `Debug` never shows it.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Redacted(pub String);
-
-impl std::fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+pub use northstar_runtime::Redacted;

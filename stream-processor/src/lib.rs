@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod dedup;
+pub mod members;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan_gate;
@@ -48,6 +49,12 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         config.pii_key.as_ref().map(|k| k.0.as_str()),
     )
     .context("invalid tracking plan")?;
+    if gate.members() == members::MemberKey::UNKEYED {
+        tracing::warn!(
+            "no PII key (pii_key_file, NORTHSTAR_PII_KEY): distinct-user KPIs keep unkeyed user \
+             fingerprints in their checkpoints, which a guessed id can be checked against"
+        );
+    }
     match gate.stamp() {
         Some(stamp) => {
             tracing::info!(plan = stamp, policies = ?config.plan_policies, "tracking plan enforced")

@@ -246,7 +246,8 @@ impl Pipeline {
             &config.topics.raw,
             config.checkpoints_kept,
             catalog.clone(),
-        );
+        )
+        .with_members(gate.members());
         let (writer, reports) = writer::spawn(checkpoints.clone());
         let ccfg = config.kafka.manual_commit_consumer(
             "northstar-stream-processor",

@@ -150,6 +150,8 @@ pub struct PlanGate {
     shadow: Option<Loaded>,
     policies: PlanPolicies,
     pii_key: Option<PiiKey>,
+    /// The member fingerprints of distinct-user KPIs, from the same key ring.
+    members: crate::members::MemberKey,
 }
 
 /// A plan and key that cannot be used together.
@@ -159,8 +161,6 @@ pub enum GateError {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Key(#[from] pii::PiiKeyError),
-    #[error("cannot read the PII key file {path}: {error}")]
-    KeyFile { path: String, error: String },
     #[error("the tracking plan hashes {0} (pii action `hash`) but no PII key is configured: set pii_key_file (NORTHSTAR_PII_KEY_FILE) or NORTHSTAR_PII_KEY to `v<version>:<base64 key of at least 32 bytes>`")]
     NoKey(String),
 }
@@ -193,6 +193,7 @@ impl PlanGate {
             shadow: shadow.map(|p| Loaded::new(p, &metrics::PLAN_SHADOW_EVENTS)),
             policies,
             pii_key: None,
+            members: crate::members::MemberKey::UNKEYED,
         };
         for (role, l) in [("enforced", &gate.enforced), ("shadow", &gate.shadow)] {
             if let Some(l) = l {
@@ -218,7 +219,8 @@ impl PlanGate {
         Ok(self)
     }
 
-    /// Loads the plans at these paths and the PII key (a key file wins over the variable's text).
+    /// Loads the plans at these paths and the PII keys (a key file wins over the variable's
+    /// text; the newest version hashes).
     pub fn load(
         enforced: Option<&std::path::Path>,
         shadow: Option<&std::path::Path>,
@@ -228,17 +230,11 @@ impl PlanGate {
     ) -> Result<Self, GateError> {
         let enforced = enforced.map(Plan::load).transpose()?;
         let shadow = shadow.map(Plan::load).transpose()?;
-        let text = match key_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path).map_err(|e| GateError::KeyFile {
-                    path: path.display().to_string(),
-                    error: e.to_string(),
-                })?,
-            ),
-            None => key_text.map(str::to_string),
-        };
-        let key = text.as_deref().map(PiiKey::parse).transpose()?;
-        Self::new(enforced, shadow, policies).with_key(key)
+        let ring = pii::PiiKeyring::load(key_file, key_text)?;
+        let key = ring.as_ref().map(|r| r.current().clone());
+        let mut gate = Self::new(enforced, shadow, policies).with_key(key)?;
+        gate.members = crate::members::MemberKey::from_ring(ring.as_ref());
+        Ok(gate)
     }
 
     /// Applies the enforced plan's PII actions to `e` (hash, drop); whether anything changed.
@@ -276,6 +272,11 @@ impl PlanGate {
             e.context = c;
         }
         changed
+    }
+
+    /// How distinct-user KPIs fingerprint user ids (keyed when a PII key is configured).
+    pub fn members(&self) -> crate::members::MemberKey {
+        self.members
     }
 
     /// The enforced plan, as a failure record names it.

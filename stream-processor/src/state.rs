@@ -26,7 +26,8 @@ use smallvec::SmallVec;
 use crate::catalog::{
     scalar_fixed_point, Aggregation, Catalog, EventView, Matches, ALL, MAX_SEGMENTS, OTHER,
 };
-use crate::dedup::{fingerprint_parts as fingerprint, Dedup};
+use crate::dedup::Dedup;
+use crate::members::MemberKey;
 pub use acc::Acc;
 use acc::{Contribution, Unfolded, Window, CLEAN};
 use admission::{Group, GroupKey, Groups, Slot};
@@ -301,6 +302,8 @@ pub struct PartitionState {
     /// ([`PartitionState::mark_started_mid_stream`]): the first event sets
     /// `full_input_after_ms`.
     mid_stream: bool,
+    /// How user ids become the member fingerprints of distinct-user KPIs (`crate::members`).
+    members: MemberKey,
 }
 
 impl PartitionState {
@@ -345,7 +348,14 @@ impl PartitionState {
             late_dropped,
             full_input_after_ms,
             mid_stream: false,
+            members: MemberKey::UNKEYED,
         }
+    }
+
+    /// The state with distinct-user members fingerprinted by `members`.
+    pub fn with_members(mut self, members: MemberKey) -> Self {
+        self.members = members;
+        self
     }
 
     /// The partition starts empty although records before its first one were processed
@@ -386,7 +396,7 @@ impl PartitionState {
         windows.sort_by_key(|a| a.0);
         StateSnapshot {
             dedup,
-            kpis: evolve::catalog_meta(&self.catalog, &self.full_input_after_ms),
+            kpis: evolve::catalog_meta(&self.catalog, &self.full_input_after_ms, self.members.id()),
             windows,
             segment_values: self.interner.values.clone(),
             evicted: self.evicted_windows(),
@@ -423,10 +433,12 @@ impl PartitionState {
         catalog: Arc<Catalog>,
         lateness_ms: i64,
         dedup_window_secs: u32,
+        members: MemberKey,
         snap: StateSnapshot,
     ) -> (Self, evolve::Mapping) {
-        let mut state = PartitionState::new(catalog, lateness_ms, dedup_window_secs);
-        let map = evolve::mapping(&state.catalog, &snap.kpis, snap.watermark_ms);
+        let mut state =
+            PartitionState::new(catalog, lateness_ms, dedup_window_secs).with_members(members);
+        let map = evolve::mapping(&state.catalog, &snap.kpis, snap.watermark_ms, members.id());
         state.dedup = snap.dedup;
         state.dedup.set_window(dedup_window_secs);
         state.watermark_ms = snap.watermark_ms;
@@ -670,7 +682,7 @@ impl PartitionState {
                     .map(Contribution::Amount),
                 Aggregation::DistinctUsers => event
                     .distinct_id()
-                    .map(|id| Contribution::Member(fingerprint(&[id]))),
+                    .map(|id| Contribution::Member(self.members.fingerprint(id))),
                 Aggregation::Ratio { .. } => None,
             };
             let Some(contribution) = contribution else {

@@ -2,13 +2,18 @@
 schemas unified), reduced to digests the maintenance test compares before and after a command:
 
     python lake_rowset.py <lake root directory> [--exclude-user ID]... [--exclude-anon ID]...
-                          [--min-date YYYY-MM-DD]
+                          [--follow-links] [--min-date YYYY-MM-DD]
 
 Per table (events, dlq): the number of files, of rows, the SHA-256 of the sorted rows (every
 column, partition values included, as JSON) after leaving out the rows of the excluded users
 (events: user_id/anonymous_id; dead letters: userId/anonymousId of the payload, decoded with
 fastavro and the registry's schema when it is a Confluent-framed Avro event, else as JSON) and
 the events dated before --min-date, and how many rows were left out that way.
+
+With --follow-links, the excluded users are the person's identity links too, computed here
+independently of `lake-admin erase`: an alias row joins its user id and previous id (either
+way, to a fixed point); an anonymous id on a row of one of those user ids is linked, and its
+rows are the person's when they carry no user id or one of the person's.
 """
 import argparse
 import glob
@@ -40,18 +45,44 @@ def decode_avro(payload: bytes):
         return None
 
 
-def subject_of_dead_letter(row: dict, users: set, anons: set) -> bool:
+def owns(user, anon, users: set, anons: set, linked: set) -> bool:
+    return (user in users or anon in anons
+            or (anon in linked and (user is None or user in users)))
+
+
+def subject_of_dead_letter(row: dict, users: set, anons: set, linked: set) -> bool:
     payload = decode_avro(row.get("payload") or b"")
     if payload is None:
         try:
             payload = json.loads(row.get("payload_text") or "")
         except ValueError:
             return False
-    return isinstance(payload, dict) and (payload.get("userId") in users
-                                          or payload.get("anonymousId") in anons)
+    return isinstance(payload, dict) and owns(payload.get("userId"), payload.get("anonymousId"),
+                                              users, anons, linked)
 
 
-def table_rowset(path: str, table: str, users: set, anons: set, min_date: str | None) -> dict:
+def links(path: str, users: set) -> tuple:
+    """The person's user ids (alias closure) and linked anonymous ids, from the events."""
+    files = sorted(glob.glob(f"{path}/**/*.parquet", recursive=True))
+    if not files:
+        return set(users), set()
+    rows = ds.dataset(files, format="parquet").to_table(
+        columns=["type", "user_id", "anonymous_id", "previous_id"]).to_pylist()
+    aliases = {(r["user_id"], r["previous_id"]) for r in rows
+               if r["type"] == "alias" and r["user_id"] and r["previous_id"]}
+    closure = set(users)
+    while True:
+        grown = closure | {x for u, p in aliases if u in closure or p in closure for x in (u, p)}
+        if grown == closure:
+            break
+        closure = grown
+    linked = (closure - set(users)) | {r["anonymous_id"] for r in rows
+                                       if r["user_id"] in closure and r["anonymous_id"]}
+    return closure, linked
+
+
+def table_rowset(path: str, table: str, users: set, anons: set, linked: set,
+                 min_date: str | None) -> dict:
     files = sorted(f for f in glob.glob(f"{path}/**/*.parquet", recursive=True))
     if not files:
         return {"files": 0, "rows": 0, "digest": hashlib.sha256(b"").hexdigest(), "left_out": 0}
@@ -68,10 +99,10 @@ def table_rowset(path: str, table: str, users: set, anons: set, min_date: str | 
     kept, left_out = [], 0
     for row in rows:
         if table == "events":
-            subject = row.get("user_id") in users or row.get("anonymous_id") in anons
+            subject = owns(row.get("user_id"), row.get("anonymous_id"), users, anons, linked)
             old = min_date is not None and row["event_date"] < min_date
         else:
-            subject = subject_of_dead_letter(row, users, anons)
+            subject = subject_of_dead_letter(row, users, anons, linked)
             old = False
         if subject or old:
             left_out += 1
@@ -87,13 +118,17 @@ def main() -> None:
     ap.add_argument("lake")
     ap.add_argument("--exclude-user", action="append", default=[])
     ap.add_argument("--exclude-anon", action="append", default=[])
+    ap.add_argument("--follow-links", action="store_true")
     ap.add_argument("--min-date")
     ap.add_argument("--registry", help="schema registry URL, to decode Avro dead letters")
     a = ap.parse_args()
     global REGISTRY
     REGISTRY = a.registry
-    users, anons = set(a.exclude_user), set(a.exclude_anon)
-    print(json.dumps({t: table_rowset(f"{a.lake}/{t}", t, users, anons, a.min_date)
+    users, anons, linked = set(a.exclude_user), set(a.exclude_anon), set()
+    if a.follow_links:
+        users, linked = links(f"{a.lake}/events", users)
+        linked -= anons
+    print(json.dumps({t: table_rowset(f"{a.lake}/{t}", t, users, anons, linked, a.min_date)
                       for t in ("events", "dlq")}))
 
 

@@ -3,9 +3,11 @@
     python lake_sql.py <lake root directory> <sql>
 
 The views `events` and `dlq` are the two tables (every Parquet file below `events/` and `dlq/`,
-Hive partitioning, files with different columns unified by name). Prints the result as a JSON
+Hive partitioning, files with different columns unified by name; a table without files is an
+empty table without columns). Prints the result as a JSON
 list of objects (bytes as text, lossy).
 """
+import glob
 import json
 import os
 import sys
@@ -18,6 +20,10 @@ def main() -> None:
     con = duckdb.connect()
     for table in ("events", "dlq"):
         pattern = os.path.join(root, table, "**", "*.parquet")
+        if not glob.glob(pattern, recursive=True):
+            # No file (yet, or every row erased): an empty table, so counts are 0.
+            con.execute(f"CREATE TABLE {table} (no_rows INTEGER)")
+            continue
         con.execute(
             f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', "
             "hive_partitioning = true, union_by_name = true)"

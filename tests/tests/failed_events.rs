@@ -14,10 +14,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use northstar_e2e::{bin, kafka, lake, prom, Stack};
+use northstar_e2e::{kafka, prom, Stack};
 use serde_json::{json, Value};
 
 const PLAN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/tracking-plan.yaml");
@@ -77,50 +76,6 @@ fn avro_records() -> Value {
     ])
 }
 
-/// Runs one DuckDB query over the lake.
-fn sql(stack: &Stack, query: &str) -> Vec<Value> {
-    let lake = stack.lake_dir();
-    let out = northstar_e2e::run_compat_script("lake_sql.py", &[lake.as_os_str(), query.as_ref()]);
-    serde_json::from_slice(&out).expect("rows")
-}
-
-/// `lake-admin replay args`: its summary.
-fn replay(stack: &Stack, args: &[&str]) -> Value {
-    let out = Command::new(bin("northstar-sink"))
-        .args(["lake-admin", "replay"])
-        .args(args)
-        .env(
-            "NORTHSTAR_ROOT",
-            format!("file://{}", stack.lake_dir().display()),
-        )
-        .env("NORTHSTAR_KAFKA__BROKERS", stack.brokers())
-        .env("NORTHSTAR_REGISTRY_URL", stack.registry_url())
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run lake-admin replay");
-    assert!(
-        out.status.success(),
-        "replay {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("summary json")
-}
-
-/// Waits until the lake's `table` directory holds `n` rows (by a column every row has).
-async fn wait_rows(stack: &Stack, table: &str, column: &str, n: usize) {
-    let dir = stack.lake_dir().join(table);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut rows = 0;
-    while Instant::now() < deadline {
-        rows = lake::string_column(&dir, column).map_or(0, |v| v.len());
-        if rows >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
-    assert_eq!(rows, n, "rows in {table}/\n{}", stack.logs());
-}
-
 /// The example plan, version 1.1.0, defining `Exported Report`.
 fn fixed_plan() -> String {
     let plan = std::fs::read_to_string(PLAN).expect("plan");
@@ -156,10 +111,9 @@ async fn start(stack: &mut Stack, plan: &Path) {
     stack
         .env
         .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "200".into()));
-    let key = "v2:S2V5IG9mIHRoZSBlbmQtdG8tZW5kIHRlc3QsIDMyKyBieXRlcw==";
     for (k, v) in [
         ("NORTHSTAR_PLAN", plan.display().to_string()),
-        ("NORTHSTAR_PII_KEY", key.to_string()),
+        ("NORTHSTAR_PII_KEY", northstar_e2e::TEST_PII_KEY.to_string()),
         (
             "NORTHSTAR_PLAN_POLICIES__UNKNOWN_EVENT",
             "quarantine".to_string(),
@@ -208,10 +162,7 @@ async fn send_everything(stack: &Stack) {
 /// Dead letters by failure type and by reason, exactly.
 fn check_types(stack: &Stack) {
     let by_type = counts(
-        &sql(
-            stack,
-            "SELECT failure_type, count(*) AS n FROM dlq GROUP BY ALL",
-        ),
+        &stack.lake_sql("SELECT failure_type, count(*) AS n FROM dlq GROUP BY ALL"),
         "failure_type",
     );
     let want: BTreeMap<String, u64> = [
@@ -230,8 +181,7 @@ fn check_types(stack: &Stack) {
     .collect();
     assert_eq!(by_type, want, "dead letters by failure type");
     let by_reason = counts(
-        &sql(
-            stack,
+        &stack.lake_sql(
             "SELECT reason, count(*) AS n FROM dlq WHERE failure_type = 'schema_violation' GROUP BY ALL",
         ),
         "reason",
@@ -248,8 +198,7 @@ fn check_types(stack: &Stack) {
 
 /// One letter's failure record, column by column, and the consent letters' emptiness.
 fn check_columns(stack: &Stack) {
-    let rows = sql(
-        stack,
+    let rows = stack.lake_sql(
         "SELECT message_id, event, user_id, plan_id, plan_version, source_topic, component, \
          recovery_count, key IS NOT NULL AS has_key, payload IS NOT NULL AS has_payload, \
          to_json(problems) AS problems FROM dlq WHERE message_id = 'wt-0'",
@@ -276,8 +225,7 @@ fn check_columns(stack: &Stack) {
         json!([{"reason": "wrong_type", "path": "properties.revenue", "rule": "type: number",
                 "expected": "a number", "actual": "\"12.50\""}])
     );
-    let consent = sql(
-        stack,
+    let consent = stack.lake_sql(
         "SELECT count(*) AS n FROM dlq WHERE failure_type = 'consent' AND payload IS NULL \
          AND key IS NULL AND user_id IS NULL AND message_id LIKE 'cs-%'",
     );
@@ -285,8 +233,7 @@ fn check_columns(stack: &Stack) {
         consent[0]["n"], 2,
         "consent letters hold nothing of the event"
     );
-    let others = sql(
-        stack,
+    let others = stack.lake_sql(
         "SELECT count(*) AS n FROM dlq WHERE failure_type NOT IN ('consent') \
          AND (payload IS NULL OR problems IS NULL OR len(problems) = 0)",
     );
@@ -294,10 +241,7 @@ fn check_columns(stack: &Stack) {
         others[0]["n"], 0,
         "every other letter has its bytes and problems"
     );
-    let big = sql(
-        stack,
-        "SELECT to_json(problems) AS p FROM dlq WHERE message_id = 'av-big'",
-    );
+    let big = stack.lake_sql("SELECT to_json(problems) AS p FROM dlq WHERE message_id = 'av-big'");
     let p = big[0]["p"].as_str().unwrap_or_default();
     assert!(p.contains("max_event_bytes: 65536"), "{p}");
 }
@@ -310,7 +254,7 @@ async fn every_dead_letter_is_typed_and_a_fixed_replay_lands_once() {
     start(&mut stack, &plan).await;
     send_everything(&stack).await;
     // 20 + 1 valid events in the lake, 27 dead letters in the table.
-    wait_rows(&stack, "events", "message_id", 21).await;
+    stack.wait_lake_rows("events", "message_id", 21).await;
     wait_rows_dlq(&stack, 27).await;
     check_types(&stack);
     check_columns(&stack);
@@ -338,8 +282,13 @@ async fn every_dead_letter_is_typed_and_a_fixed_replay_lands_once() {
     assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
 }
 
+/// `lake-admin replay args`: its summary.
+fn replay(stack: &Stack, args: &[&str]) -> Value {
+    stack.lake_admin(&[&["replay"], args].concat())
+}
+
 async fn wait_rows_dlq(stack: &Stack, n: usize) {
-    wait_rows(stack, "dlq", "failure_type", n).await;
+    stack.wait_lake_rows("dlq", "failure_type", n).await;
 }
 
 async fn replay_and_check(stack: &mut Stack) {
@@ -379,11 +328,10 @@ async fn replay_and_check(stack: &mut Stack) {
     assert_eq!(s["replayed"], 5, "{s}");
 
     // Each replayed event once in the lake (21 + 3 + 5 + 5), stamped with the fixed plan.
-    wait_rows(stack, "events", "message_id", 34).await;
+    stack.wait_lake_rows("events", "message_id", 34).await;
     // Three letters came back, failing again: 27 + 3.
     wait_rows_dlq(stack, 30).await;
-    let replayed = sql(
-        stack,
+    let replayed = stack.lake_sql(
         "SELECT message_id, count(*) AS n, max(plan_version) AS v FROM events \
          WHERE regexp_matches(message_id, '^(ue|wt|nm|av-wt)') GROUP BY ALL",
     );
@@ -392,8 +340,7 @@ async fn replay_and_check(stack: &mut Stack) {
         replayed.iter().all(|r| r["n"] == 1 && r["v"] == "1.1.0"),
         "{replayed:?}"
     );
-    let again = sql(
-        stack,
+    let again = stack.lake_sql(
         "SELECT recovery_count, count(*) AS n, count(replay_of) AS r FROM dlq \
          WHERE reason = 'missing_property' GROUP BY ALL ORDER BY recovery_count",
     );

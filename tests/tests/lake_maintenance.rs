@@ -33,6 +33,7 @@ fn admin(lake: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg("lake-admin")
         .args(args)
         .env("NORTHSTAR_ROOT", format!("file://{}", lake.display()))
+        .env("NORTHSTAR_PII_KEY", northstar_e2e::TEST_PII_KEY)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .output()
@@ -198,14 +199,28 @@ async fn compact_erase_and_retention_keep_exact_row_sets_through_crashes() {
     );
 
     // ---- erase u3 and anon-7, killed after its first rewrite, then completed ---------------
-    let subject = ["--exclude-user", "u3", "--exclude-anon", "anon-7"];
+    let subject = [
+        "--exclude-user",
+        "u3",
+        "--exclude-anon",
+        "anon-7",
+        "--follow-links",
+    ];
     let expected = rowset(&stack, &subject);
     let (ev_subject, dl_subject) = (
         expected["events"]["left_out"].as_u64().expect("n"),
         expected["dlq"]["left_out"].as_u64().expect("n"),
     );
     assert!(ev_subject > 0 && dl_subject > 0, "{expected}");
-    let args = ["erase", "--user-id", "u3", "--anonymous-id", "anon-7"];
+    // The suppression list is the privacy test's; here, the row sets through a crash.
+    let args = [
+        "erase",
+        "--user-id",
+        "u3",
+        "--anonymous-id",
+        "anon-7",
+        "--no-suppress",
+    ];
     let crashed = admin(
         &lake_dir,
         &args,

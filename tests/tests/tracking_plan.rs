@@ -127,7 +127,7 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
         .env
         .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "200".into()));
     // A key of version 2, 32 bytes or more, base64.
-    let key = "v2:S2V5IG9mIHRoZSBlbmQtdG8tZW5kIHRlc3QsIDMyKyBieXRlcw==".to_string();
+    let key = northstar_e2e::TEST_PII_KEY.to_string();
     for (k, v) in [
         ("NORTHSTAR_PLAN", PLAN.to_string()),
         ("NORTHSTAR_SHADOW_PLAN", shadow.display().to_string()),

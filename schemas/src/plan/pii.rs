@@ -12,7 +12,8 @@
 //!   different one, and without the key it cannot be reversed by guessing.
 //! - Idempotent: a value that is already a keyed hash ([`is_keyed_hash`]) is left as it is, so
 //!   a pseudonymised event that was dead-lettered and is replayed is not hashed twice.
-//! - [`PiiKey`]'s `Debug` never shows the key.
+//! - [`PiiKey`]'s `Debug` never shows the key; a [`PiiKeyring`] holds every version still
+//!   needed after a rotation, the newest hashing new values.
 
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -42,6 +43,10 @@ pub enum PiiKeyError {
     Format(usize),
     #[error("PII key: the key must be at least 32 bytes (decoded), got {0}")]
     Short(usize),
+    #[error("PII keys: version {0} is given twice")]
+    Duplicate(u32),
+    #[error("cannot read the PII key file {path}: {error}")]
+    File { path: String, error: String },
 }
 
 impl PiiKey {
@@ -76,6 +81,66 @@ impl PiiKey {
             let _ = write!(out, "{b:02x}");
         }
         out
+    }
+}
+
+/// The PII keys a service holds: every version still needed, the newest hashing new values.
+///
+/// A key file (or variable) holds one `v<version>:<base64 key>` per line (or separated by
+/// spaces or commas): after a rotation, keep the old versions listed, so that values hashed
+/// under them (the suppression list's subjects) are still recognised.
+#[derive(Debug, Clone)]
+pub struct PiiKeyring {
+    /// By version, ascending; never empty.
+    keys: Vec<PiiKey>,
+}
+
+impl PiiKeyring {
+    /// Parses one or more key specifications; versions must be distinct.
+    pub fn parse(text: &str) -> Result<PiiKeyring, PiiKeyError> {
+        let mut keys = text
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|t| !t.is_empty())
+            .map(PiiKey::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(PiiKeyError::Format(0));
+        }
+        keys.sort_by_key(|k| k.version);
+        if let Some(w) = keys.windows(2).find(|w| w[0].version == w[1].version) {
+            return Err(PiiKeyError::Duplicate(w[0].version));
+        }
+        Ok(PiiKeyring { keys })
+    }
+
+    /// The key of the highest version: what new values are hashed with.
+    pub fn current(&self) -> &PiiKey {
+        // `parse` refuses an empty ring.
+        &self.keys[self.keys.len() - 1]
+    }
+
+    /// Every key, oldest first.
+    pub fn all(&self) -> &[PiiKey] {
+        &self.keys
+    }
+
+    /// Reads the ring from `file` (wins) or `text` (an environment variable's value); `None`
+    /// when neither is set. Errors name the file, never the key.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        text: Option<&str>,
+    ) -> Result<Option<PiiKeyring>, PiiKeyError> {
+        let text = match file {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| PiiKeyError::File {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?,
+            None => match text {
+                Some(t) => t.to_string(),
+                None => return Ok(None),
+            },
+        };
+        PiiKeyring::parse(&text).map(Some)
     }
 }
 

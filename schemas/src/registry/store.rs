@@ -42,7 +42,7 @@ pub enum StoreError {
 impl Store {
     /// Ensures the topic exists (one partition, compacted), then loads it.
     pub async fn open(kafka: &KafkaConfig, topic: &str) -> Result<(Store, State), StoreError> {
-        create_topics(
+        let differences = create_topics(
             kafka,
             &[TopicSpec {
                 name: topic.to_string(),
@@ -51,6 +51,9 @@ impl Store {
             }],
         )
         .await?;
+        for d in differences {
+            tracing::warn!(%d, "schema store topic setting");
+        }
         let producer: FutureProducer = producer_config(kafka).create()?;
         let state = load(kafka, topic).await?;
         Ok((

@@ -37,6 +37,13 @@ pub struct LakeConfig {
     /// plan's column types in every file of their events, instead of a vote over the file's
     /// values.
     pub plan: Option<std::path::PathBuf>,
+    /// A file holding the PII keys, `v<version>:<base64 key>` per line, as the processor's
+    /// (`NORTHSTAR_PII_KEY_FILE`; wins over `pii_key`): `lake-admin erase` names the people it
+    /// erases by keyed hashes and adds them to the suppression list, which `lake-admin replay`
+    /// consults.
+    pub pii_key_file: Option<std::path::PathBuf>,
+    /// The same keys as text (`NORTHSTAR_PII_KEY`); never logged.
+    pub pii_key: Option<northstar_runtime::Redacted>,
     /// Attempts of one file upload before the flush is given up: the partition is then paused
     /// and its range read again and flushed after a backoff (1 s doubling to a minute), while
     /// the other partitions go on (`NORTHSTAR_UPLOAD_ATTEMPTS`).
@@ -70,6 +77,8 @@ impl Default for LakeConfig {
             max_buffered_bytes: 256 * 1024 * 1024,
             max_event_names: 1_000,
             plan: None,
+            pii_key_file: None,
+            pii_key: None,
             upload_attempts: 3,
             dead_letter_table: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9466)),

@@ -179,6 +179,8 @@ pub struct Checkpoints {
     /// The input topic's current id, written into every checkpoint (outer `None`: not read
     /// since the last rebalance).
     topic_id: Option<Option<String>>,
+    /// The member key of restored states (their distinct-user KPIs' fingerprints).
+    members: crate::members::MemberKey,
 }
 
 /// The whole-catalog fingerprint of format 2 checkpoints ([`Catalog::computation_text`]).
@@ -210,7 +212,14 @@ impl Checkpoints {
             catalog,
             writer: new_writer_name(),
             topic_id: None,
+            members: crate::members::MemberKey::UNKEYED,
         }
+    }
+
+    /// The store restoring states under the member key `members`.
+    pub fn with_members(mut self, members: crate::members::MemberKey) -> Self {
+        self.members = members;
+        self
     }
 
     /// This instance's writer name.
@@ -417,6 +426,7 @@ impl Checkpoints {
                 self.catalog.clone(),
                 lateness_ms,
                 dedup_window_secs,
+                self.members,
                 snapshot,
             );
             let base = match (own, chain) {
@@ -502,7 +512,8 @@ impl Checkpoints {
                 let env: EnvelopeV2 = postcard::from_bytes(bytes).map_err(corrupt)?;
                 let kpis = if env.catalog_fingerprint == catalog_fingerprint(&self.catalog) {
                     let all = vec![i64::MIN; self.catalog.kpis.len()];
-                    evolve::catalog_meta(&self.catalog, &all)
+                    // Format 2 predates keyed members: its sets are unkeyed.
+                    evolve::catalog_meta(&self.catalog, &all, 0)
                 } else {
                     Vec::new()
                 };

@@ -162,7 +162,8 @@ impl Pipeline {
             None => {
                 // Read now, so that the first checkpoint records it.
                 self.topic_id(topic);
-                let mut state = PartitionState::new(self.catalog.clone(), lateness_ms, window);
+                let mut state = PartitionState::new(self.catalog.clone(), lateness_ms, window)
+                    .with_members(self.gate.members());
                 if self.read_before(topic, partition, first_offset)? {
                     tracing::warn!(
                         partition,

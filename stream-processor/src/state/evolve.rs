@@ -26,20 +26,35 @@ pub struct KpiMeta {
     pub full_input_after_ms: i64,
 }
 
-/// A stable fingerprint (XXH3) of what KPI `k` of `catalog` computes.
-pub fn kpi_fingerprint(catalog: &Catalog, k: usize) -> u64 {
-    fingerprint_parts(&[&catalog.kpi_semantics(k)])
+/// A stable fingerprint (XXH3) of what KPI `k` of `catalog` computes; a distinct-user KPI (or
+/// a ratio of one) under keyed member fingerprints also depends on the member key's id
+/// (`members`, 0: unkeyed, the fingerprint of earlier versions).
+pub fn kpi_fingerprint(catalog: &Catalog, k: usize, members: u64) -> u64 {
+    let semantics = catalog.kpi_semantics(k);
+    let distinct = |i: usize| matches!(catalog.kpis[i].aggregation, Aggregation::DistinctUsers);
+    let counts_members = match catalog.kpis[k].aggregation {
+        Aggregation::DistinctUsers => true,
+        Aggregation::Ratio {
+            numerator,
+            denominator,
+        } => distinct(numerator) || distinct(denominator),
+        _ => false,
+    };
+    if members == 0 || !counts_members {
+        return fingerprint_parts(&[&semantics]);
+    }
+    fingerprint_parts(&[&semantics, &format!("members:{members:016x}")])
 }
 
-/// The meta of every KPI of `catalog`, with its completeness.
-pub fn catalog_meta(catalog: &Catalog, full_input_after_ms: &[i64]) -> Vec<KpiMeta> {
+/// The meta of every KPI of `catalog`, with its completeness (`members`: the member key's id).
+pub fn catalog_meta(catalog: &Catalog, full_input_after_ms: &[i64], members: u64) -> Vec<KpiMeta> {
     catalog
         .kpis
         .iter()
         .enumerate()
         .map(|(k, kpi)| KpiMeta {
             name: kpi.name.clone(),
-            fingerprint: kpi_fingerprint(catalog, k),
+            fingerprint: kpi_fingerprint(catalog, k, members),
             full_input_after_ms: full_input_after_ms.get(k).copied().unwrap_or(i64::MIN),
         })
         .collect()
@@ -79,15 +94,16 @@ impl Mapping {
     }
 }
 
-/// Maps the checkpoint's KPIs `old` (taken at `watermark_ms`) onto `catalog`.
-pub fn mapping(catalog: &Catalog, old: &[KpiMeta], watermark_ms: i64) -> Mapping {
+/// Maps the checkpoint's KPIs `old` (taken at `watermark_ms`) onto `catalog` (its distinct-user
+/// KPIs counted under the member key `members`).
+pub fn mapping(catalog: &Catalog, old: &[KpiMeta], watermark_ms: i64, members: u64) -> Mapping {
     let n = catalog.kpis.len();
     let mut old_to_new = vec![None; old.len()];
     let mut new_to_old = vec![None; n];
     let mut full_input_after_ms = vec![watermark_ms; n];
     for k in 0..n {
         let name = &catalog.kpis[k].name;
-        let fingerprint = kpi_fingerprint(catalog, k);
+        let fingerprint = kpi_fingerprint(catalog, k, members);
         if let Some(j) = old
             .iter()
             .position(|m| &m.name == name && m.fingerprint == fingerprint)
@@ -132,7 +148,7 @@ kpis:
 
     fn meta_of(yaml: &str) -> Vec<KpiMeta> {
         let c = catalog(yaml);
-        catalog_meta(&c, &vec![i64::MIN; c.kpis.len()])
+        catalog_meta(&c, &vec![i64::MIN; c.kpis.len()], 0)
     }
 
     fn names(meta: &[KpiMeta]) -> Vec<String> {
@@ -142,7 +158,7 @@ kpis:
     #[test]
     fn a_description_edit_carries_every_kpi_over() {
         let edited = BASE.replace("people who signed up", "accounts created");
-        let m = mapping(&catalog(&edited), &meta_of(BASE), 5_000);
+        let m = mapping(&catalog(&edited), &meta_of(BASE), 5_000, 0);
         assert_eq!(m.new_to_old, vec![Some(0), Some(1), Some(2)]);
         assert_eq!(m.full_input_after_ms, vec![i64::MIN; 3]);
         assert!(m.restarted(&catalog(&edited)).is_empty());
@@ -152,7 +168,7 @@ kpis:
     fn a_changed_filter_restarts_that_kpi_and_its_ratio_only() {
         let changed = BASE.replace("[Order Completed]", "[Order Completed, Order Refunded]");
         let c = catalog(&changed);
-        let m = mapping(&c, &meta_of(BASE), 5_000);
+        let m = mapping(&c, &meta_of(BASE), 5_000, 0);
         assert_eq!(m.new_to_old, vec![Some(0), None, None]);
         assert_eq!(m.full_input_after_ms, vec![i64::MIN, 5_000, 5_000]);
         assert_eq!(m.restarted(&c), vec!["orders", "conversion"]);
@@ -167,7 +183,7 @@ kpis:
         let reordered = "north_star: signups\nkpis:\n  - {name: visits, aggregate: count}\n  - \
             {name: signups, aggregate: count, filter: {event: Signed Up}}\n";
         let c = catalog(reordered);
-        let m = mapping(&c, &meta_of(BASE), 7);
+        let m = mapping(&c, &meta_of(BASE), 7, 0);
         assert_eq!(m.new_to_old, vec![None, Some(0)]);
         assert_eq!(m.old_to_new, vec![Some(1), None, None]);
         assert_eq!(m.full_input_after_ms, vec![7, i64::MIN]);
@@ -183,7 +199,7 @@ kpis:
             full_input_after_ms: 1_000,
             ..meta_of(BASE)[0].clone()
         }];
-        let m = mapping(&catalog(BASE), &old, 9_000);
+        let m = mapping(&catalog(BASE), &old, 9_000, 0);
         assert_eq!(m.full_input_after_ms[0], 1_000);
         assert_eq!(
             m.full_input_after_ms[1], 9_000,
@@ -194,11 +210,48 @@ kpis:
     #[test]
     fn the_fingerprint_is_stable() {
         // Stored in checkpoints: a change of this value restarts every KPI of every deployment.
-        assert_eq!(kpi_fingerprint(&catalog(BASE), 0), 0x7745_ac3e_2f88_900f);
+        assert_eq!(kpi_fingerprint(&catalog(BASE), 0, 0), 0x7745_ac3e_2f88_900f);
         let edited = BASE.replace("people who signed up", "x");
         assert_eq!(
-            kpi_fingerprint(&catalog(BASE), 0),
-            kpi_fingerprint(&catalog(&edited), 0)
+            kpi_fingerprint(&catalog(BASE), 0, 0),
+            kpi_fingerprint(&catalog(&edited), 0, 0)
         );
+    }
+
+    #[test]
+    fn a_member_key_changes_the_kpis_that_count_members_only() {
+        let c = catalog(&format!(
+            "{BASE}  - {{name: buyers, aggregate: distinct_users, filter: {{event: Order Completed}}}}
+  - {{name: buyer_rate, aggregate: {{ratio: {{numerator: buyers, denominator: signups}}}}}}
+"
+        ));
+        let mut distinct = 0;
+        for k in 0..c.kpis.len() {
+            let counts_members = match c.kpis[k].aggregation {
+                Aggregation::DistinctUsers => true,
+                Aggregation::Ratio {
+                    numerator,
+                    denominator,
+                } => [numerator, denominator]
+                    .iter()
+                    .any(|&i| matches!(c.kpis[i].aggregation, Aggregation::DistinctUsers)),
+                _ => false,
+            };
+            distinct += usize::from(counts_members);
+            assert_eq!(
+                kpi_fingerprint(&c, k, 0) != kpi_fingerprint(&c, k, 42),
+                counts_members,
+                "{}",
+                c.kpis[k].name
+            );
+        }
+        assert!(distinct > 0, "the test catalog has a distinct-user KPI");
+        let m = mapping(
+            &c,
+            &catalog_meta(&c, &vec![i64::MIN; c.kpis.len()], 0),
+            9,
+            42,
+        );
+        assert_eq!(m.restarted(&c).len(), distinct, "flagged, not mixed");
     }
 }

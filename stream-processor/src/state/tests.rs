@@ -1,3 +1,4 @@
+use crate::members::MemberKey;
 use std::sync::Arc;
 
 use northstar_schemas::Event;
@@ -161,7 +162,8 @@ fn the_values_first_by_rank_are_admitted_per_window() {
         Some(1.0)
     );
     // An evicted window is not evicted again, and a restore keeps what was evicted.
-    let (mut back, _) = PartitionState::restore(catalog(), LATE, 86_400, s.snapshot());
+    let (mut back, _) =
+        PartitionState::restore(catalog(), LATE, 86_400, MemberKey::UNKEYED, s.snapshot());
     back.count(&ev("Signed Up", "h", r[2], 0.0), T0);
     let u = back.drain_updates();
     assert_eq!(find(&u, SIGNUPS, T0, &[OTHER]).map(|x| x.value), Some(4.0));
@@ -253,7 +255,7 @@ fn snapshot_restore_continues_identically() {
     }
     let bytes = postcard::to_allocvec(&b.snapshot()).expect("encode");
     let snap: StateSnapshot = postcard::from_bytes(&bytes).expect("decode");
-    let (mut c, _) = PartitionState::restore(catalog(), LATE, 86_400, snap);
+    let (mut c, _) = PartitionState::restore(catalog(), LATE, 86_400, MemberKey::UNKEYED, snap);
     for (i, x) in events.iter().enumerate().skip(150) {
         step(&mut c, x);
         if i % 50 == 49 {
@@ -353,7 +355,7 @@ fn a_checkpoint_without_totals_gets_them_rebuilt() {
     let mut snap = s.snapshot();
     // As written before totals existed: no window with the total's segment.
     snap.windows.retain(|(k, _)| k.segment[0] != ALL_ID);
-    let (mut r, _) = PartitionState::restore(catalog(), LATE, 86_400, snap);
+    let (mut r, _) = PartitionState::restore(catalog(), LATE, 86_400, MemberKey::UNKEYED, snap);
     r.count(&ev("Viewed", "c", "iOS", 0.0), T0 + 2);
     let u = r.drain_updates();
     assert_eq!(total(&u, ACTIVE, T0).map(|x| x.value), Some(3.0), "a, b, c");
@@ -378,7 +380,13 @@ fn catalog_edits_keep_unchanged_kpis_and_flag_restarted_ones() {
         .replace("  - {name: revenue, filter: {event: Upgraded}, aggregate: {sum: properties.revenue}, windows: [1m, 1h]}\n", "");
     let edited = Arc::new(Catalog::parse(&edited).expect("edited catalog"));
     let idx = |name: &str| edited.kpi(name).expect("kpi").0;
-    let (mut r, map) = PartitionState::restore(edited.clone(), LATE, 86_400, snap.clone());
+    let (mut r, map) = PartitionState::restore(
+        edited.clone(),
+        LATE,
+        86_400,
+        MemberKey::UNKEYED,
+        snap.clone(),
+    );
     assert_eq!(
         map.restarted(&edited),
         vec!["views", "upgrades", "conversion"]
@@ -413,7 +421,13 @@ fn catalog_edits_keep_unchanged_kpis_and_flag_restarted_ones() {
     assert!(u.iter().all(|x| edited.kpis[x.kpi].name != "revenue"));
     // The flags are durable: a later restore with the same catalog keeps them.
     r.drain_updates();
-    let (again, map) = PartitionState::restore(edited.clone(), LATE, 86_400, r.snapshot());
+    let (again, map) = PartitionState::restore(
+        edited.clone(),
+        LATE,
+        86_400,
+        MemberKey::UNKEYED,
+        r.snapshot(),
+    );
     assert!(map.restarted(&edited).is_empty());
     assert_eq!(again.full_input_after_ms[idx("upgrades")], T0 + 2);
     assert_eq!(again.full_input_after_ms[idx("signups")], i64::MIN);
@@ -456,7 +470,7 @@ mod properties {
                         }
                     }
                     if (i / emit_every) % restore_every == restore_every - 1 {
-                        s = PartitionState::restore(catalog(), LATE, 86_400, s.snapshot()).0;
+                        s = PartitionState::restore(catalog(), LATE, 86_400, MemberKey::UNKEYED, s.snapshot()).0;
                     }
                 }
             }
@@ -525,7 +539,9 @@ mod split_over_partitions {
                 emitted[p] += 1;
                 if emitted[p].is_multiple_of(restore_every) {
                     let snap = states[p].snapshot();
-                    states[p] = PartitionState::restore(catalog(), LATE, 86_400, snap).0;
+                    states[p] =
+                        PartitionState::restore(catalog(), LATE, 86_400, MemberKey::UNKEYED, snap)
+                            .0;
                 }
             }
         }

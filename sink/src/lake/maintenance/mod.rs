@@ -40,7 +40,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 pub use compact::CompactOptions;
-pub use erase::EraseOptions;
+pub use erase::{EraseOptions, SuppressTarget};
 pub use replay::ReplayOptions;
 pub use retention::RetentionOptions;
 

@@ -3,7 +3,9 @@
 //!
 //! Contract:
 //! - It reads the dead-letter table, chooses letters with [`select::select`] (the latest failure
-//!   of each event, the filter, not replayed before unless `again`, with bytes, not suppressed)
+//!   of each event, the filter, not replayed before unless `again`, with bytes, and not of a
+//!   subject on the suppression list, read to its end first: an erased person is never
+//!   re-submitted; without a PII key to read the list it refuses to run)
 //!   and re-submits each to the raw topic with its original key and message id: untouched
 //!   bytes, or — with declared [`fix::Fix`]es that changed the event — the fixed event encoded
 //!   with the v1 event schema registered for the raw topic. A letter a fix cannot be applied to
@@ -31,6 +33,7 @@ use northstar_runtime::KafkaConfig;
 use northstar_schemas::event::EventCodec;
 use northstar_schemas::failure::replay_of;
 use northstar_schemas::headers;
+use northstar_schemas::suppression::Suppressions;
 use northstar_schemas::{value_subject, wire, EventDecoder, RegistryClient, EVENT_SCHEMA_V1};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::BaseRecord;
@@ -53,6 +56,8 @@ pub struct Target {
     pub raw_topic: String,
     /// The dead-letter topic (`topics.dlq`), named in `northstar.replay.of`.
     pub dlq_topic: String,
+    /// The suppression list (`topics.suppressions`): letters of erased subjects stay.
+    pub suppressions_topic: String,
     pub registry_url: String,
 }
 
@@ -66,6 +71,9 @@ pub struct ReplayOptions {
     /// Report what would be replayed only.
     pub dry_run: bool,
     pub target: Target,
+    /// The PII keys the suppression list is read with (`None`: it cannot be read, and the
+    /// replay refuses to run).
+    pub keys: Option<northstar_schemas::plan::pii::PiiKeyring>,
 }
 
 /// What a replay did.
@@ -105,7 +113,10 @@ const SHOWN_ERRORS: usize = 20;
 pub(crate) async fn run(lake: &Lake, o: &ReplayOptions) -> anyhow::Result<ReplaySummary> {
     let all = read_letters(lake).await?;
     let replayed = read_journals(lake).await?;
-    let selection = select::select(all, &o.filter, &replayed, o.again, &|_| false);
+    let suppressions = read_suppressions(o).await?;
+    let suppressed =
+        |l: &Letter| suppressions.is_suppressed(l.user_id.as_deref(), l.anonymous_id.as_deref());
+    let selection = select::select(all, &o.filter, &replayed, o.again, &suppressed);
     let mut summary = ReplaySummary {
         command: "replay",
         dry_run: o.dry_run,
@@ -159,6 +170,26 @@ impl ReplaySummary {
         let e = l.event.clone().unwrap_or_else(|| "(none)".into());
         *self.by_event.entry(e).or_default() += 1;
     }
+}
+
+/// The suppression list, read to its end.
+async fn read_suppressions(o: &ReplayOptions) -> anyhow::Result<Suppressions> {
+    let keys = o.keys.clone().context(
+        "replay consults the suppression list, kept as keyed hashes, so that an erased person is \
+         never re-submitted: set pii_key_file (NORTHSTAR_PII_KEY_FILE) or NORTHSTAR_PII_KEY",
+    )?;
+    let list = Suppressions::follow(&o.target.kafka, &o.target.suppressions_topic, keys)
+        .context("cannot read the suppression list")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !list.loaded() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the suppression list {} was not read within 60 s",
+            o.target.suppressions_topic
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(list)
 }
 
 /// Every letter of the dead-letter table.
