@@ -125,7 +125,8 @@ python3 deploy/local/tansu-index.py "$STATE/broker/tansu.db"
 start registry env NORTHSTAR_LISTEN=127.0.0.1:8081 "$BIN/northstar-schemas" serve
 wait_http http://127.0.0.1:8081/subjects
 "$BIN/northstar-schemas" register
-start ingest "$BIN/northstar-ingest" --config deploy/local/ingest.toml
+# The collector follows the suppression list (erased subjects, keyed hashes): it needs the key.
+start ingest env NORTHSTAR_PII_KEY_FILE="$PII_KEY_FILE" "$BIN/northstar-ingest" --config deploy/local/ingest.toml
 if [ -n "$PLAN" ]; then
   "$BIN/northstar-schemas" plan lint "$PLAN" --catalog "$CATALOG" | tail -1 ||
     echo "  the tracking plan has lint errors (northstar-schemas plan lint $PLAN --catalog $CATALOG); the processor still enforces it"
@@ -133,7 +134,8 @@ fi
 start processor env NORTHSTAR_LISTEN=127.0.0.1:9465 NORTHSTAR_CATALOG="$CATALOG" ${PLAN:+NORTHSTAR_PLAN="$PLAN"} \
   NORTHSTAR_PII_KEY_FILE="$PII_KEY_FILE" "$BIN/northstar-stream-processor"
 start lake-sink env NORTHSTAR_LISTEN=127.0.0.1:9466 NORTHSTAR_ROOT=file://./data/lake \
-  NORTHSTAR_MAX_FILE_AGE_SECS=10 ${PLAN:+NORTHSTAR_PLAN="$PLAN"} "$BIN/northstar-sink" lake
+  NORTHSTAR_MAX_FILE_AGE_SECS=10 ${PLAN:+NORTHSTAR_PLAN="$PLAN"} NORTHSTAR_PII_KEY_FILE="$PII_KEY_FILE" \
+  "$BIN/northstar-sink" lake
 start metrics-sink env NORTHSTAR_LISTEN=127.0.0.1:9464 NORTHSTAR_CATALOG="$CATALOG" \
   NORTHSTAR_ALERTMANAGER_URL=http://127.0.0.1:9093 "$BIN/northstar-sink" metrics
 
@@ -193,5 +195,9 @@ Live demo traffic runs in the background (about 1,800 events an hour). Try:
   curl -s -u demo-write-key: http://127.0.0.1:8080/v1/track -d '{"event":"Signed Up","userId":"u1"}'
   ${DEMO[*]} anomaly spike --count 400      # a sign-up flood: NorthstarKpiOpenWindowAboveBound fires
   ${DEMO[*]} anomaly outage --minutes 70   # no sign-ups: NorthstarKpiBelowThreshold after the hour
+  NORTHSTAR_ROOT=file://./data/lake NORTHSTAR_PII_KEY_FILE=$PII_KEY_FILE \
+    $BIN/northstar-sink lake-admin replay --dry-run           # dead letters that would go back (docs/tracking-plan.md)
+  NORTHSTAR_ROOT=file://./data/lake NORTHSTAR_PII_KEY_FILE=$PII_KEY_FILE \
+    $BIN/northstar-sink lake-admin erase --user-id user-1     # erase a person everywhere (docs/privacy.md)
 Stop: ./deploy/local/down.sh
 INFO

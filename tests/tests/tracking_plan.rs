@@ -383,3 +383,76 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     let unclean = stack.shutdown();
     assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
 }
+
+/// Segment's Python SDK sends the consent context: events of people who refused analytics
+/// reach neither the clean topic nor the KPIs and leave only an accounting dead letter (no key,
+/// no bytes); granted ones and those without consent information (the plan's default: granted)
+/// pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_sdk_consent_context_is_honoured() {
+    let mut stack = Stack::start_core().await;
+    for (k, v) in [
+        ("NORTHSTAR_PLAN", PLAN.to_string()),
+        ("NORTHSTAR_PII_KEY", northstar_e2e::TEST_PII_KEY.to_string()),
+    ] {
+        stack.service_env.push(("processor".into(), k.into(), v));
+    }
+    stack.start_services().await;
+    let url = stack.ingest_url();
+    let sent: BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&northstar_e2e::run_compat_script(
+            "sdk_consent.py",
+            &[
+                url.as_ref(),
+                northstar_e2e::WRITE_KEY.as_ref(),
+                "consent".as_ref(),
+            ],
+        ))
+        .expect("SDK output");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut clean, mut dead) = (Vec::new(), Vec::new());
+    while Instant::now() < deadline && (clean.len() < 10 || dead.len() < 5) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clean = kafka::read_topic(&stack.brokers(), "events.clean").expect("clean");
+        dead = kafka::read_topic(&stack.brokers(), "events.dlq").expect("dlq");
+    }
+    let codec = EventCodec::new();
+    let mut clean_ids: Vec<String> = clean
+        .iter()
+        .filter_map(|r| {
+            let (_, datum) = wire::split(r.payload.as_deref()?).ok()?;
+            codec.decode_v1(datum).ok().map(|e| e.message_id)
+        })
+        .collect();
+    clean_ids.sort();
+    let mut want: Vec<String> = [&sent["granted"], &sent["unsaid"]]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    want.sort();
+    assert_eq!(clean_ids, want, "granted and unsaid pass");
+    let mut refused: Vec<String> = dead
+        .iter()
+        .map(|r| {
+            assert!(r.key.is_none() && r.payload.is_none(), "nothing of the event kept");
+            let f: Value = serde_json::from_str(&r.headers["northstar.failure"]).expect("failure");
+            assert_eq!(f["type"], "consent");
+            assert!(f["event"].get("user_id").is_none(), "{f}");
+            f["event"]["message_id"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    refused.sort();
+    let mut want = sent["refused"].clone();
+    want.sort();
+    assert_eq!(refused, want, "one accounting letter per refused event");
+    let metrics = stack.processor_metrics().await;
+    let withheld = prom::sum_by(
+        &metrics,
+        "northstar_processor_consent_withheld_total",
+        "purpose",
+    );
+    assert_eq!(withheld.get("analytics"), Some(&5.0), "{withheld:?}");
+    let unclean = stack.shutdown();
+    assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
+}

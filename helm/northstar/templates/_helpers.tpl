@@ -34,6 +34,17 @@ http://{{ .Release.Name }}-registry:8081
   value: {{ .Values.topics.aggregates | quote }}
 - name: NORTHSTAR_TOPICS__SCHEMAS
   value: {{ .Values.topics.schemas | quote }}
+- name: NORTHSTAR_TOPICS__SUPPRESSIONS
+  value: {{ .Values.topics.suppressions | quote }}
+{{- end -}}
+
+{{/* The PII keys, from their Secret (ingest, processor, lake sink, lake-admin). */}}
+{{- define "northstar.piiKeyEnv" -}}
+{{- if .Values.privacy.piiKeySecret }}
+- name: NORTHSTAR_PII_KEY
+  valueFrom:
+    secretKeyRef: {name: {{ .Values.privacy.piiKeySecret | quote }}, key: pii.key}
+{{- end }}
 {{- end -}}
 
 {{- define "northstar.catalogConfigMap" -}}
