@@ -271,6 +271,13 @@ pub static PII_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers")
 });
 counter!(
+    CONSENT_ANONYMISED,
+    "northstar_processor_consent_anonymised_total",
+    "Events kept without what identifies the person because they did not consent to their purpose (plan_policies.consent_refused = anonymise), by purpose",
+    &["purpose"]
+);
+
+counter!(
     CONSENT_WITHHELD,
     "northstar_processor_consent_withheld_total",
     "Events dropped from every output because the person did not consent to their purpose (context.consent.categoryPreferences, else the plan's default), by purpose",

@@ -44,7 +44,19 @@ pub enum Policy {
     Quarantine,
 }
 
-/// The policies of the four kinds of problems (`[plan_policies]`).
+/// What happens to an event whose consent purpose was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentRefused {
+    /// Dropped from the KPIs, the clean topic and the lake; an accounting dead letter only.
+    #[default]
+    Withhold,
+    /// Kept without anything that tells who it was (`northstar_schemas::plan::anonymise`):
+    /// counted in the KPIs, written to the lake under the anonymous id `anonymous`.
+    Anonymise,
+}
+
+/// The policies of the four kinds of problems, and of refused consent (`[plan_policies]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlanPolicies {
@@ -57,6 +69,8 @@ pub struct PlanPolicies {
     pub naming: Policy,
     /// Every other violation: missing, wrong type, enum, bounds, pattern, format.
     pub violation: Policy,
+    /// An event whose consent purpose the person did not grant: `withhold` or `anonymise`.
+    pub consent_refused: ConsentRefused,
 }
 
 impl Default for PlanPolicies {
@@ -66,6 +80,7 @@ impl Default for PlanPolicies {
             unknown_property: Policy::Flag,
             naming: Policy::Quarantine,
             violation: Policy::Quarantine,
+            consent_refused: ConsentRefused::Withhold,
         }
     }
 }
@@ -109,19 +124,33 @@ pub enum Verdict<'a> {
         /// plan's default applied).
         said: Option<String>,
     },
+    /// The person did not consent and the policy is to anonymise: the caller applies
+    /// [`PlanGate::anonymise`] and keeps the event, stamped and flagged
+    /// `consent_anonymised:<purpose>`.
+    Anonymise { stamp: &'a str, purpose: &'a str },
 }
 
 struct Loaded {
     plan: Plan,
     stamp: String,
-    /// The outcome counters, looked up once: passed, allowed, flagged, quarantined, withheld.
-    outcomes: [prometheus::IntCounter; 5],
+    /// The outcome counters, looked up once: passed, allowed, flagged, quarantined, withheld,
+    /// anonymised.
+    outcomes: [prometheus::IntCounter; 6],
 }
 
 /// The outcome labels, in the order of [`Loaded::outcomes`].
-const OUTCOMES: [&str; 5] = ["passed", "allowed", "flagged", "quarantined", "withheld"];
+const OUTCOMES: [&str; 6] = [
+    "passed",
+    "allowed",
+    "flagged",
+    "quarantined",
+    "withheld",
+    "anonymised",
+];
 /// The index of `withheld` in [`OUTCOMES`].
 const WITHHELD: usize = 4;
+/// The index of `anonymised` in [`OUTCOMES`].
+const ANONYMISED: usize = 5;
 
 fn outcome_index(outcome: Option<Policy>) -> usize {
     match outcome {
@@ -289,6 +318,27 @@ impl PlanGate {
             })
     }
 
+    /// Removes from `e` everything that tells who it was (the consent policy `anonymise`): the
+    /// user, group and previous ids, traits, and every property and context field the plan
+    /// does not declare as not personal; the anonymous id becomes `anonymous`.
+    pub fn anonymise(&self, e: &mut Event) {
+        use northstar_schemas::plan::anonymise::{anonymise, ANONYMOUS_ID};
+        let Some(l) = &self.enforced else {
+            return;
+        };
+        let name = match e.kind {
+            EventType::Track => e.event.as_deref(),
+            _ => e.name.as_deref(),
+        };
+        let out = anonymise(&l.plan, e.kind, name, &e.properties, &e.context);
+        (e.properties, e.context) = (out.properties, out.context);
+        e.traits = "{}".into();
+        e.user_id = None;
+        e.anonymous_id = Some(ANONYMOUS_ID.into());
+        e.group_id = None;
+        e.previous_id = None;
+    }
+
     /// The enforced plan's `id@version`.
     pub fn stamp(&self) -> Option<&str> {
         self.enforced.as_ref().map(|l| l.stamp.as_str())
@@ -333,6 +383,16 @@ impl PlanGate {
             .consent(e.kind, name, &e.context)
             .filter(|c| !c.given)
         {
+            if self.policies.consent_refused == ConsentRefused::Anonymise {
+                l.outcomes[ANONYMISED].inc();
+                metrics::CONSENT_ANONYMISED
+                    .with_label_values(&[c.purpose])
+                    .inc();
+                return Verdict::Anonymise {
+                    stamp: &l.stamp,
+                    purpose: c.purpose,
+                };
+            }
             l.outcomes[WITHHELD].inc();
             metrics::CONSENT_WITHHELD
                 .with_label_values(&[c.purpose])
@@ -685,6 +745,34 @@ mod tests {
         );
         e.context = r#"{"consent":{"categoryPreferences":{"analytics":true}}}"#.into();
         assert!(matches!(g.judge(&e), Verdict::Quarantine { .. }));
+    }
+
+    #[test]
+    fn refused_consent_can_anonymise_instead() {
+        let g = gate(PlanPolicies {
+            consent_refused: ConsentRefused::Anonymise,
+            ..PlanPolicies::default()
+        });
+        let mut e = event(
+            "Invited Teammate",
+            r#"{"plan":"pro","invitee_email":"bob@example.com"}"#,
+        );
+        e.context = r#"{"consent":{"categoryPreferences":{"analytics":false}},"ip":"10.0.0.0","os":{"name":"iOS"}}"#.into();
+        assert_eq!(
+            g.judge(&e),
+            Verdict::Anonymise {
+                stamp: "northstar-demo@1.0.0",
+                purpose: "analytics"
+            }
+        );
+        g.anonymise(&mut e);
+        assert_eq!(
+            (e.user_id.as_deref(), e.anonymous_id.as_deref()),
+            (None, Some("anonymous"))
+        );
+        assert_eq!(e.properties, r#"{"plan":"pro"}"#);
+        assert_eq!(e.context, r#"{"os":{"name":"iOS"}}"#);
+        assert_eq!(e.traits, "{}");
     }
 
     #[test]

@@ -174,9 +174,14 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     }
 
     // Expected: per outcome, per dead-letter reason, per flags, per counted event name.
-    // Every outcome is a series from the start ("allowed" stays 0 under the default policies).
-    let mut outcomes: BTreeMap<&str, f64> =
-        BTreeMap::from([("passed", 1.0), ("quarantined", 1.0), ("allowed", 0.0)]);
+    // Every outcome is a series from the start ("allowed" and "anonymised" stay 0 under the
+    // default policies).
+    let mut outcomes: BTreeMap<&str, f64> = BTreeMap::from([
+        ("passed", 1.0),
+        ("quarantined", 1.0),
+        ("allowed", 0.0),
+        ("anonymised", 0.0),
+    ]);
     let mut reasons: BTreeMap<String, usize> = BTreeMap::from([("wrong_type".to_string(), 1)]);
     let mut flags: BTreeMap<String, usize> = BTreeMap::new();
     let mut counted: BTreeMap<String, f64> = BTreeMap::from([("Upgraded Plan".to_string(), 1.0)]);
@@ -384,18 +389,26 @@ async fn the_plan_decides_what_is_quarantined_flagged_or_passed_and_counts_it() 
     assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
 }
 
-/// Segment's Python SDK sends the consent context: events of people who refused analytics
-/// reach neither the clean topic nor the KPIs and leave only an accounting dead letter (no key,
-/// no bytes); granted ones and those without consent information (the plan's default: granted)
-/// pass.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn segments_sdk_consent_context_is_honoured() {
+/// Segment's Python SDK sending the consent context, against a processor enforcing the example
+/// plan with `plan_policies.consent_refused = policy`: the message ids it sent by group
+/// (granted, refused, unsaid), the clean records and dead letters, the processor's metrics.
+async fn consent_run(
+    policy: &str,
+) -> (
+    BTreeMap<String, Vec<String>>,
+    Vec<northstar_schemas::Event>,
+    Vec<kafka::Record>,
+    String,
+) {
     let mut stack = Stack::start_core().await;
     for (k, v) in [
-        ("NORTHSTAR_PLAN", PLAN.to_string()),
-        ("NORTHSTAR_PII_KEY", northstar_e2e::TEST_PII_KEY.to_string()),
+        ("NORTHSTAR_PLAN", PLAN),
+        ("NORTHSTAR_PII_KEY", northstar_e2e::TEST_PII_KEY),
+        ("NORTHSTAR_PLAN_POLICIES__CONSENT_REFUSED", policy),
     ] {
-        stack.service_env.push(("processor".into(), k.into(), v));
+        stack
+            .service_env
+            .push(("processor".into(), k.into(), v.into()));
     }
     stack.start_services().await;
     let url = stack.ingest_url();
@@ -405,54 +418,121 @@ async fn segments_sdk_consent_context_is_honoured() {
             &[
                 url.as_ref(),
                 northstar_e2e::WRITE_KEY.as_ref(),
-                "consent".as_ref(),
+                policy.as_ref(),
             ],
         ))
         .expect("SDK output");
+    let (want_clean, want_dead) = if policy == "anonymise" {
+        (15, 0)
+    } else {
+        (10, 5)
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let (mut clean, mut dead) = (Vec::new(), Vec::new());
-    while Instant::now() < deadline && (clean.len() < 10 || dead.len() < 5) {
+    while Instant::now() < deadline && (clean.len() < want_clean || dead.len() < want_dead) {
         tokio::time::sleep(Duration::from_millis(300)).await;
         clean = kafka::read_topic(&stack.brokers(), "events.clean").expect("clean");
         dead = kafka::read_topic(&stack.brokers(), "events.dlq").expect("dlq");
     }
     let codec = EventCodec::new();
-    let mut clean_ids: Vec<String> = clean
+    let events = clean
         .iter()
         .filter_map(|r| {
             let (_, datum) = wire::split(r.payload.as_deref()?).ok()?;
-            codec.decode_v1(datum).ok().map(|e| e.message_id)
+            codec.decode_v1(datum).ok()
         })
         .collect();
-    clean_ids.sort();
-    let mut want: Vec<String> = [&sent["granted"], &sent["unsaid"]]
-        .into_iter()
-        .flatten()
-        .cloned()
-        .collect();
-    want.sort();
-    assert_eq!(clean_ids, want, "granted and unsaid pass");
-    let mut refused: Vec<String> = dead
+    let metrics = stack.processor_metrics().await;
+    let unclean = stack.shutdown();
+    assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
+    (sent, events, dead, metrics)
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Refused events reach neither the clean topic nor the KPIs and leave only an accounting dead
+/// letter (no key, no bytes); granted ones and those without consent information (the plan's
+/// default: granted) pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_sdk_consent_context_is_honoured() {
+    let (sent, clean, dead, metrics) = consent_run("withhold").await;
+    let want = sorted(
+        [&sent["granted"], &sent["unsaid"]]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
+    );
+    assert_eq!(
+        sorted(clean.iter().map(|e| e.message_id.clone()).collect()),
+        want,
+        "granted and unsaid pass"
+    );
+    let refused: Vec<String> = dead
         .iter()
         .map(|r| {
-            assert!(r.key.is_none() && r.payload.is_none(), "nothing of the event kept");
+            assert!(
+                r.key.is_none() && r.payload.is_none(),
+                "nothing of the event kept"
+            );
             let f: Value = serde_json::from_str(&r.headers["northstar.failure"]).expect("failure");
             assert_eq!(f["type"], "consent");
             assert!(f["event"].get("user_id").is_none(), "{f}");
-            f["event"]["message_id"].as_str().unwrap_or_default().to_string()
+            f["event"]["message_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         })
         .collect();
-    refused.sort();
-    let mut want = sent["refused"].clone();
-    want.sort();
-    assert_eq!(refused, want, "one accounting letter per refused event");
-    let metrics = stack.processor_metrics().await;
+    assert_eq!(
+        sorted(refused),
+        sorted(sent["refused"].clone()),
+        "one letter per refused event"
+    );
     let withheld = prom::sum_by(
         &metrics,
         "northstar_processor_consent_withheld_total",
         "purpose",
     );
     assert_eq!(withheld.get("analytics"), Some(&5.0), "{withheld:?}");
-    let unclean = stack.shutdown();
-    assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
+}
+
+/// With `consent_refused = anonymise`, refused events are kept — counted, in the clean topic —
+/// without anything that tells who it was: the anonymous id `anonymous`, no user id, no trait,
+/// no undeclared context (the SDK's library, the IP), flagged in the plan header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_consent_can_be_anonymised_instead() {
+    let (sent, clean, dead, metrics) = consent_run("anonymise").await;
+    assert!(dead.is_empty(), "no dead letter");
+    assert_eq!(clean.len(), 15, "every event kept");
+    for e in clean
+        .iter()
+        .filter(|e| sent["refused"].contains(&e.message_id))
+    {
+        assert_eq!(
+            (e.user_id.as_deref(), e.anonymous_id.as_deref()),
+            (None, Some("anonymous")),
+            "{e:?}"
+        );
+        let ctx: Value = serde_json::from_str(&e.context).expect("context");
+        assert!(
+            ctx.get("ip").is_none() && ctx.get("consent").is_none(),
+            "{ctx}"
+        );
+        assert_eq!(e.properties, r#"{"plan":"free"}"#);
+    }
+    let kept = clean
+        .iter()
+        .filter(|e| e.anonymous_id.as_deref() == Some("anonymous"))
+        .count();
+    assert_eq!(kept, 5);
+    let anonymised = prom::sum_by(
+        &metrics,
+        "northstar_processor_consent_anonymised_total",
+        "purpose",
+    );
+    assert_eq!(anonymised.get("analytics"), Some(&5.0), "{anonymised:?}");
 }

@@ -8,6 +8,7 @@
 //! the KPI catalog, [`compare`] and [`check_version`] class a change against the previous
 //! version, [`markdown`] renders it, [`Plan::check`] checks one event against it. See docs/tracking-plan.md and ADR 0016.
 
+pub mod anonymise;
 mod check;
 mod compat;
 mod lint;

@@ -7,7 +7,8 @@
 //!   `northstar_processor_plan_events_total` (passed, allowed, flagged, quarantined, withheld);
 //! - a quarantined event names a reason that is one of its problems, every problem has a path
 //!   and a rule, and its failure record survives a JSON round trip;
-//! - a withheld event is one whose consent purpose the plan says was not given;
+//! - a withheld or anonymised event is one whose consent purpose the plan says was not given,
+//!   and an anonymised one keeps no id and only JSON objects;
 //! - a flagged event's flags are not empty;
 //! - applying the plan's PII actions is idempotent, keeps JSON objects objects, and leaves no
 //!   value of a hashed property in the clear.
@@ -22,11 +23,20 @@ use northstar_schemas::plan::pii::{is_keyed_hash, PiiKey};
 use northstar_schemas::plan::Plan;
 use northstar_schemas::EventType;
 use northstar_stream_processor::metrics::PLAN_EVENTS;
-use northstar_stream_processor::plan_gate::{PlanGate, PlanPolicies, Policy, Verdict};
+use northstar_stream_processor::plan_gate::{
+    ConsentRefused, PlanGate, PlanPolicies, Policy, Verdict,
+};
 
 const PLAN: &str = include_str!("../../../deploy/tracking-plan.yaml");
 const KEY: &str = "v3:S2V5IG9mIHRoZSBmdXp6IHRhcmdldCwgMzIgb3IgbW9yZSBieXRlcw==";
-const OUTCOMES: [&str; 5] = ["passed", "allowed", "flagged", "quarantined", "withheld"];
+const OUTCOMES: [&str; 6] = [
+    "passed",
+    "allowed",
+    "flagged",
+    "quarantined",
+    "withheld",
+    "anonymised",
+];
 
 fn gates() -> &'static [PlanGate; 3] {
     static GATES: OnceLock<[PlanGate; 3]> = OnceLock::new();
@@ -38,8 +48,14 @@ fn gates() -> &'static [PlanGate; 3] {
             unknown_property: p,
             naming: p,
             violation: p,
+            consent_refused: ConsentRefused::Anonymise,
         };
-        [PlanPolicies::default(), all(Policy::Quarantine), all(Policy::Flag)].map(|policies| {
+        [
+            PlanPolicies::default(),
+            all(Policy::Quarantine),
+            all(Policy::Flag),
+        ]
+        .map(|policies| {
             PlanGate::new(Some(plan()), Some(plan()), policies)
                 .with_key(Some(key.clone()))
                 .expect("gate")
@@ -66,7 +82,8 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = text.splitn(4, '\u{1}');
     let name = parts.next().unwrap_or_default().to_string();
     let part = |p: Option<&str>| p.unwrap_or("{}").to_string();
-    let (properties, traits, context) = (part(parts.next()), part(parts.next()), part(parts.next()));
+    let (properties, traits, context) =
+        (part(parts.next()), part(parts.next()), part(parts.next()));
     let kind = EventType::ALL[usize::from(selector & 7) % EventType::ALL.len()];
     let gate = &gates()[usize::from(selector >> 3) % 3];
     let mut e = northstar_schemas::synthetic::track("m", "u", "x", 0, "iOS", "free", 0.0);
@@ -86,7 +103,9 @@ fuzz_target!(|data: &[u8]| {
             problems,
         } => {
             assert!(problems.iter().any(|p| p.reason == *reason), "{reason}");
-            assert!(problems.iter().all(|p| !p.path.is_empty() && !p.rule.is_empty()));
+            assert!(problems
+                .iter()
+                .all(|p| !p.path.is_empty() && !p.rule.is_empty()));
             let source = Source {
                 topic: "events.raw".into(),
                 partition: 0,
@@ -105,6 +124,12 @@ fuzz_target!(|data: &[u8]| {
             assert!(!consent.given && consent.purpose == *purpose);
         }
         Verdict::Pass { flags, .. } => assert!(flags.as_deref().is_none_or(|f| !f.is_empty())),
+        Verdict::Anonymise { .. } => {
+            let mut anon = e.clone();
+            gate.anonymise(&mut anon);
+            assert!(anon.user_id.is_none() && anon.anonymous_id.as_deref() == Some("anonymous"));
+            assert!(is_object(&anon.properties) && is_object(&anon.context));
+        }
         Verdict::Unchecked => panic!("a plan is enforced"),
     }
     drop(verdict);
@@ -112,7 +137,10 @@ fuzz_target!(|data: &[u8]| {
     let objects = [&e.properties, &e.traits, &e.context].map(|t| is_object(t));
     let mut once = e.clone();
     gate.pseudonymise(&mut once);
-    for (was, now) in objects.iter().zip([&once.properties, &once.traits, &once.context]) {
+    for (was, now) in objects
+        .iter()
+        .zip([&once.properties, &once.traits, &once.context])
+    {
         assert!(!was || is_object(now), "an object stays an object: {now}");
     }
     if kind == EventType::Track && e.event.as_deref() == Some("Invited Teammate") {

@@ -16,6 +16,14 @@ use crate::plan_gate::{with_plan_headers, Verdict};
 use crate::validate::{validate, Invalid};
 use crate::{clock, metrics};
 
+/// How an accepted event's clean record is written.
+pub(super) struct Output<'a> {
+    pub key: Option<&'a [u8]>,
+    /// The event differs from the input (PII applied, anonymised): encode it anew.
+    pub rewritten: bool,
+    pub headers: OwnedHeaders,
+}
+
 impl Pipeline {
     /// The checks before the plan: the record's size, the envelope, the clock bounds (which
     /// may correct `event`'s clocks).
@@ -46,6 +54,24 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let rejected = match self.gate.judge(&event) {
             Verdict::Withheld { purpose, said } => Invalid::consent(purpose, said.as_deref()),
+            Verdict::Anonymise { stamp, purpose } => {
+                let flags = format!("consent_anonymised:{purpose}");
+                let v = Verdict::Pass {
+                    stamp,
+                    flags: Some(flags),
+                };
+                let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+                let hdrs = with_plan_headers(source_headers(topic, partition, offset), &v);
+                self.gate.anonymise(&mut event);
+                // The input's key is the user id: the anonymised record gets the anonymous one.
+                let key = event.anonymous_id.clone().unwrap_or_default();
+                let out = Output {
+                    key: Some(key.as_bytes()),
+                    rewritten: true,
+                    headers: hdrs,
+                };
+                return self.accept(msg, p, event, corrected, out).await;
+            }
             Verdict::Quarantine {
                 failure_type,
                 reason,
@@ -59,25 +85,31 @@ impl Pipeline {
                 let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
                 let hdrs = with_plan_headers(source_headers(topic, partition, offset), &v);
                 // Its PII is applied before any output.
-                let pseudonymised = self.gate.pseudonymise(&mut event);
-                return self
-                    .accept(msg, p, event, corrected, pseudonymised, hdrs)
-                    .await;
+                let out = Output {
+                    key: msg.key(),
+                    rewritten: self.gate.pseudonymise(&mut event),
+                    headers: hdrs,
+                };
+                return self.accept(msg, p, event, corrected, out).await;
             }
         };
         self.reject(msg, p, rejected, Some(event)).await
     }
 
-    /// A valid event: deduplicated, counted, and written to the clean topic with `hdrs`.
+    /// A valid event: deduplicated, counted, and written to the clean topic as `out` says.
     pub(super) async fn accept(
         &mut self,
         msg: &BorrowedMessage<'_>,
         p: &str,
         event: northstar_schemas::Event,
         corrected: clock::Corrected,
-        pseudonymised: bool,
-        hdrs: OwnedHeaders,
+        out: Output<'_>,
     ) -> Result<(), PipelineError> {
+        let Output {
+            key,
+            rewritten: pseudonymised,
+            headers: hdrs,
+        } = out;
         let partition = msg.partition();
         // Corrected clocks go to the lake as well, so that the lake and the KPIs agree.
         if corrected.timestamp {
@@ -119,8 +151,7 @@ impl Pipeline {
                 encoded = self.encode_clean(&event)?;
                 &encoded
             };
-            self.enqueue(Dest::Clean, msg.key(), Some(payload), hdrs)
-                .await?;
+            self.enqueue(Dest::Clean, key, Some(payload), hdrs).await?;
             if let Some(c) = self.counters.get(&partition) {
                 c.events_out.inc();
             }
