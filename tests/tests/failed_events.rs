@@ -126,6 +126,13 @@ async fn start(stack: &mut Stack, plan: &Path) {
         "NORTHSTAR_MAX_FILE_AGE_SECS".into(),
         "1".into(),
     ));
+    // The lake types planned properties by the plan (a file whose revenues are all whole
+    // numbers still gets a DOUBLE column).
+    stack.service_env.push((
+        "lake".into(),
+        "NORTHSTAR_PLAN".into(),
+        plan.display().to_string(),
+    ));
     stack.start_services().await;
 }
 

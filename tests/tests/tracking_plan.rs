@@ -536,3 +536,57 @@ async fn refused_consent_can_be_anonymised_instead() {
     );
     assert_eq!(anonymised.get("analytics"), Some(&5.0), "{anonymised:?}");
 }
+
+/// The lake types a planned property by the plan, not by a vote over a file's values: with
+/// violations only flagged, a file whose revenues are all text (`"12,50"`) and a later one with
+/// numbers both have a DOUBLE `prop_revenue` (DuckDB's `parquet_schema`), the text values kept
+/// in the `properties` JSON and counted as type conflicts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lake_columns_have_the_plans_types_in_every_file() {
+    let mut stack = Stack::start_core().await;
+    for (svc, k, v) in [
+        ("processor", "NORTHSTAR_PLAN", PLAN),
+        (
+            "processor",
+            "NORTHSTAR_PII_KEY",
+            northstar_e2e::TEST_PII_KEY,
+        ),
+        ("processor", "NORTHSTAR_PLAN_POLICIES__VIOLATION", "flag"),
+        ("lake", "NORTHSTAR_PLAN", PLAN),
+        ("lake", "NORTHSTAR_MAX_FILE_AGE_SECS", "1"),
+    ] {
+        stack.service_env.push((svc.into(), k.into(), v.into()));
+    }
+    stack.start_services().await;
+    for (wave, revenue) in [(0, json!("12,50")), (1, json!(19.5))] {
+        let events: Vec<Value> = (0..3)
+            .map(|i| {
+                track(
+                    wave * 10 + i,
+                    "Upgraded Plan",
+                    json!({"plan": "pro", "revenue": revenue}),
+                )
+            })
+            .collect();
+        stack.send_batches(&events, 10).await;
+        // One file per wave.
+        stack
+            .wait_lake_rows("events", "message_id", 3 * (wave + 1))
+            .await;
+    }
+    let types = stack.lake_sql(&format!(
+        "SELECT type, count(DISTINCT file_name) AS files \
+         FROM parquet_schema('{}/events/**/*.parquet') WHERE name = 'prop_revenue' GROUP BY ALL",
+        stack.lake_dir().display()
+    ));
+    assert_eq!(types.len(), 1, "one column type in every file: {types:?}");
+    assert_eq!(types[0]["type"], "DOUBLE", "{types:?}");
+    assert!(types[0]["files"].as_u64() >= Some(2), "{types:?}");
+    let kept = stack.lake_sql(
+        "SELECT count(*) AS n FROM events WHERE prop_revenue IS NULL \
+         AND json_extract_string(properties, '$.revenue') = '12,50'",
+    );
+    assert_eq!(kept[0]["n"], 3, "the text values stay in the JSON");
+    let unclean = stack.shutdown();
+    assert!(unclean.is_empty(), "did not exit cleanly: {unclean:?}");
+}
