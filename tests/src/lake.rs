@@ -1,4 +1,5 @@
-//! Reads the lake back with the parquet crate (not the sink's code).
+//! Reads the lake back with the parquet crate (not the sink's code), queries it with DuckDB,
+//! and runs `lake-admin` on a stack's lake.
 
 use std::path::{Path, PathBuf};
 
@@ -78,4 +79,58 @@ fn read_strings<R: ChunkReader + 'static>(
         }
     }
     Ok(())
+}
+
+/// The stack's lake, as tests read and maintain it.
+impl crate::Stack {
+    /// One DuckDB query over the stack's lake (`tests/compat/lake_sql.py`: views `events` and
+    /// `dlq`), its rows.
+    pub fn lake_sql(&self, query: &str) -> Vec<serde_json::Value> {
+        let lake = self.lake_dir();
+        let out = crate::run_compat_script("lake_sql.py", &[lake.as_os_str(), query.as_ref()]);
+        #[allow(clippy::expect_used)]
+        serde_json::from_slice(&out).expect("lake_sql.py prints JSON rows")
+    }
+
+    /// Waits (up to 90 s) until the lake's `table` holds `n` rows, counted by a column every row
+    /// has; fails the test with the services' logs otherwise.
+    pub async fn wait_lake_rows(&self, table: &str, column: &str, n: usize) {
+        let dir = self.lake_dir().join(table);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        let mut rows = 0;
+        while std::time::Instant::now() < deadline {
+            rows = string_column(&dir, column).map_or(0, |v| v.len());
+            if rows >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        }
+        assert_eq!(rows, n, "rows in {table}/\n{}", self.logs());
+    }
+
+    /// `northstar-sink lake-admin args` on the stack's lake, broker, registry and test PII key:
+    /// its JSON summary (fails the test when the command fails).
+    pub fn lake_admin(&self, args: &[&str]) -> serde_json::Value {
+        #[allow(clippy::expect_used)]
+        let out = std::process::Command::new(crate::bin("northstar-sink"))
+            .arg("lake-admin")
+            .args(args)
+            .env(
+                "NORTHSTAR_ROOT",
+                format!("file://{}", self.lake_dir().display()),
+            )
+            .env("NORTHSTAR_KAFKA__BROKERS", self.brokers())
+            .env("NORTHSTAR_REGISTRY_URL", self.registry_url())
+            .env("NORTHSTAR_PII_KEY", crate::TEST_PII_KEY)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run lake-admin");
+        assert!(
+            out.status.success(),
+            "lake-admin {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        #[allow(clippy::expect_used)]
+        serde_json::from_slice(&out.stdout).expect("a JSON summary")
+    }
 }

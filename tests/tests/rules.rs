@@ -123,6 +123,25 @@ fn deployments_are_well_formed() {
     assert!(ok, "shellcheck:\n{out}");
 }
 
+/// The LICENSE file is the license Cargo.toml declares for every crate.
+#[test]
+fn the_license_file_matches_the_declared_license() {
+    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest.contains("license = \"Apache-2.0\""),
+        "the workspace declares Apache-2.0"
+    );
+    let text = std::fs::read_to_string(repo().join("LICENSE")).expect("LICENSE");
+    for needle in [
+        "Apache License",
+        "Version 2.0, January 2004",
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION",
+        "END OF TERMS AND CONDITIONS",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from LICENSE");
+    }
+}
+
 #[test]
 fn dashboards_round_trip_through_grafanas_model() {
     let boards = files(&repo().join("deploy/grafana/dashboards"), ".json");
