@@ -24,19 +24,11 @@ use northstar_schemas::plan::Plan;
 use northstar_schemas::EventType;
 use northstar_stream_processor::metrics::PLAN_EVENTS;
 use northstar_stream_processor::plan_gate::{
-    ConsentRefused, PlanGate, PlanPolicies, Policy, Verdict,
+    ConsentRefused, PlanGate, PlanPolicies, Policy, Verdict, OUTCOMES,
 };
 
 const PLAN: &str = include_str!("../../../deploy/tracking-plan.yaml");
 const KEY: &str = "v3:S2V5IG9mIHRoZSBmdXp6IHRhcmdldCwgMzIgb3IgbW9yZSBieXRlcw==";
-const OUTCOMES: [&str; 6] = [
-    "passed",
-    "allowed",
-    "flagged",
-    "quarantined",
-    "withheld",
-    "anonymised",
-];
 
 fn gates() -> &'static [PlanGate; 3] {
     static GATES: OnceLock<[PlanGate; 3]> = OnceLock::new();

@@ -138,8 +138,9 @@ struct Loaded {
     outcomes: [prometheus::IntCounter; 6],
 }
 
-/// The outcome labels, in the order of [`Loaded::outcomes`].
-const OUTCOMES: [&str; 6] = [
+/// The outcome labels of `northstar_processor_plan_events_total`, in the order of
+/// [`Loaded::outcomes`].
+pub const OUTCOMES: [&str; 6] = [
     "passed",
     "allowed",
     "flagged",
