@@ -14,12 +14,14 @@ use northstar_schemas::catalog::Catalog;
 use northstar_schemas::registry::{self, RegistryConfig};
 use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGREGATE_SCHEMA};
 
-/// The `[topics]` section alone (`NORTHSTAR_TOPICS__*`, as every service reads it), for the
-/// commands that need only the topic names.
+/// The `[topics]` and `[kafka]` sections (`NORTHSTAR_TOPICS__*`, `NORTHSTAR_KAFKA__*`, as every
+/// service reads them), for the commands that talk to the cluster: the same client settings
+/// (security protocol, SASL, TLS) as the services.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
-struct TopicsSection {
+struct ClusterSection {
     topics: TopicsConfig,
+    kafka: KafkaConfig,
 }
 
 /// The Northstar event contract: schema registry and topic/schema setup.
@@ -40,13 +42,10 @@ enum Command {
     },
     /// Create the pipeline's topics if they do not exist (never relies on auto-create).
     CreateTopics {
-        /// Bootstrap servers.
-        #[arg(
-            long,
-            env = "NORTHSTAR_KAFKA__BROKERS",
-            default_value = "127.0.0.1:9092"
-        )]
-        brokers: String,
+        /// Bootstrap servers (overrides `kafka.brokers`; the other `[kafka]` settings, such as
+        /// `kafka.properties`, come from NORTHSTAR_KAFKA__* like every service's).
+        #[arg(long)]
+        brokers: Option<String>,
         /// Partitions of the event topics.
         #[arg(long, default_value_t = 3)]
         partitions: i32,
@@ -171,13 +170,11 @@ fn main() -> anyhow::Result<()> {
             retention,
         } => {
             telemetry::init(&Default::default());
-            let kafka = KafkaConfig {
-                brokers,
-                ..Default::default()
-            };
-            let topics = load_config::<TopicsSection>(None)
-                .context("invalid configuration")?
-                .topics;
+            let ClusterSection { topics, mut kafka } =
+                load_config(None).context("invalid configuration")?;
+            if let Some(brokers) = brokers {
+                kafka.brokers = brokers;
+            }
             let catalog = match &catalog {
                 Some(path) => Some(Catalog::load(Some(path))?),
                 None => None,
@@ -197,7 +194,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Register { registry_url } => {
             telemetry::init(&Default::default());
-            let topics = load_config::<TopicsSection>(None)
+            let topics = load_config::<ClusterSection>(None)
                 .context("invalid configuration")?
                 .topics;
             let client = RegistryClient::new(&registry_url);
