@@ -79,8 +79,11 @@ fn follow_suppressions(config: &IngestConfig) -> anyhow::Result<Option<Suppressi
         );
         return Ok(None);
     };
-    let list = Suppressions::follow(&config.kafka, &config.topics.suppressions, keys)
-        .context("cannot read the suppression list")?;
+    // Metadata and watermarks are read with blocking calls: off the async workers.
+    let list = tokio::task::block_in_place(|| {
+        Suppressions::follow(&config.kafka, &config.topics.suppressions, keys)
+    })
+    .context("cannot read the suppression list")?;
     Ok(Some(list))
 }
 

@@ -86,7 +86,8 @@ impl Suppressions {
         }
     }
 
-    /// Starts reading `topic` from its beginning on a thread of its own.
+    /// Starts reading `topic` from its beginning on a thread of its own. Blocks while it reads
+    /// the topic's metadata and end offsets (call it off async workers).
     pub fn follow(
         kafka: &KafkaConfig,
         topic: &str,

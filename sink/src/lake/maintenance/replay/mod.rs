@@ -178,8 +178,11 @@ async fn read_suppressions(o: &ReplayOptions) -> anyhow::Result<Suppressions> {
         "replay consults the suppression list, kept as keyed hashes, so that an erased person is \
          never re-submitted: set pii_key_file (NORTHSTAR_PII_KEY_FILE) or NORTHSTAR_PII_KEY",
     )?;
-    let list = Suppressions::follow(&o.target.kafka, &o.target.suppressions_topic, keys)
-        .context("cannot read the suppression list")?;
+    // Metadata and watermarks are read with blocking calls: off the async workers.
+    let list = tokio::task::block_in_place(|| {
+        Suppressions::follow(&o.target.kafka, &o.target.suppressions_topic, keys)
+    })
+    .context("cannot read the suppression list")?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !list.loaded() {
         anyhow::ensure!(
