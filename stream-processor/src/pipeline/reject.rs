@@ -10,7 +10,7 @@
 //!   that a consent letter holds no bytes, no key and no identity: it only accounts for the
 //!   event.
 
-use northstar_schemas::failure::{self, EventRef, Failure, FailureType, Source};
+use northstar_schemas::failure::{EventRef, Failure, FailureType, Source};
 use northstar_schemas::headers::{self, dead_letter_headers, header_str};
 use northstar_schemas::Event;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -78,7 +78,6 @@ impl Pipeline {
         f.replay_of = hdrs
             .and_then(|h| header_str(h, headers::REPLAY_OF))
             .map(str::to_string);
-        debug_assert!(f.version == failure::VERSION);
         f
     }
 }
