@@ -27,6 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from confluent_kafka import Consumer, TopicPartition
 
+from kafka_env import kafka_settings
+
 CONTEXT = [("library", "name"), ("library", "version"), ("ip",), ("userAgent",), ("locale",),
            ("timezone",), ("page", "url"), ("page", "path"), ("page", "referrer"),
            ("page", "title"), ("page", "search"), ("os", "name"), ("os", "version"),
@@ -52,7 +54,7 @@ def text(v):
 def main() -> None:
     brokers, registry, topic, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
     start = time.process_time()
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "pyarrow-loader",
+    consumer = Consumer({**kafka_settings(brokers), "group.id": "pyarrow-loader",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])

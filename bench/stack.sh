@@ -23,6 +23,8 @@ bench_cleanup() {
 }
 trap bench_cleanup EXIT
 export NORTHSTAR_REGISTRY_URL="http://127.0.0.1:$REGISTRY_PORT"
+# One broker (or librdkafka's mock cluster): one replica per topic.
+export NORTHSTAR_TOPICS__REPLICATION_FACTOR=1 NORTHSTAR_TOPICS__MIN_INSYNC_REPLICAS=1
 
 if [ "${NS_BROKER:-tansu}" = mock ]; then
   # shellcheck disable=SC2086  # NS_MOCK_TOPICS is a list of topic names

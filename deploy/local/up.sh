@@ -31,11 +31,17 @@ fi
 
 TANSU="$(bash deploy/local/install-tansu.sh)"
 echo "building (release)…"
+# librdkafka's TLS and SASL link the system OpenSSL (ADR 0019): its headers, once.
+if ! pkg-config --exists openssl 2>/dev/null; then
+  apt-get update -qq && apt-get install -y -qq libssl-dev pkg-config >/dev/null
+fi
 cargo build --release --bins
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 export NORTHSTAR_KAFKA__BROKERS=127.0.0.1:9092
 export NORTHSTAR_REGISTRY_URL=http://127.0.0.1:8081
+# One broker: every topic has one replica (the defaults, 3 and 2, suit a production cluster).
+export NORTHSTAR_TOPICS__REPLICATION_FACTOR=1 NORTHSTAR_TOPICS__MIN_INSYNC_REPLICAS=1
 
 running() {
   local pidfile="$STATE/pids/$1.pid"

@@ -115,6 +115,9 @@ pub struct IngestConfig {
     pub topic: Option<String>,
     /// Schema registry base URL; the envelope schema is registered there at startup.
     pub registry_url: String,
+    /// Credentials for the registry (`NORTHSTAR_REGISTRY_AUTH__BASIC_AUTH_USER_INFO=user:password`
+    /// or `..__BEARER_TOKEN`), as Confluent's clients take them; never printed.
+    pub registry_auth: northstar_schemas::RegistryAuth,
     /// Accepted write keys and the source each belongs to (`[write_keys] "key" = "source"`).
     pub write_keys: WriteKeys,
     /// Request size limits.
@@ -164,6 +167,7 @@ impl Default for IngestConfig {
             pii_key_file: None,
             pii_key: None,
             registry_url: "http://127.0.0.1:8081".into(),
+            registry_auth: Default::default(),
             write_keys: WriteKeys::default(),
             limits: Limits::default(),
             clock: ClockBounds::default(),

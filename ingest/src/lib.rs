@@ -29,7 +29,11 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let registry = RegistryClient::new(&config.registry_url);
+    northstar_runtime::kafka::preflight(&config.kafka)
+        .await
+        .context("cannot use the Kafka settings")?;
+    let registry = RegistryClient::with_auth(&config.registry_url, &config.registry_auth)
+        .map_err(anyhow::Error::msg)?;
     let schema_id = registry
         .register_with_retry(&value_subject(&config.topics.raw), EVENT_SCHEMA_V1, 60)
         .await

@@ -26,7 +26,7 @@ pub mod wire;
 pub use aggregate::KpiAggregate;
 /// The Avro library the contract is built on, re-exported so services use the same version.
 pub use apache_avro;
-pub use client::{RegistryClient, RegistryClientError};
+pub use client::{RegistryAuth, RegistryClient, RegistryClientError};
 pub use decoder::{EventDecoder, Undecodable};
 pub use event::{Event, EventType};
 pub use wire::WireError;

@@ -22,6 +22,8 @@ use northstar_schemas::{value_subject, RegistryClient, EVENT_SCHEMA_V1, KPI_AGGR
 struct ClusterSection {
     topics: TopicsConfig,
     kafka: KafkaConfig,
+    /// Credentials for the registry (`register`), as every service takes them.
+    registry_auth: northstar_schemas::RegistryAuth,
 }
 
 /// The Northstar event contract: schema registry and topic/schema setup.
@@ -49,6 +51,14 @@ enum Command {
         /// Partitions of the event topics.
         #[arg(long, default_value_t = 3)]
         partitions: i32,
+        /// Replicas of each topic created (overrides `topics.replication_factor`, default 3;
+        /// 1 on a one-broker cluster such as the local stack's).
+        #[arg(long)]
+        replication_factor: Option<i32>,
+        /// `min.insync.replicas` of each topic created (overrides
+        /// `topics.min_insync_replicas`, default 2).
+        #[arg(long)]
+        min_insync_replicas: Option<i32>,
         /// The KPI catalog: `kpi.aggregates` then keeps records for its longest retention
         /// (plus a window, the lateness and a day); without one, 126 days.
         #[arg(long, env = "NORTHSTAR_CATALOG")]
@@ -100,34 +110,26 @@ fn topic_specs(
             h.saturating_mul(3_600_000).to_string(),
         )]
     };
-    let event = |name: &String, h: u64| TopicSpec {
-        name: name.clone(),
-        partitions,
-        config: hours(h),
-    };
+    let event = |name: &String, h: u64| topics.spec(name, partitions, hours(h));
     vec![
         event(&topics.raw, retention.raw_retention_hours),
         event(&topics.clean, retention.clean_retention_hours),
         event(&topics.dlq, retention.dlq_retention_hours),
-        TopicSpec {
-            name: topics.aggregates.clone(),
+        topics.spec(
+            &topics.aggregates,
             partitions,
-            config: aggregates_topic_config(catalog),
-        },
-        TopicSpec {
-            name: topics.schemas.clone(),
-            partitions: 1,
-            config: vec![("cleanup.policy".into(), "compact".into())],
-        },
+            aggregates_topic_config(catalog),
+        ),
+        northstar_schemas::registry::schemas_topic_spec(topics),
         // One record per subject, kept for as long as the subject must stay erased.
-        TopicSpec {
-            name: topics.suppressions.clone(),
-            partitions: 1,
-            config: vec![
+        topics.spec(
+            &topics.suppressions,
+            1,
+            vec![
                 ("cleanup.policy".into(), "compact".into()),
                 ("retention.ms".into(), "-1".into()),
             ],
-        },
+        ),
     ]
 }
 
@@ -166,15 +168,24 @@ fn main() -> anyhow::Result<()> {
         Command::CreateTopics {
             brokers,
             partitions,
+            replication_factor,
+            min_insync_replicas,
             catalog,
             retention,
         } => {
             telemetry::init(&Default::default());
-            let ClusterSection { topics, mut kafka } =
-                load_config(None).context("invalid configuration")?;
+            let ClusterSection {
+                mut topics,
+                mut kafka,
+                ..
+            } = load_config(None).context("invalid configuration")?;
             if let Some(brokers) = brokers {
                 kafka.brokers = brokers;
             }
+            topics.replication_factor = replication_factor.unwrap_or(topics.replication_factor);
+            topics.min_insync_replicas = min_insync_replicas.unwrap_or(topics.min_insync_replicas);
+            topics.validate().map_err(anyhow::Error::msg)?;
+            kafka.validate().map_err(anyhow::Error::msg)?;
             let catalog = match &catalog {
                 Some(path) => Some(Catalog::load(Some(path))?),
                 None => None,
@@ -194,10 +205,10 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Register { registry_url } => {
             telemetry::init(&Default::default());
-            let topics = load_config::<ClusterSection>(None)
-                .context("invalid configuration")?
-                .topics;
-            let client = RegistryClient::new(&registry_url);
+            let section = load_config::<ClusterSection>(None).context("invalid configuration")?;
+            let topics = section.topics;
+            let client = RegistryClient::with_auth(&registry_url, &section.registry_auth)
+                .map_err(anyhow::Error::msg)?;
             tokio_runtime()?.block_on(async move {
                 for (topic, schema) in [
                     (&topics.raw, EVENT_SCHEMA_V1),

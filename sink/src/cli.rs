@@ -252,6 +252,7 @@ impl AdminCommand {
                         dlq_topic: config.topics.dlq.clone(),
                         suppressions_topic: config.topics.suppressions.clone(),
                         registry_url: config.registry_url.clone(),
+                        registry_auth: config.registry_auth.clone(),
                     },
                     keys: pii_keys(config)?,
                 }))

@@ -16,6 +16,9 @@ pub struct ProcessorConfig {
     pub group_id: String,
     /// Schema registry base URL (writer schemas of incoming records are fetched by id).
     pub registry_url: String,
+    /// Credentials for the registry (`NORTHSTAR_REGISTRY_AUTH__BASIC_AUTH_USER_INFO=user:password`
+    /// or `..__BEARER_TOKEN`), as Confluent's clients take them; never printed.
+    pub registry_auth: northstar_schemas::RegistryAuth,
     /// How often open windows are emitted and processed offsets committed, in milliseconds.
     pub emit_interval_ms: u64,
     /// The input is catching up once the newest record processed is older than this (by its
@@ -98,6 +101,7 @@ impl Default for ProcessorConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9465)),
             group_id: "northstar-stream-processor".into(),
             registry_url: "http://127.0.0.1:8081".into(),
+            registry_auth: Default::default(),
             emit_interval_ms: 500,
             catch_up_after_ms: 3_000,
             catch_up_emit_interval_ms: 5_000,

@@ -30,6 +30,9 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
+    northstar_runtime::kafka::preflight(&config.kafka)
+        .await
+        .context("cannot use the Kafka settings")?;
     let catalog = catalog::Catalog::load(config.catalog.as_deref())?;
     config
         .check_catalog(&catalog)
@@ -61,7 +64,8 @@ pub async fn run(config: ProcessorConfig, shutdown: Shutdown) -> anyhow::Result<
         }
         None => tracing::info!("no tracking plan: only the envelope is validated"),
     }
-    let registry = RegistryClient::new(&config.registry_url);
+    let registry = RegistryClient::with_auth(&config.registry_url, &config.registry_auth)
+        .map_err(anyhow::Error::msg)?;
     let clean_id = registry
         .register_with_retry(&value_subject(&config.topics.clean), EVENT_SCHEMA_V1, 60)
         .await

@@ -115,6 +115,7 @@ impl crate::Stack {
         let out = std::process::Command::new(crate::bin("northstar-sink"))
             .arg("lake-admin")
             .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "NORTHSTAR_ROOT",
                 format!("file://{}", self.lake_dir().display()),

@@ -21,10 +21,12 @@ pub mod monitor;
 pub mod prom;
 pub mod proxy;
 pub mod s3;
+pub mod secured;
+pub mod tls;
 
 pub use demo::{demo_events, repo};
 pub use membership::{
-    await_assigned, await_held_together, await_partitions, signed_up, Membership,
+    await_assigned, await_counted, await_held_together, await_partitions, signed_up, Membership,
 };
 
 /// Ports handed out by [`free_port`]: below Linux's default ephemeral range (32768–60999), so
@@ -339,6 +341,13 @@ pub async fn held_sums(
     out
 }
 
+/// The topic settings of a one-broker cluster (the defaults suit three brokers): for every
+/// command and service of a test stack.
+pub const ONE_BROKER: [(&str, &str); 2] = [
+    ("NORTHSTAR_TOPICS__REPLICATION_FACTOR", "1"),
+    ("NORTHSTAR_TOPICS__MIN_INSYNC_REPLICAS", "1"),
+];
+
 /// Ports of a stack's services.
 #[derive(Debug, Clone)]
 pub struct Ports {
@@ -368,6 +377,9 @@ pub struct Stack {
     pub lake_root: Option<String>,
     /// How often the broker compacts and deletes by retention (Tansu's default: 10 minutes).
     pub broker_maintenance: Option<Duration>,
+    /// A broker behind TLS with SASL enforced ([`secured`]); `None`: plaintext on
+    /// `ports.broker`.
+    pub secured: Option<secured::Secured>,
 }
 
 impl Stack {
@@ -379,6 +391,14 @@ impl Stack {
     /// [`Stack::start_core`] with the broker compacting (and deleting by retention) every
     /// `maintenance` instead of every 10 minutes.
     pub async fn start_core_with(maintenance: Option<Duration>) -> Stack {
+        let mut stack = Self::unstarted(maintenance);
+        stack.start_broker();
+        stack.start_topics_and_registry().await;
+        stack
+    }
+
+    /// A stack with its directory and ports chosen, nothing started.
+    fn unstarted(maintenance: Option<Duration>) -> Stack {
         #[allow(clippy::expect_used)]
         let dir = tempfile::Builder::new()
             .prefix("northstar-e2e-")
@@ -392,29 +412,35 @@ impl Stack {
             lake: free_port(),
             metrics: free_port(),
         };
-        let mut stack = Stack {
+        Stack {
             dir,
             ports,
             procs: Vec::new(),
-            env: Vec::new(),
+            env: ONE_BROKER
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             service_env: Vec::new(),
             service_bin: Vec::new(),
             lake_root: None,
             broker_maintenance: maintenance,
-        };
-        stack.start_broker();
-        stack.create_topics(&[]);
-        stack.start_registry();
+            secured: None,
+        }
+    }
+
+    /// Creates the topics and starts the registry, once the broker is up.
+    async fn start_topics_and_registry(&mut self) {
+        self.create_topics(&[]);
+        self.start_registry();
         assert!(
             wait_for_http(
-                &format!("{}/subjects", stack.registry_url()),
+                &format!("{}/subjects", self.registry_url()),
                 Duration::from_secs(60)
             )
             .await,
             "registry did not start:\n{}",
-            stack.logs()
+            self.logs()
         );
-        stack
     }
 
     /// Runs `northstar-schemas create-topics` (3 partitions) with `env` added (topic names, say).
@@ -427,6 +453,7 @@ impl Stack {
                 "--partitions",
                 "3",
             ])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .status();
@@ -434,8 +461,15 @@ impl Stack {
     }
 
     /// Starts the broker on its sqlite storage inside the stack directory.
+    /// A secured stack's broker listens on its own port behind the TLS front, advertises the
+    /// front, and requires SASL once its users exist ([`secured`]).
     pub fn start_broker(&mut self) {
-        let listener = format!("tcp://127.0.0.1:{}", self.ports.broker);
+        let advertised = format!("tcp://127.0.0.1:{}", self.ports.broker);
+        let (port, authenticate) = match &self.secured {
+            Some(s) => (s.broker_port, s.authenticate),
+            None => (self.ports.broker, false),
+        };
+        let listener = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(tansu_bin());
         cmd.current_dir(self.dir.path())
             .args([
@@ -443,13 +477,16 @@ impl Stack {
                 "--listener-url",
                 &listener,
                 "--advertised-listener-url",
-                &listener,
+                &advertised,
             ])
             // Relative: Tansu 0.6.0 mangles absolute sqlite paths.
             .args(["--storage-engine", &self.broker_storage()]);
+        if authenticate {
+            cmd.arg("--authentication");
+        }
         let p = Proc::spawn("tansu", cmd, self.dir.path());
         self.procs.push(p);
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.broker));
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         assert!(
             wait_for_port(addr, Duration::from_secs(30)),
             "broker did not start:\n{}",

@@ -176,3 +176,23 @@ pub fn signed_up(prefix: &str, from: usize, n: usize) -> Vec<serde_json::Value> 
         })
         .collect()
 }
+
+/// Waits until the 1m `events` KPI and the lake both hold `n` events.
+pub async fn await_counted(
+    stack: &crate::Stack,
+    n: usize,
+    within: std::time::Duration,
+) -> (std::collections::BTreeMap<String, f64>, usize) {
+    let expected = std::collections::BTreeMap::from([("Signed Up".to_string(), n as f64)]);
+    let deadline = std::time::Instant::now() + within;
+    let (mut sums, mut rows) = (std::collections::BTreeMap::new(), 0);
+    while std::time::Instant::now() < deadline {
+        sums = crate::held_sums(stack.ports.metrics, "events", "1m", "event").await;
+        rows = crate::lake::string_column(&stack.events_dir(), "message_id").map_or(0, |v| v.len());
+        if sums == expected && rows == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    (sums, rows)
+}

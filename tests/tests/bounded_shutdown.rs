@@ -22,26 +22,6 @@ const ALL: [&str; 6] = [
     "metrics",
 ];
 
-/// Waits until the 1m `events` KPI and the lake both hold `n` events.
-async fn await_counted(
-    stack: &Stack,
-    n: usize,
-    within: Duration,
-) -> (BTreeMap<String, f64>, usize) {
-    let expected = BTreeMap::from([("Signed Up".to_string(), n as f64)]);
-    let deadline = Instant::now() + within;
-    let (mut sums, mut rows) = (BTreeMap::new(), 0);
-    while Instant::now() < deadline {
-        sums = northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await;
-        rows = lake::string_column(&stack.events_dir(), "message_id").map_or(0, |v| v.len());
-        if sums == expected && rows == n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    (sums, rows)
-}
-
 /// SIGTERM to every process at once; how long each took to exit (`None`: still running
 /// after `limit`).
 fn stop_all_at_once(
@@ -74,7 +54,7 @@ async fn every_service_exits_within_its_grace_and_the_stack_comes_back_exactly_o
     ])
     .await;
     stack.send_batches(&signed_up("stop", 0, 300), 100).await;
-    let (sums, rows) = await_counted(&stack, 300, Duration::from_secs(90)).await;
+    let (sums, rows) = northstar_e2e::await_counted(&stack, 300, Duration::from_secs(90)).await;
     assert_eq!(
         (sums.values().sum::<f64>(), rows),
         (300.0, 300),
@@ -111,7 +91,7 @@ async fn every_service_exits_within_its_grace_and_the_stack_comes_back_exactly_o
     );
     stack.start_services().await;
     stack.send_batches(&signed_up("stop", 500, 100), 100).await;
-    let (sums, rows) = await_counted(&stack, 600, Duration::from_secs(150)).await;
+    let (sums, rows) = northstar_e2e::await_counted(&stack, 600, Duration::from_secs(150)).await;
     let expected = BTreeMap::from([("Signed Up".to_string(), 600.0)]);
     assert_eq!(sums, expected, "KPIs after the restart\n{}", stack.logs());
     assert_eq!(rows, 600, "lake rows after the restart\n{}", stack.logs());

@@ -247,6 +247,7 @@ async fn an_erased_person_is_gone_from_every_table_and_refused_from_then_on() {
             "--raw-retention-hours",
             "24",
         ])
+        .envs(northstar_e2e::ONE_BROKER)
         .env("RUST_LOG", "warn")
         .output()
         .expect("create-topics");

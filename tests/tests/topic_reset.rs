@@ -68,6 +68,7 @@ async fn a_recreated_topic_is_refused_with_an_explanation_never_skipped() {
     let brokers = stack.brokers();
     let status = std::process::Command::new(northstar_e2e::bin("northstar-schemas"))
         .args(["create-topics", "--brokers", &brokers, "--partitions", "3"])
+        .envs(northstar_e2e::ONE_BROKER)
         .env("RUST_LOG", "warn")
         .status();
     assert!(

@@ -14,10 +14,21 @@ http://{{ .Release.Name }}-registry:8081
 {{- define "northstar.commonEnv" -}}
 - name: NORTHSTAR_KAFKA__BROKERS
   value: {{ .Values.kafka.brokers | quote }}
+{{- /* Property names become environment names: `security.protocol` is
+       NORTHSTAR_KAFKA__PROPERTIES__SECURITY_PROTOCOL (the services read `_` as `.`). */}}
 {{- range $k, $v := .Values.kafka.properties }}
-- name: NORTHSTAR_KAFKA__PROPERTIES__{{ $k }}
+- name: NORTHSTAR_KAFKA__PROPERTIES__{{ $k | replace "." "_" | replace "-" "_" | upper }}
   value: {{ $v | quote }}
 {{- end }}
+{{- range $k, $ref := .Values.kafka.secretProperties }}
+- name: NORTHSTAR_KAFKA__PROPERTIES__{{ $k | replace "." "_" | replace "-" "_" | upper }}
+  valueFrom:
+    secretKeyRef: {name: {{ $ref.secret | quote }}, key: {{ $ref.key | quote }}}
+{{- end }}
+- name: NORTHSTAR_TOPICS__REPLICATION_FACTOR
+  value: {{ .Values.topics.replicationFactor | quote }}
+- name: NORTHSTAR_TOPICS__MIN_INSYNC_REPLICAS
+  value: {{ .Values.topics.minInsyncReplicas | quote }}
 - name: NORTHSTAR_REGISTRY_URL
   value: {{ include "northstar.registryUrl" . | quote }}
 - name: NORTHSTAR_TELEMETRY__LOG_FORMAT

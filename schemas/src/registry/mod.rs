@@ -6,6 +6,7 @@
 //! single instance per log, as with Confluent's single leader.
 
 mod api;
+pub mod auth;
 pub mod state;
 mod store;
 
@@ -32,6 +33,9 @@ pub struct RegistryConfig {
     pub schemas_topic: Option<String>,
     /// Kafka connection.
     pub kafka: KafkaConfig,
+    /// Who may use the API (`NORTHSTAR_AUTH_FILE`): users (HTTP Basic) and bearer tokens,
+    /// read-only or read-write ([`auth`]). Unset: the API is open to anyone who reaches it.
+    pub auth_file: Option<std::path::PathBuf>,
     /// Logging.
     pub telemetry: TelemetryConfig,
     /// After SIGTERM, the service has this many seconds to drain, flush and commit; past it, it
@@ -47,6 +51,7 @@ impl Default for RegistryConfig {
             topics: TopicsConfig::default(),
             schemas_topic: None,
             kafka: KafkaConfig::default(),
+            auth_file: None,
             telemetry: TelemetryConfig::default(),
             shutdown_grace_secs: northstar_runtime::shutdown::DEFAULT_GRACE_SECS,
         }
@@ -126,11 +131,42 @@ impl RegistryConfig {
     }
 }
 
+#[allow(clippy::expect_used)]
+static DENIED: std::sync::LazyLock<prometheus::IntCounterVec> = std::sync::LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "northstar_registry_requests_denied_total",
+        "Registry API requests refused: unauthenticated (401) or forbidden (403)",
+        &["reason"]
+    )
+    .expect("metric registers")
+});
+
+/// Counts a refused request.
+fn metrics_denied(denied: auth::Denied) {
+    let reason = match denied {
+        auth::Denied::Unauthenticated => "unauthenticated",
+        auth::Denied::Forbidden => "forbidden",
+    };
+    DENIED.with_label_values(&[reason]).inc();
+}
+
+/// The registry's log: one partition, compacted, replicated like every topic of the cluster
+/// (one lost broker must not lose the schema ids).
+pub fn schemas_topic_spec(
+    topics: &northstar_runtime::TopicsConfig,
+) -> northstar_runtime::kafka::TopicSpec {
+    topics.spec(
+        &topics.schemas,
+        1,
+        vec![("cleanup.policy".into(), "compact".into())],
+    )
+}
+
 /// Loads the log, then serves the API until `shutdown`.
 pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     use anyhow::Context;
     config.validate().map_err(anyhow::Error::msg)?;
-    let (store, state) = Store::open(&config.kafka, &config.topics.schemas)
+    let (store, state) = Store::open(&config.kafka, &config.topics)
         .await
         .with_context(|| format!("cannot open the schema log {}", config.topics.schemas))?;
     let registry = Arc::new(Registry {
@@ -140,7 +176,22 @@ pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<(
     });
     let readiness = admin::Readiness::default();
     readiness.set(true);
-    let router = api::router(registry).merge(admin::router(readiness));
+    let api = api::router(registry);
+    let api = match &config.auth_file {
+        Some(path) => {
+            let access = auth::Access::load(path).map_err(anyhow::Error::msg)?;
+            tracing::info!(?access, "registry API requires credentials");
+            api.layer(axum::middleware::from_fn_with_state(access, auth::guard))
+        }
+        None => {
+            tracing::warn!(
+                "no auth_file (NORTHSTAR_AUTH_FILE): anyone who reaches the registry may \
+                 register schemas and change compatibility"
+            );
+            api
+        }
+    };
+    let router = api.merge(admin::router(readiness));
     admin::serve(config.listen, router, shutdown)
         .await
         .context("registry http server")?;

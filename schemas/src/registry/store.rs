@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use northstar_runtime::kafka::{create_topics, TopicSpec};
-use northstar_runtime::KafkaConfig;
+use northstar_runtime::kafka::create_topics;
+use northstar_runtime::{KafkaConfig, TopicsConfig};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -41,16 +41,12 @@ pub enum StoreError {
 
 impl Store {
     /// Ensures the topic exists (one partition, compacted), then loads it.
-    pub async fn open(kafka: &KafkaConfig, topic: &str) -> Result<(Store, State), StoreError> {
-        let differences = create_topics(
-            kafka,
-            &[TopicSpec {
-                name: topic.to_string(),
-                partitions: 1,
-                config: vec![("cleanup.policy".into(), "compact".into())],
-            }],
-        )
-        .await?;
+    pub async fn open(
+        kafka: &KafkaConfig,
+        topics: &TopicsConfig,
+    ) -> Result<(Store, State), StoreError> {
+        let topic = topics.schemas.as_str();
+        let differences = create_topics(kafka, &[super::schemas_topic_spec(topics)]).await?;
         for d in differences {
             tracing::warn!(%d, "schema store topic setting");
         }

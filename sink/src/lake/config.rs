@@ -17,6 +17,9 @@ pub struct LakeConfig {
     pub group_id: String,
     /// Schema registry base URL.
     pub registry_url: String,
+    /// Credentials for the registry (`NORTHSTAR_REGISTRY_AUTH__BASIC_AUTH_USER_INFO=user:password`
+    /// or `..__BEARER_TOKEN`), as Confluent's clients take them; never printed.
+    pub registry_auth: northstar_schemas::RegistryAuth,
     /// Flush a clean-topic partition's buffered rows once they reach this many bytes of events
     /// (a file holds at most that much).
     pub max_file_bytes: usize,
@@ -71,6 +74,7 @@ impl Default for LakeConfig {
             root: "file://./data/lake".into(),
             group_id: "northstar-lake-sink".into(),
             registry_url: "http://127.0.0.1:8081".into(),
+            registry_auth: Default::default(),
             max_file_bytes: 128 * 1024 * 1024,
             max_file_age_secs: 300,
             max_open_files: 512,

@@ -32,7 +32,12 @@ pub async fn run(config: LakeConfig, lake: ObjectRoot, shutdown: Shutdown) -> an
         .validate()
         .map_err(anyhow::Error::msg)
         .context("invalid configuration")?;
-    let decoder = EventDecoder::new(RegistryClient::new(&config.registry_url));
+    northstar_runtime::kafka::preflight(&config.kafka)
+        .await
+        .context("cannot use the Kafka settings")?;
+    let registry = RegistryClient::with_auth(&config.registry_url, &config.registry_auth)
+        .map_err(anyhow::Error::msg)?;
+    let decoder = EventDecoder::new(registry);
     let events = LakeSink::new(config.clone(), Table::Events, decoder.clone(), lake.clone())
         .context("cannot create the kafka clients")?;
     let dead_letters = if config.dead_letter_table {

@@ -15,6 +15,9 @@ pub struct MetricsSinkConfig {
     pub listen: SocketAddr,
     /// Schema registry base URL.
     pub registry_url: String,
+    /// Credentials for the registry (`NORTHSTAR_REGISTRY_AUTH__BASIC_AUTH_USER_INFO=user:password`
+    /// or `..__BEARER_TOKEN`), as Confluent's clients take them; never printed.
+    pub registry_auth: northstar_schemas::RegistryAuth,
     /// The KPI catalog the processor computes (YAML, docs/kpi-catalog.md): only its KPIs,
     /// windows and dimensions are exposed, with its retention (`NORTHSTAR_CATALOG`). Without
     /// one, the processor's built-in `events` KPI.
@@ -50,6 +53,7 @@ impl Default for MetricsSinkConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             registry_url: "http://127.0.0.1:8081".into(),
+            registry_auth: Default::default(),
             catalog: None,
             idle_timeout_secs: 60,
             history_exposure_secs: 900,

@@ -132,6 +132,9 @@ async fn metrics_page(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
 pub async fn run(config: MetricsSinkConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     config.kafka.validate().map_err(anyhow::Error::msg)?;
     config.topics.validate().map_err(anyhow::Error::msg)?;
+    northstar_runtime::kafka::preflight(&config.kafka)
+        .await
+        .context("cannot use the Kafka settings")?;
     if config.retain_windows.is_some() {
         tracing::warn!("retain_windows is ignored: closed windows are kept for the catalog's per-window retention");
     }
@@ -263,7 +266,8 @@ async fn consume(
     if catch_up.behind.is_empty() {
         caught_up(&shared, &readiness, &catch_up);
     }
-    let registry = RegistryClient::new(&config.registry_url);
+    let registry = RegistryClient::with_auth(&config.registry_url, &config.registry_auth)
+        .map_err(anyhow::Error::msg)?;
     let codec = AggregateCodec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut ticks: u64 = 1;

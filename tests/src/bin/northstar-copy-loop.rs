@@ -13,7 +13,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -40,8 +39,10 @@ fn main() -> anyhow::Result<()> {
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
+    // The same `[kafka]` settings as the services (NORTHSTAR_KAFKA__*: TLS, SASL...).
+    let kafka = northstar_runtime::KafkaConfig::from_env(Some(&brokers))?;
+    let consumer: BaseConsumer = kafka
+        .client_config("northstar-copy-loop")
         .set("group.id", format!("copy-loop-{}", std::process::id()))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -49,8 +50,8 @@ fn main() -> anyhow::Result<()> {
         .set("fetch.wait.max.ms", "250")
         .create()?;
     consumer.subscribe(&[from.as_str()])?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
+    let producer: ThreadedProducer<DefaultProducerContext> = kafka
+        .client_config("northstar-copy-loop")
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")

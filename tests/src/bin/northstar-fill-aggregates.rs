@@ -19,7 +19,6 @@ use anyhow::Context;
 use northstar_schemas::aggregate::{AggregateCodec, KpiAggregate};
 use northstar_schemas::catalog::{Aggregation, Catalog, Kpi, ALL};
 use northstar_schemas::{value_subject, wire, RegistryClient, KPI_AGGREGATE_SCHEMA};
-use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::util::Timeout;
 
@@ -199,12 +198,14 @@ async fn main() -> anyhow::Result<()> {
         .register(&value_subject(&a.topic), KPI_AGGREGATE_SCHEMA)
         .await
         .context("cannot register the aggregate schema")?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", &a.brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .set("batch.size", "1000000")
-        .create()?;
+    // The same `[kafka]` settings as the services (NORTHSTAR_KAFKA__*: TLS, SASL...).
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        northstar_runtime::KafkaConfig::from_env(Some(&a.brokers))?
+            .client_config("northstar-fill-aggregates")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .set("batch.size", "1000000")
+            .create()?;
     let codec = AggregateCodec::new();
     let started = Instant::now();
     let mut offsets = vec![0_i64; a.input_partitions.max(1) as usize];

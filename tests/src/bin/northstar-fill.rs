@@ -80,9 +80,10 @@ async fn main() -> anyhow::Result<()> {
         .register(&value_subject(&a.topic), EVENT_SCHEMA_V1)
         .await
         .context("cannot register the event schema")?;
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", &a.brokers)
-        .set("enable.idempotence", "true")
+    // The same `[kafka]` settings as the services (NORTHSTAR_KAFKA__*: TLS, SASL...).
+    let mut cfg =
+        northstar_runtime::KafkaConfig::from_env(Some(&a.brokers))?.client_config("northstar-fill");
+    cfg.set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
         .set("compression.type", "none");

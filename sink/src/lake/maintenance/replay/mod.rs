@@ -59,6 +59,7 @@ pub struct Target {
     /// The suppression list (`topics.suppressions`): letters of erased subjects stay.
     pub suppressions_topic: String,
     pub registry_url: String,
+    pub registry_auth: northstar_schemas::RegistryAuth,
 }
 
 /// Options of `replay`.
@@ -262,7 +263,8 @@ impl Sender {
         let producer = AckProducer::new(&t.kafka.idempotent_producer("northstar-replay", 60_000))
             .context("cannot create the Kafka producer")?;
         let fixing = if fixing {
-            let registry = RegistryClient::new(&t.registry_url);
+            let registry = RegistryClient::with_auth(&t.registry_url, &t.registry_auth)
+                .map_err(anyhow::Error::msg)?;
             let id = registry
                 .register_with_retry(&value_subject(&t.raw_topic), EVENT_SCHEMA_V1, 30)
                 .await
