@@ -192,7 +192,7 @@ Northstar is up.
   Alertmanager    http://127.0.0.1:9093/                  (routes: $MON/alertmanager/alertmanager.yml)
   KPI metrics     http://127.0.0.1:9464/metrics           (northstar_kpi_open_value, _final_value, _final_window_value)
   Tracking API    http://127.0.0.1:8080/v1/batch          (write key: demo-write-key, HTTP Basic user)
-  Service metrics ingest :8080/metrics, processor :9465/metrics, lake sink :9466/metrics
+  Service metrics ingest :9467/metrics, processor :9465/metrics, lake sink :9466/metrics
   Schema registry http://127.0.0.1:8081/subjects
   Parquet lake    $ROOT/$STATE/lake/events/event_date=YYYY-MM-DD/event_hour=HH/event_name=NAME/  (files appear within ~10 s)
   Grafana         the dashboards are in deploy/grafana/ (deploy/compose/ provisions them; no Grafana runs here)

@@ -105,8 +105,13 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
-    /// Address of the tracking API, health and metrics (`NORTHSTAR_LISTEN`).
+    /// Address of the public tracking API and its health checks, `/healthz` and `/readyz`
+    /// (`NORTHSTAR_LISTEN`).
     pub listen: SocketAddr,
+    /// Address of the admin endpoints, `/metrics` with `/healthz` and `/readyz` again
+    /// (`NORTHSTAR_ADMIN_LISTEN`): never on the public port, loopback unless opened for a
+    /// scraper (e.g. `0.0.0.0:9467` in a pod, not exposed by its Service).
+    pub admin_listen: SocketAddr,
     /// Topic names, as in every service: events are produced to `topics.raw`
     /// (`NORTHSTAR_TOPICS__RAW`).
     pub topics: TopicsConfig,
@@ -162,6 +167,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9467)),
             topics: TopicsConfig::default(),
             topic: None,
             pii_key_file: None,

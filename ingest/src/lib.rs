@@ -56,10 +56,19 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
         readiness.clone(),
         shutdown.clone(),
     ));
-    let router = http::router(state.clone()).merge(admin::router(readiness));
-    admin::serve(config.listen, router, shutdown)
-        .await
-        .context("ingest http server")?;
+    // The public port serves the tracking API and health checks only; metrics are on the
+    // admin listener, bound first so a taken port fails the start.
+    let public = http::router(state.clone()).merge(admin::health_router(readiness.clone()));
+    let serving = admin::serve(config.listen, public, shutdown.clone());
+    admin::serve_while(
+        config.admin_listen,
+        admin::router(readiness),
+        &shutdown,
+        serving,
+    )
+    .await
+    .context("ingest admin http server")?
+    .context("ingest http server")?;
     probe.abort();
     let flush_state = state.clone();
     tokio::task::spawn_blocking(move || flush_state.producer.flush(Duration::from_secs(10)))

@@ -5,6 +5,7 @@
 //! shutdown (SIGTERM/SIGINT → a cancellation token), Kafka client settings and the small admin
 //! HTTP surface (`/healthz`, `/readyz`, `/metrics`) the services expose.
 
+pub mod access;
 pub mod admin;
 pub mod backoff;
 pub mod commit;

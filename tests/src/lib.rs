@@ -354,6 +354,8 @@ pub struct Ports {
     pub broker: u16,
     pub registry: u16,
     pub ingest: u16,
+    /// The collector's admin listener (`/metrics`).
+    pub ingest_admin: u16,
     pub processor: u16,
     pub lake: u16,
     pub metrics: u16,
@@ -408,6 +410,7 @@ impl Stack {
             broker: free_port(),
             registry: free_port(),
             ingest: free_port(),
+            ingest_admin: free_port(),
             processor: free_port(),
             lake: free_port(),
             metrics: free_port(),
@@ -530,6 +533,11 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports.ingest)
     }
 
+    /// The collector's `/metrics`, on its admin listener (never the public port).
+    pub fn ingest_metrics_url(&self) -> String {
+        format!("http://127.0.0.1:{}/metrics", self.ports.ingest_admin)
+    }
+
     pub fn metrics_url(&self) -> String {
         format!("http://127.0.0.1:{}/metrics", self.ports.metrics)
     }
@@ -603,7 +611,11 @@ impl Stack {
 
     pub fn start_ingest(&mut self) {
         let mut cmd = self.service("ingest", "northstar-ingest", &[], self.ports.ingest);
-        cmd.env(format!("NORTHSTAR_WRITE_KEYS__{WRITE_KEY}"), SOURCE_ID);
+        cmd.env(format!("NORTHSTAR_WRITE_KEYS__{WRITE_KEY}"), SOURCE_ID)
+            .env(
+                "NORTHSTAR_ADMIN_LISTEN",
+                format!("127.0.0.1:{}", self.ports.ingest_admin),
+            );
         let p = Proc::spawn("ingest", cmd, self.dir.path());
         self.procs.push(p);
     }

@@ -95,7 +95,7 @@ async fn post(stack: &Stack, body: Value) -> (u16, Value) {
 }
 
 async fn ingest_metrics(stack: &Stack) -> String {
-    let url = format!("{}/metrics", stack.ingest_url());
+    let url = stack.ingest_metrics_url();
     match reqwest::get(url).await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),

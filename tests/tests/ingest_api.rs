@@ -309,7 +309,7 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
             "br",
         ),
     ];
-    let before = rejected(&format!("{base}/metrics")).await;
+    let before = rejected(&stack.ingest_metrics_url()).await;
     let mut expected: BTreeMap<String, f64> = BTreeMap::new();
     for (what, body, encoding, status, code, message) in cases {
         let mut req = http
@@ -332,7 +332,7 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
         );
         *expected.entry(code.to_string()).or_default() += 1.0;
     }
-    let after = rejected(&format!("{base}/metrics")).await;
+    let after = rejected(&stack.ingest_metrics_url()).await;
     for (reason, n) in &expected {
         let delta =
             after.get(reason).copied().unwrap_or(0.0) - before.get(reason).copied().unwrap_or(0.0);
@@ -422,8 +422,21 @@ async fn segment_api_shapes_encodings_cors_and_every_bad_input_answered() {
         "northstar_ingest_in_flight_events",
         "northstar_ingest_request_duration_seconds_bucket{",
     ];
+    // Metrics are on the admin listener only: the public port does not serve them.
+    let public = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("public");
+    assert_eq!(public.status(), 404, "the tracking port serves /metrics");
+    let ready = reqwest::get(format!("{base}/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(
+        ready.status(),
+        200,
+        "the tracking port keeps its health checks"
+    );
     loop {
-        let text = reqwest::get(format!("{base}/metrics"))
+        let text = reqwest::get(stack.ingest_metrics_url())
             .await
             .expect("m")
             .text()

@@ -120,7 +120,7 @@ async fn a_key_over_its_rate_limit_gets_429_while_others_are_served() {
     let (_, body) = batch("after-pause", 20);
     let resp = post(&http, &url, &limited, &body).await;
     assert_eq!(resp.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", stack.ingest_url()))
+    let metrics = reqwest::get(stack.ingest_metrics_url())
         .await
         .expect("m")
         .text()
@@ -169,7 +169,7 @@ async fn in_flight_events_stay_bounded_when_the_broker_stalls() {
         started.elapsed() < Duration::from_secs(5),
         "answered without waiting for the broker"
     );
-    let gauge = reqwest::get(format!("{}/metrics", stack.ingest_url()))
+    let gauge = reqwest::get(stack.ingest_metrics_url())
         .await
         .expect("m")
         .text()

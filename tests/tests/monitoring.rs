@@ -535,7 +535,10 @@ async fn prometheus_sees_what_the_lake_says_and_alerts_reach_a_receiver() {
                 format!("127.0.0.1:{replica}"),
             ],
         ),
-        ("northstar-ingest", vec![format!("127.0.0.1:{}", p.ingest)]),
+        (
+            "northstar-ingest",
+            vec![format!("127.0.0.1:{}", p.ingest_admin)],
+        ),
         (
             "northstar-stream-processor",
             vec![format!("127.0.0.1:{}", p.processor)],

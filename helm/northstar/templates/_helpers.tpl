@@ -31,6 +31,11 @@ http://{{ .Release.Name }}-registry:8081
   value: {{ .Values.topics.minInsyncReplicas | quote }}
 - name: NORTHSTAR_REGISTRY_URL
   value: {{ include "northstar.registryUrl" . | quote }}
+{{- with .Values.schemaRegistry.clientCredentialsSecret }}
+- name: NORTHSTAR_REGISTRY_AUTH__BASIC_AUTH_USER_INFO
+  valueFrom:
+    secretKeyRef: {name: {{ . | quote }}, key: user-info}
+{{- end }}
 - name: NORTHSTAR_TELEMETRY__LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
 - name: NORTHSTAR_SHUTDOWN_GRACE_SECS

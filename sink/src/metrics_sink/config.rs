@@ -31,6 +31,12 @@ pub struct MetricsSinkConfig {
     /// Final windows that started longer ago than this many seconds are never exposed with
     /// their timestamp: set it to at most Prometheus's `out_of_order_time_window`.
     pub history_max_age_secs: u64,
+    /// A file holding the access token that `/metrics`, the board and its API then require
+    /// (`NORTHSTAR_ACCESS_TOKEN_FILE`; Bearer, or the token as the Basic password, so a browser
+    /// asks for it): the KPIs include revenue. `/healthz` and `/readyz` stay open.
+    pub access_token_file: Option<PathBuf>,
+    /// The same token inline (`NORTHSTAR_ACCESS_TOKEN`, e.g. from a `secretKeyRef`); never printed.
+    pub access_token: Option<northstar_runtime::Redacted>,
     /// Alertmanager base URL whose firing alerts the KPI board shows (`NORTHSTAR_ALERTMANAGER_URL`).
     pub alertmanager_url: Option<String>,
     /// Ignored (replaced by the catalog's per-window `retention`); accepted so that an older
@@ -55,6 +61,8 @@ impl Default for MetricsSinkConfig {
             registry_url: "http://127.0.0.1:8081".into(),
             registry_auth: Default::default(),
             catalog: None,
+            access_token_file: None,
+            access_token: None,
             idle_timeout_secs: 60,
             history_exposure_secs: 900,
             history_max_age_secs: 36 * 86_400,

@@ -145,11 +145,26 @@ pub async fn run(config: MetricsSinkConfig, shutdown: Shutdown) -> anyhow::Resul
         .with_idle_timeout(Duration::from_secs(config.idle_timeout_secs));
     let shared = Arc::new(Shared::new(table, &config));
     let readiness = admin::Readiness::default();
-    let router = Router::new()
+    let token = northstar_runtime::access::AccessToken::load(
+        config.access_token_file.as_deref(),
+        config.access_token.as_ref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let guarded = Router::new()
         .route("/metrics", get(metrics_page))
         .merge(api::router())
-        .with_state(shared.clone())
-        .merge(admin::health_router(readiness.clone()));
+        .with_state(shared.clone());
+    let guarded = match token {
+        Some(token) => {
+            tracing::info!("the KPI exposition, board and API require the access token");
+            guarded.layer(axum::middleware::from_fn_with_state(
+                token,
+                northstar_runtime::access::require_token,
+            ))
+        }
+        None => guarded,
+    };
+    let router = guarded.merge(admin::health_router(readiness.clone()));
     let work = consume(&config, shared, readiness, shutdown.clone());
     admin::serve_while(config.listen, router, &shutdown, work).await?
 }
