@@ -112,6 +112,9 @@ pub struct IngestConfig {
     /// (`NORTHSTAR_ADMIN_LISTEN`): never on the public port, loopback unless opened for a
     /// scraper (e.g. `0.0.0.0:9467` in a pod, not exposed by its Service).
     pub admin_listen: SocketAddr,
+    /// TLS on `listen` (`NORTHSTAR_TLS__CERT`, `NORTHSTAR_TLS__KEY`: PEM files), for
+    /// deployments without a terminating proxy; unset: plain HTTP.
+    pub tls: Option<northstar_runtime::tls::TlsFiles>,
     /// Topic names, as in every service: events are produced to `topics.raw`
     /// (`NORTHSTAR_TOPICS__RAW`).
     pub topics: TopicsConfig,
@@ -168,6 +171,7 @@ impl Default for IngestConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9467)),
+            tls: None,
             topics: TopicsConfig::default(),
             topic: None,
             pii_key_file: None,

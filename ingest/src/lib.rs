@@ -59,7 +59,7 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
     // The public port serves the tracking API and health checks only; metrics are on the
     // admin listener, bound first so a taken port fails the start.
     let public = http::router(state.clone()).merge(admin::health_router(readiness.clone()));
-    let serving = admin::serve(config.listen, public, shutdown.clone());
+    let serving = admin::serve_tls(config.listen, config.tls.as_ref(), public, shutdown.clone());
     admin::serve_while(
         config.admin_listen,
         admin::router(readiness),

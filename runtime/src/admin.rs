@@ -77,6 +77,57 @@ pub async fn serve(
     serve_on(bind(addr).await?, router, shutdown).await
 }
 
+/// [`serve`], over TLS when `tls` names a certificate and key ([`crate::tls`]).
+pub async fn serve_tls(
+    addr: SocketAddr,
+    tls: Option<&crate::tls::TlsFiles>,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    serve_bound(bind_tls(addr, tls).await?, router, shutdown).await
+}
+
+/// A bound listener, plain or TLS.
+enum Bound {
+    Plain(tokio::net::TcpListener),
+    Tls(crate::tls::TlsListener),
+}
+
+/// Reads the TLS files (when given) and binds `addr`: a bad pair or a taken port is an error
+/// here, before anything is served.
+async fn bind_tls(addr: SocketAddr, tls: Option<&crate::tls::TlsFiles>) -> std::io::Result<Bound> {
+    let Some(files) = tls else {
+        return Ok(Bound::Plain(bind(addr).await?));
+    };
+    let acceptor = files
+        .acceptor()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    Ok(Bound::Tls(crate::tls::TlsListener::new(
+        bind(addr).await?,
+        acceptor,
+    )?))
+}
+
+async fn serve_bound(
+    bound: Bound,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    match bound {
+        Bound::Plain(listener) => serve_on(listener, router, shutdown).await,
+        Bound::Tls(listener) => {
+            tracing::info!(addr = %axum::serve::Listener::local_addr(&listener)?, "https listening");
+            // tap_io: the peer address reaches handlers (`ConnectInfo<SocketAddr>`) as with TCP.
+            axum::serve(
+                axum::serve::ListenerExt::tap_io(listener, |_| {}),
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+        }
+    }
+}
+
 /// Binds the admin listener, with the address in the error (a port already taken is the usual
 /// cause).
 async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
@@ -110,9 +161,20 @@ pub async fn serve_while<T>(
     shutdown: &CancellationToken,
     work: impl std::future::Future<Output = T>,
 ) -> std::io::Result<T> {
-    let listener = bind(addr).await?;
+    serve_tls_while(addr, None, router, shutdown, work).await
+}
+
+/// [`serve_while`], over TLS when `tls` names a certificate and key.
+pub async fn serve_tls_while<T>(
+    addr: SocketAddr,
+    tls: Option<&crate::tls::TlsFiles>,
+    router: Router,
+    shutdown: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> std::io::Result<T> {
+    let bound = bind_tls(addr, tls).await?;
     let server_shutdown = shutdown.child_token();
-    let server = tokio::spawn(serve_on(listener, router, server_shutdown.clone()));
+    let server = tokio::spawn(serve_bound(bound, router, server_shutdown.clone()));
     let result = work.await;
     server_shutdown.cancel();
     match server.await {

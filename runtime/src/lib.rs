@@ -18,6 +18,7 @@ pub mod producer;
 pub mod resume;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod topic_id;
 
 pub use config::{load_config, ConfigError, Redacted};

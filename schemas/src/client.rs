@@ -57,6 +57,9 @@ pub struct RegistryAuth {
     pub basic_auth_user_info: Option<northstar_runtime::Redacted>,
     /// A bearer token (Confluent's `bearer.auth.token`).
     pub bearer_token: Option<northstar_runtime::Redacted>,
+    /// A PEM file of the CA that signed an `https://` registry's certificate, when it is not
+    /// in the system's trust store (Confluent's `schema.registry.ssl.ca.location`).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// How requests authenticate.
@@ -155,6 +158,17 @@ impl RegistryClient {
     /// `basic_auth_user_info` without a `:` is refused.
     pub fn with_auth(base_url: &str, auth: &RegistryAuth) -> Result<Self, String> {
         let mut client = Self::new(base_url);
+        if let Some(path) = &auth.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read the registry CA file {}: {e}", path.display()))?;
+            let ca = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| format!("the registry CA file {} is not PEM: {e}", path.display()))?;
+            client.http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .add_root_certificate(ca)
+                .build()
+                .map_err(|e| e.to_string())?;
+        }
         if let Some(info) = &auth.basic_auth_user_info {
             let (user, password) = info.0.split_once(':').ok_or(
                 "registry_auth.basic_auth_user_info must be user:password (as Confluent's \
@@ -326,14 +340,14 @@ mod tests {
     fn configured_credentials_win_and_are_checked() {
         let auth = RegistryAuth {
             basic_auth_user_info: Some(northstar_runtime::Redacted("u:secret".into())),
-            bearer_token: None,
+            ..Default::default()
         };
         let c = RegistryClient::with_auth("http://svc:old@h:1", &auth).expect("valid");
         assert!(matches!(&c.credentials, Credentials::Basic { user, .. } if user == "u"));
         assert!(!format!("{c:?} {auth:?}").contains("secret"));
         let bad = RegistryAuth {
             basic_auth_user_info: Some(northstar_runtime::Redacted("nocolon".into())),
-            bearer_token: None,
+            ..Default::default()
         };
         assert!(RegistryClient::with_auth("http://h:1", &bad).is_err());
     }

@@ -36,6 +36,9 @@ pub struct RegistryConfig {
     /// Who may use the API (`NORTHSTAR_AUTH_FILE`): users (HTTP Basic) and bearer tokens,
     /// read-only or read-write ([`auth`]). Unset: the API is open to anyone who reaches it.
     pub auth_file: Option<std::path::PathBuf>,
+    /// TLS on `listen` (`NORTHSTAR_TLS__CERT`, `NORTHSTAR_TLS__KEY`: PEM files), for
+    /// deployments without a terminating proxy; unset: plain HTTP.
+    pub tls: Option<northstar_runtime::tls::TlsFiles>,
     /// Logging.
     pub telemetry: TelemetryConfig,
     /// After SIGTERM, the service has this many seconds to drain, flush and commit; past it, it
@@ -52,6 +55,7 @@ impl Default for RegistryConfig {
             schemas_topic: None,
             kafka: KafkaConfig::default(),
             auth_file: None,
+            tls: None,
             telemetry: TelemetryConfig::default(),
             shutdown_grace_secs: northstar_runtime::shutdown::DEFAULT_GRACE_SECS,
         }
@@ -192,7 +196,7 @@ pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<(
         }
     };
     let router = api.merge(admin::router(readiness));
-    admin::serve(config.listen, router, shutdown)
+    admin::serve_tls(config.listen, config.tls.as_ref(), router, shutdown)
         .await
         .context("registry http server")?;
     Ok(())

@@ -37,6 +37,9 @@ pub struct MetricsSinkConfig {
     pub access_token_file: Option<PathBuf>,
     /// The same token inline (`NORTHSTAR_ACCESS_TOKEN`, e.g. from a `secretKeyRef`); never printed.
     pub access_token: Option<northstar_runtime::Redacted>,
+    /// TLS on `listen` (`NORTHSTAR_TLS__CERT`, `NORTHSTAR_TLS__KEY`: PEM files), for
+    /// deployments without a terminating proxy; unset: plain HTTP.
+    pub tls: Option<northstar_runtime::tls::TlsFiles>,
     /// Alertmanager base URL whose firing alerts the KPI board shows (`NORTHSTAR_ALERTMANAGER_URL`).
     pub alertmanager_url: Option<String>,
     /// Ignored (replaced by the catalog's per-window `retention`); accepted so that an older
@@ -63,6 +66,7 @@ impl Default for MetricsSinkConfig {
             catalog: None,
             access_token_file: None,
             access_token: None,
+            tls: None,
             idle_timeout_secs: 60,
             history_exposure_secs: 900,
             history_max_age_secs: 36 * 86_400,

@@ -166,7 +166,7 @@ pub async fn run(config: MetricsSinkConfig, shutdown: Shutdown) -> anyhow::Resul
     };
     let router = guarded.merge(admin::health_router(readiness.clone()));
     let work = consume(&config, shared, readiness, shutdown.clone());
-    admin::serve_while(config.listen, router, &shutdown, work).await?
+    admin::serve_tls_while(config.listen, config.tls.as_ref(), router, &shutdown, work).await?
 }
 
 /// The partitions still to read up to their end as seen at start.
