@@ -70,3 +70,29 @@ http://{{ .Release.Name }}-registry:8081
 {{ .Release.Name }}-kpi-catalog
 {{- end -}}
 {{- end -}}
+
+{{/* Non-root, read-only root filesystem; the image's user (65532). */}}
+{{- define "northstar.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+
+{{- define "northstar.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities: {drop: ["ALL"]}
+{{- end -}}
+
+{{/* The writable working directory (the image's WORKDIR) and /tmp, on the read-only root. */}}
+{{- define "northstar.workMounts" -}}
+- {name: work, mountPath: /var/lib/northstar}
+- {name: tmp, mountPath: /tmp}
+{{- end -}}
+
+{{- define "northstar.workVolumes" -}}
+- {name: work, emptyDir: {}}
+- {name: tmp, emptyDir: {}}
+{{- end -}}
