@@ -7,7 +7,10 @@
 //! unavailable. Events whose userId or anonymousId is on the suppression list (subjects erased
 //! on request) are never produced: counted, and named in the answer (`suppressed`: their
 //! number), or 403 `suppressed` when the request has no other event. Every rejection is counted
-//! by reason. CORS is open to any origin (browser SDKs).
+//! by reason. CORS is open to any origin (browser SDKs). The request path is straight: decode →
+//! parse → authenticate → enrich and stamp → admit (suppression list, rate limit, in-flight
+//! bound) → deliver; every refusal on it is a [`Rejection`], answered in one place
+//! (`crate::rejection`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -32,7 +35,9 @@ use crate::config::IngestConfig;
 use crate::enrich::{self, RequestInfo};
 use crate::metrics;
 use crate::producer::{EventProducer, ProduceError};
+use crate::rejection::Rejection;
 use crate::segment::{self, Request, RequestError};
+use northstar_schemas::Event;
 
 /// Shared state of the handlers.
 #[derive(Debug)]
@@ -118,15 +123,6 @@ fn cors() -> tower_http::cors::CorsLayer {
         .max_age(std::time::Duration::from_secs(86_400))
 }
 
-fn error(status: StatusCode, code: &str, message: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({ "success": false, "code": code, "message": message }).to_string(),
-    )
-        .into_response()
-}
-
 /// The write key from HTTP Basic credentials (user = write key, password ignored).
 fn basic_write_key(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -154,7 +150,10 @@ async fn handle(
     let started = Instant::now();
     let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let client = enrich::client_ip(peer.ip(), forwarded, &state.config.trusted_proxies);
-    let response = process(&state, &headers, body, kind, client).await;
+    let response = match process(&state, &headers, body, kind, client).await {
+        Ok(accepted) => accepted.into_response(),
+        Err(rejection) => rejection.into_response(),
+    };
     metrics::REQUESTS
         .with_label_values(&[route, response.status().as_str()])
         .inc();
@@ -164,66 +163,38 @@ async fn handle(
     response
 }
 
-fn reject(err: RequestError) -> Response {
-    metrics::EVENTS_REJECTED
-        .with_label_values(&[err.reason()])
-        .inc();
-    let status = if err.is_too_large() {
-        StatusCode::PAYLOAD_TOO_LARGE
-    } else if matches!(err, RequestError::UnsupportedEncoding(_)) {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    error(status, err.reason(), err.to_string())
-}
-
-/// A 429 or 503 with `Retry-After` (whole seconds, at least 1).
-fn retry_later(
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    after: Duration,
-) -> Response {
-    metrics::EVENTS_REJECTED.with_label_values(&[code]).inc();
-    let mut resp = error(status, code, message);
-    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    resp
-}
-
-/// Whether `key` may send `n` more events now; the 429 to answer when not.
-fn rate_limit(state: &AppState, key: &str, n: usize) -> Option<Response> {
+/// Whether `key` may send `n` more events now.
+fn rate_limit(state: &AppState, key: &str, n: usize) -> Result<(), Rejection> {
     let (Some(limiter), Some(n)) = (
         state.limiters.get(key),
         NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)),
     ) else {
-        return None;
+        return Ok(());
     };
     match limiter.check_n(n) {
-        Ok(Ok(())) => None,
+        Ok(Ok(())) => Ok(()),
         Ok(Err(not_until)) => {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Some(retry_later(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!("this write key's rate limit is reached; retry in {} ms", wait.as_millis()),
-                wait,
-            ))
+            Err(Rejection::RateLimited {
+                message: format!(
+                    "this write key's rate limit is reached; retry in {} ms",
+                    wait.as_millis()
+                ),
+                retry_after: wait,
+            })
         }
-        Err(governor::InsufficientCapacity(burst)) => Some(retry_later(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("{n} events in one request are more than this write key's burst of {burst}; send smaller batches"),
-            Duration::from_secs(1),
-        )),
+        Err(governor::InsufficientCapacity(burst)) => Err(Rejection::RateLimited {
+            message: format!(
+                "{n} events in one request are more than this write key's burst of {burst}; \
+                 send smaller batches"
+            ),
+            retry_after: Duration::from_secs(1),
+        }),
     }
 }
 
 /// Removes the events of suppressed subjects; how many there were (counted).
-fn drop_suppressed(state: &AppState, events: &mut Vec<northstar_schemas::Event>) -> usize {
+fn drop_suppressed(state: &AppState, events: &mut Vec<Event>) -> usize {
     let Some(list) = state.suppressions.as_ref().filter(|l| !l.is_empty()) else {
         return 0;
     };
@@ -234,113 +205,119 @@ fn drop_suppressed(state: &AppState, events: &mut Vec<northstar_schemas::Event>)
     n
 }
 
-fn unauthorized(message: &str) -> Response {
-    metrics::EVENTS_REJECTED
-        .with_label_values(&["unauthorized"])
-        .inc();
-    let mut resp = error(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
-        message.to_string(),
-    );
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"northstar\""),
-    );
-    resp
+/// The source of a known write key.
+fn source_of<'a>(state: &'a AppState, key: &str) -> Result<&'a str, Rejection> {
+    state
+        .config
+        .write_keys
+        .source(key)
+        .ok_or(Rejection::Unauthorized("unknown write key"))
 }
 
+/// The body, read up to the batch limit and decompressed.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Rejection> {
+    let bytes: Bytes =
+        axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| RequestError::BatchTooLarge {
+                size: limit + 1,
+                limit,
+            })?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    // A body that needed no decoding is kept as it came, without a copy.
+    Ok(match segment::decode_body(&bytes, encoding, limit)? {
+        std::borrow::Cow::Borrowed(_) => bytes.clone(),
+        std::borrow::Cow::Owned(decoded) => Bytes::from(decoded),
+    })
+}
+
+/// The request's messages as events: enriched (client IP by the source's policy) and stamped
+/// (`receivedAt`, clock correction from `sentAt`).
+fn to_events(
+    state: &AppState,
+    request: &mut Request,
+    source: &str,
+    client: IpAddr,
+) -> Result<Vec<Event>, Rejection> {
+    let received_at = chrono::Utc::now().timestamp_micros();
+    let info = RequestInfo {
+        ip: Some(client),
+        ip_policy: state.config.ip_policy_of(source),
+    };
+    let clock = &state.config.clock;
+    let sent_at = request.sent_at.clone();
+    request
+        .messages
+        .iter_mut()
+        .enumerate()
+        .map(|(i, msg)| {
+            segment::to_event(
+                msg,
+                i,
+                sent_at.as_deref(),
+                source,
+                received_at,
+                clock,
+                &info,
+            )
+            .map_err(Rejection::from)
+        })
+        .collect()
+}
+
+/// Decode → parse → authenticate → enrich and stamp → admit → deliver.
 async fn process(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     body: Body,
     kind: Option<EventType>,
     client: IpAddr,
-) -> Response {
+) -> Result<Accepted, Rejection> {
     let limits = &state.config.limits;
+    // A key in the header is checked before the body is read.
     let header_key = basic_write_key(headers);
     if let Some(key) = &header_key {
-        if state.config.write_keys.source(key).is_none() {
-            return unauthorized("unknown write key");
-        }
+        source_of(state, key)?;
     }
-    let bytes: Bytes = match axum::body::to_bytes(body, limits.max_batch_bytes).await {
-        Ok(b) => b,
-        Err(_) => {
-            return reject(RequestError::BatchTooLarge {
-                size: limits.max_batch_bytes + 1,
-                limit: limits.max_batch_bytes,
-            })
-        }
+    let bytes = read_body(body, headers, limits.max_batch_bytes).await?;
+    let mut request = match kind {
+        None => segment::parse_batch(&bytes, limits)?,
+        Some(k) => segment::parse_single(&bytes, k, limits)?,
     };
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let bytes = match segment::decode_body(&bytes, encoding, limits.max_batch_bytes) {
-        Ok(b) => b,
-        Err(e) => return reject(e),
-    };
-    let parsed = match kind {
-        None => segment::parse_batch(&bytes, limits),
-        Some(k) => segment::parse_single(&bytes, k, limits),
-    };
-    let mut request: Request = match parsed {
-        Ok(r) => r,
-        Err(e) => return reject(e),
-    };
-    let Some(key) = header_key.or(request.write_key.clone()) else {
-        return unauthorized("missing write key: send it as the HTTP Basic user or as writeKey");
-    };
-    let Some(source) = state.config.write_keys.source(&key) else {
-        return unauthorized("unknown write key");
-    };
-    let received_at = chrono::Utc::now().timestamp_micros();
-    let info = RequestInfo {
-        ip: Some(client),
-        ip_policy: state.config.ip_policy_of(source),
-    };
-    let mut events = Vec::with_capacity(request.messages.len());
-    let sent_at = request.sent_at.as_deref();
-    for (i, msg) in request.messages.iter_mut().enumerate() {
-        let clock = &state.config.clock;
-        match segment::to_event(msg, i, sent_at, source, received_at, clock, &info) {
-            Ok(e) => events.push(e),
-            Err(e) => return reject(e),
-        }
-    }
+    let key = header_key
+        .or(request.write_key.take())
+        .ok_or(Rejection::Unauthorized(
+            "missing write key: send it as the HTTP Basic user or as writeKey",
+        ))?;
+    let source = source_of(state, &key)?;
+    let mut events = to_events(state, &mut request, source, client)?;
     let suppressed = drop_suppressed(state, &mut events);
     if suppressed > 0 && events.is_empty() {
-        metrics::EVENTS_REJECTED
-            .with_label_values(&["suppressed"])
-            .inc();
-        return error(
-            StatusCode::FORBIDDEN,
-            "suppressed",
-            format!("the {suppressed} events of this request belong to subjects erased on request (the suppression list); they are not accepted"),
-        );
+        return Err(Rejection::Suppressed(suppressed));
     }
-    if let Some(resp) = rate_limit(state, &key, events.len()) {
-        return resp;
-    }
-    // Bounded in-flight work: never queue more than max_in_flight_events for the broker.
-    let permits = events.len().min(state.config.max_in_flight_events);
-    let Ok(permits) = state
+    rate_limit(state, &key, events.len())?;
+    let events = deliver(state, events).await?;
+    Ok(Accepted {
+        events,
+        suppressed,
+        state: state.clone(),
+    })
+}
+
+/// Sends `events` and waits for the broker's acknowledgement of every one, within
+/// `delivery_timeout_ms`, holding one in-flight permit per event (never more than
+/// `max_in_flight_events` waiting) until the broker has answered, whatever the client is told.
+async fn deliver(state: &Arc<AppState>, events: Vec<Event>) -> Result<Arc<Vec<Event>>, Rejection> {
+    let retry_after = Duration::from_secs(state.config.retry_after_secs);
+    let limit = state.config.max_in_flight_events;
+    let permits = u32::try_from(events.len().min(limit)).unwrap_or(u32::MAX);
+    let permits = state
         .in_flight
         .clone()
-        .try_acquire_many_owned(u32::try_from(permits).unwrap_or(u32::MAX))
-    else {
-        return retry_later(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            format!(
-                "{} events are already waiting for the broker (max_in_flight_events); retry later",
-                state.config.max_in_flight_events
-            ),
-            Duration::from_secs(state.config.retry_after_secs),
-        );
-    };
-    // The answer waits at most delivery_timeout_ms; the permits are held until the broker has
-    // answered for every event, whatever the client was told.
+        .try_acquire_many_owned(permits)
+        .map_err(|_| Rejection::Overloaded { limit, retry_after })?;
     let events = Arc::new(events);
     let sending = {
         let (state, events) = (state.clone(), events.clone());
@@ -362,48 +339,49 @@ async fn process(
         }
     };
     match result {
-        Ok(()) => {
-            for e in events.iter() {
-                metrics::EVENTS_ACCEPTED
-                    .with_label_values(&[e.kind.as_str()])
-                    .inc();
-                if let Some(flag) =
-                    segment::clock_flag(e.timestamp, e.received_at, &state.config.clock)
-                {
-                    metrics::CLOCK_FLAGGED
-                        .with_label_values(&[flag.as_str()])
-                        .inc();
-                }
-            }
-            let body = if suppressed == 0 {
-                r#"{"success":true}"#.to_string()
-            } else {
-                json!({"success": true, "suppressed": suppressed,
-                    "message": format!("{suppressed} events belong to subjects erased on request and were not accepted")})
-                .to_string()
-            };
-            (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response()
-        }
-        Err(ProduceError::Encode(msg)) => {
-            metrics::EVENTS_REJECTED
-                .with_label_values(&["encode"])
+        Ok(()) => Ok(events),
+        Err(ProduceError::Encode(msg)) => Err(Rejection::Encode(msg)),
+        Err(reason) => Err(Rejection::BrokerUnavailable {
+            reason,
+            retry_after,
+        }),
+    }
+}
+
+/// Events the broker acknowledged: counted, and answered 200.
+struct Accepted {
+    events: Arc<Vec<Event>>,
+    suppressed: usize,
+    state: Arc<AppState>,
+}
+
+impl IntoResponse for Accepted {
+    fn into_response(self) -> Response {
+        for e in self.events.iter() {
+            metrics::EVENTS_ACCEPTED
+                .with_label_values(&[e.kind.as_str()])
                 .inc();
-            error(StatusCode::INTERNAL_SERVER_ERROR, "encode", msg)
+            let clock = &self.state.config.clock;
+            if let Some(flag) = segment::clock_flag(e.timestamp, e.received_at, clock) {
+                metrics::CLOCK_FLAGGED
+                    .with_label_values(&[flag.as_str()])
+                    .inc();
+            }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, events = events.len(), "events not acknowledged, answering 503");
-            retry_later(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "broker_unavailable",
-                e.to_string(),
-                Duration::from_secs(state.config.retry_after_secs),
-            )
-        }
+        let n = self.suppressed;
+        let body = if n == 0 {
+            r#"{"success":true}"#.to_string()
+        } else {
+            json!({"success": true, "suppressed": n, "message": format!(
+                "{n} events belong to subjects erased on request and were not accepted")})
+            .to_string()
+        };
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 
