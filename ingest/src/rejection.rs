@@ -127,10 +127,7 @@ impl IntoResponse for Rejection {
             }
         }
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"northstar\""),
-            );
+            northstar_runtime::access::challenge(&mut resp);
         }
         resp
     }

@@ -102,11 +102,16 @@ pub async fn require_token(
         "an access token is required (Authorization: Bearer, or the token as the password)\n",
     )
         .into_response();
+    challenge(&mut response);
+    response
+}
+
+/// Adds the `WWW-Authenticate: Basic` challenge of a 401, so that a browser asks.
+pub fn challenge(response: &mut Response) {
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Basic realm=\"northstar\""),
     );
-    response
 }
 
 #[cfg(test)]
