@@ -34,7 +34,7 @@ INGEST_PORT=38680
 source "$ROOT/bench/stack.sh"
 
 python3 "$ROOT/bench/ingest_body.py" "$DIR" 100
-(cd "$DIR" && exec env NORTHSTAR_LISTEN="127.0.0.1:$INGEST_PORT" NORTHSTAR_WRITE_KEYS__BENCHKEY=bench \
+(cd "$DIR" && exec env NORTHSTAR_LISTEN="127.0.0.1:$INGEST_PORT" NORTHSTAR_ADMIN_LISTEN=127.0.0.1:0 NORTHSTAR_WRITE_KEYS__BENCHKEY=bench \
   RUST_LOG=warn "$BIN/northstar-ingest") >"$DIR/ingest.log" 2>&1 &
 INGEST=$!
 PIDS+=("$INGEST")

@@ -32,7 +32,7 @@ service() {
   (cd "$DIR" && exec env RUST_LOG=warn NORTHSTAR_CATALOG="$CATALOG" "$@") >"$DIR/$name.log" 2>&1 &
   PIDS+=($!)
 }
-service ingest NORTHSTAR_LISTEN="127.0.0.1:$INGEST_PORT" NORTHSTAR_WRITE_KEYS__bench-key=bench "$BIN/northstar-ingest"
+service ingest NORTHSTAR_LISTEN="127.0.0.1:$INGEST_PORT" NORTHSTAR_ADMIN_LISTEN=127.0.0.1:0 NORTHSTAR_WRITE_KEYS__bench-key=bench "$BIN/northstar-ingest"
 # shellcheck disable=SC2086 # NS_PROCESSOR_ENV is a list of K=V words
 service processor NORTHSTAR_LISTEN="127.0.0.1:$PROCESSOR_PORT" NORTHSTAR_CHECKPOINT_ROOT="file://$DIR/checkpoints" \
   ${NS_PROCESSOR_ENV:-} "$BIN/northstar-stream-processor"

@@ -47,7 +47,7 @@ else
   python3 "$ROOT/deploy/local/tansu-index.py" "$DIR/tansu.db"
   "$BIN/northstar-schemas" create-topics --partitions 3 2>/dev/null
 fi
-NORTHSTAR_LISTEN="127.0.0.1:$REGISTRY_PORT" "$BIN/northstar-schemas" serve >"$DIR/registry.log" 2>&1 &
+NORTHSTAR_LISTEN="127.0.0.1:$REGISTRY_PORT" NORTHSTAR_ADMIN_LISTEN=127.0.0.1:0 "$BIN/northstar-schemas" serve >"$DIR/registry.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf -o /dev/null "$NORTHSTAR_REGISTRY_URL/subjects" && break; sleep 0.2; done
 "$BIN/northstar-schemas" register >/dev/null

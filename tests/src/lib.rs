@@ -353,6 +353,8 @@ pub const ONE_BROKER: [(&str, &str); 2] = [
 pub struct Ports {
     pub broker: u16,
     pub registry: u16,
+    /// The registry's admin listener (`/metrics`).
+    pub registry_admin: u16,
     pub ingest: u16,
     /// The collector's admin listener (`/metrics`).
     pub ingest_admin: u16,
@@ -409,6 +411,7 @@ impl Stack {
         let ports = Ports {
             broker: free_port(),
             registry: free_port(),
+            registry_admin: free_port(),
             ingest: free_port(),
             ingest_admin: free_port(),
             processor: free_port(),
@@ -599,11 +602,15 @@ impl Stack {
     }
 
     pub fn start_registry(&mut self) {
-        let cmd = self.service(
+        let mut cmd = self.service(
             "registry",
             "northstar-schemas",
             &["serve"],
             self.ports.registry,
+        );
+        cmd.env(
+            "NORTHSTAR_ADMIN_LISTEN",
+            format!("127.0.0.1:{}", self.ports.registry_admin),
         );
         let p = Proc::spawn("registry", cmd, self.dir.path());
         self.procs.push(p);

@@ -104,7 +104,10 @@ async fn only_known_callers_use_the_registry_and_the_pipeline_still_flows() {
         assert!(!logs.contains(secret), "a log shows {secret}");
     }
     let metrics = http
-        .get(format!("{}/metrics", stack.registry_url()))
+        .get(format!(
+            "http://127.0.0.1:{}/metrics",
+            stack.ports.registry_admin
+        ))
         .send()
         .await
         .expect("metrics")
@@ -115,4 +118,12 @@ async fn only_known_callers_use_the_registry_and_the_pipeline_still_flows() {
         metrics.contains("northstar_registry_requests_denied_total{reason=\"unauthenticated\"}"),
         "{metrics}"
     );
+    // The API's port serves no /metrics (the admin listener does).
+    let public = http
+        .get(format!("{}/metrics", stack.registry_url()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(public.status(), 404);
 }

@@ -23,8 +23,11 @@ pub use store::{Store, StoreError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
-    /// Address of the REST API (`NORTHSTAR_LISTEN`).
+    /// Address of the REST API, with `/healthz` and `/readyz` (`NORTHSTAR_LISTEN`).
     pub listen: SocketAddr,
+    /// Address of `/metrics` (with `/healthz` and `/readyz` again), never on the API's port
+    /// (`NORTHSTAR_ADMIN_LISTEN`; loopback unless opened for a scraper).
+    pub admin_listen: SocketAddr,
     /// Topic names, as in every service: the schemas are stored in the compacted
     /// `topics.schemas` (`NORTHSTAR_TOPICS__SCHEMAS`).
     pub topics: TopicsConfig,
@@ -51,6 +54,7 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 9468)),
             topics: TopicsConfig::default(),
             schemas_topic: None,
             kafka: KafkaConfig::default(),
@@ -195,10 +199,17 @@ pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<(
             api
         }
     };
-    let router = api.merge(admin::router(readiness));
-    admin::serve_tls(config.listen, config.tls.as_ref(), router, shutdown)
-        .await
-        .context("registry http server")?;
+    let public = api.merge(admin::health_router(readiness.clone()));
+    let serving = admin::serve_tls(config.listen, config.tls.as_ref(), public, shutdown.clone());
+    admin::serve_while(
+        config.admin_listen,
+        admin::router(readiness),
+        &shutdown,
+        serving,
+    )
+    .await
+    .context("registry admin http server")?
+    .context("registry http server")?;
     Ok(())
 }
 
