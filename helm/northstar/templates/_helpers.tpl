@@ -63,6 +63,15 @@ http://{{ .Release.Name }}-registry:8081
 {{- end }}
 {{- end -}}
 
+{{/* The tracking plan's ConfigMap (processor, lake sink), or nothing. */}}
+{{- define "northstar.planConfigMap" -}}
+{{- if .Values.trackingPlan.configMap -}}
+{{ .Values.trackingPlan.configMap }}
+{{- else if .Values.trackingPlan.inline -}}
+{{ .Release.Name }}-tracking-plan
+{{- end -}}
+{{- end -}}
+
 {{- define "northstar.catalogConfigMap" -}}
 {{- if .Values.kpiCatalog.configMap -}}
 {{ .Values.kpiCatalog.configMap }}
