@@ -124,6 +124,45 @@ fn deployments_are_well_formed() {
 }
 
 /// The LICENSE file is the license Cargo.toml declares for every crate.
+/// The chart ships the same generated rules and dashboards as deploy/ (for the shipped catalog).
+#[test]
+fn the_chart_ships_the_committed_rules_and_dashboards() {
+    for (shipped, chart, suffix) in [
+        (
+            "deploy/prometheus/rules",
+            "helm/northstar/files/rules",
+            ".yml",
+        ),
+        (
+            "deploy/grafana/dashboards",
+            "helm/northstar/files/dashboards",
+            ".json",
+        ),
+    ] {
+        let want = files(&repo().join(shipped), suffix);
+        let have = files(&repo().join(chart), suffix);
+        let names = |v: &[PathBuf]| -> Vec<String> {
+            v.iter()
+                .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .collect()
+        };
+        assert_eq!(
+            names(&want),
+            names(&have),
+            "{chart} lists other files than {shipped}"
+        );
+        for (a, b) in want.iter().zip(&have) {
+            let same = std::fs::read(a).ok() == std::fs::read(b).ok();
+            assert!(
+                same,
+                "{} differs from {}: copy it again",
+                b.display(),
+                a.display()
+            );
+        }
+    }
+}
+
 #[test]
 fn the_license_file_matches_the_declared_license() {
     let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
