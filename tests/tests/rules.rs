@@ -163,6 +163,17 @@ fn the_chart_ships_the_committed_rules_and_dashboards() {
     }
 }
 
+/// The chart's values satisfy its values.schema.json (which Helm applies at install), and the
+/// schema refuses the mistakes it is there for (tests/compat/chart_values.py).
+#[test]
+fn the_chart_values_satisfy_their_schema() {
+    let script = repo().join("tests/compat/chart_values.py");
+    let (ok, out) = run(Command::new(northstar_e2e::python())
+        .arg(script)
+        .arg(repo().join("helm/northstar")));
+    assert!(ok, "{out}");
+}
+
 #[test]
 fn the_license_file_matches_the_declared_license() {
     let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).expect("Cargo.toml");
