@@ -95,13 +95,21 @@ readOnlyRootFilesystem: true
 capabilities: {drop: ["ALL"]}
 {{- end -}}
 
-{{/* The writable working directory (the image's WORKDIR) and /tmp, on the read-only root. */}}
+{{/* The writable working directory (the image's WORKDIR) and /tmp, on the read-only root;
+     and the Kafka TLS Secret (CA, client certificate and key), when one is named. */}}
 {{- define "northstar.workMounts" -}}
 - {name: work, mountPath: /var/lib/northstar}
 - {name: tmp, mountPath: /tmp}
+{{- if .Values.kafka.tlsSecret }}
+- {name: kafka-tls, mountPath: /etc/northstar/kafka-tls, readOnly: true}
+{{- end }}
 {{- end -}}
 
 {{- define "northstar.workVolumes" -}}
 - {name: work, emptyDir: {}}
 - {name: tmp, emptyDir: {}}
+{{- if .Values.kafka.tlsSecret }}
+- name: kafka-tls
+  secret: {secretName: {{ .Values.kafka.tlsSecret | quote }}}
+{{- end }}
 {{- end -}}
