@@ -57,18 +57,15 @@ pub async fn run(config: IngestConfig, shutdown: Shutdown) -> anyhow::Result<()>
         readiness.clone(),
         shutdown.clone(),
     ));
-    // The public port serves the tracking API and health checks only; metrics are on the
-    // admin listener, bound first so a taken port fails the start.
-    let public = http::router(state.clone()).merge(admin::health_router(readiness.clone()));
-    let serving = admin::serve_tls(config.listen, config.tls.as_ref(), public, shutdown.clone());
-    admin::serve_while(
+    admin::serve_public_and_admin(
+        config.listen,
+        config.tls.as_ref(),
+        http::router(state.clone()),
         config.admin_listen,
-        admin::router(readiness),
-        &shutdown,
-        serving,
+        readiness,
+        shutdown,
     )
     .await
-    .context("ingest admin http server")?
     .context("ingest http server")?;
     probe.abort();
     let flush_state = state.clone();

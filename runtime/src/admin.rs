@@ -151,6 +151,23 @@ async fn serve_on(
     .await
 }
 
+/// A service's two listeners: `public` (its API, plus `/healthz` and `/readyz` for load
+/// balancers) on `listen`, over TLS when `tls` names files, and `/metrics` with the health checks
+/// on `admin_listen`, bound first so that a taken port fails the start. Never `/metrics` on
+/// the public port.
+pub async fn serve_public_and_admin(
+    listen: SocketAddr,
+    tls: Option<&crate::tls::TlsFiles>,
+    public: Router,
+    admin_listen: SocketAddr,
+    readiness: Readiness,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let public = public.merge(health_router(readiness.clone()));
+    let serving = serve_tls(listen, tls, public, shutdown.clone());
+    serve_while(admin_listen, router(readiness), &shutdown, serving).await?
+}
+
 /// Serves `router` on `addr` while `work` runs, then stops the server and returns `work`'s
 /// result. The server also stops if `shutdown` is cancelled. The address is bound before `work`
 /// starts: a port that cannot be bound is an error at once, never a service running without its

@@ -61,12 +61,7 @@ async fn get_text(url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_flow_exactly_from_http_to_lake_dlq_and_metrics() {
     let mut stack = Stack::start_core().await;
-    stack
-        .env
-        .push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "2".into()));
-    stack
-        .env
-        .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "500".into()));
+    stack.fast_output();
     stack.start_services().await;
 
     // --- build the workload ---

@@ -47,12 +47,7 @@ async fn only_known_callers_use_the_registry_and_the_pipeline_still_flows() {
         "NORTHSTAR_REGISTRY_AUTH__BASIC_AUTH_USER_INFO".into(),
         RW.into(),
     ));
-    stack
-        .env
-        .push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "2".into()));
-    stack
-        .env
-        .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "500".into()));
+    stack.fast_output();
     stack.restart("registry");
     let health = format!("{}/healthz", stack.registry_url());
     assert!(northstar_e2e::wait_for_http(&health, Duration::from_secs(60)).await);

@@ -71,12 +71,7 @@ fn assert_refused(stack: &Stack, overrides: &[(&str, String)], says: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_runs_on_a_broker_enforcing_tls_and_scram() {
     let mut stack = Stack::start_secured().await;
-    stack
-        .env
-        .push(("NORTHSTAR_MAX_FILE_AGE_SECS".into(), "2".into()));
-    stack
-        .env
-        .push(("NORTHSTAR_EMIT_INTERVAL_MS".into(), "500".into()));
+    stack.fast_output();
     stack.start_services().await;
     stack.send_batches(&signed_up("tls", 0, EVENTS), 50).await;
 

@@ -179,16 +179,7 @@ impl KafkaConfig {
 
     /// An idempotent producer (`acks=all`) whose deliveries fail after `timeout_ms`.
     pub fn idempotent_producer(&self, client_id: &str, timeout_ms: u64) -> ClientConfig {
-        let mut cfg = ClientConfig::new();
-        // Tunable defaults first: `properties` may override them (e.g. `linger.ms`). Not
-        // copied from `client_config(..).config_map()`: rdkafka masks secrets there.
-        cfg.set("linger.ms", "5");
-        self.fill(&mut cfg, client_id);
-        // What the delivery guarantee rests on is not overridable.
-        cfg.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", timeout_ms.to_string());
-        cfg
+        self.acks_all_producer(client_id, timeout_ms, true)
     }
 
     /// A producer whose sends count only once every in-sync replica has the record
@@ -196,10 +187,22 @@ impl KafkaConfig {
     /// record, which is fine where consumers deduplicate (the collector's events carry a
     /// message id the stream processor deduplicates on).
     pub fn acked_producer(&self, client_id: &str, timeout_ms: u64) -> ClientConfig {
+        self.acks_all_producer(client_id, timeout_ms, false)
+    }
+
+    fn acks_all_producer(
+        &self,
+        client_id: &str,
+        timeout_ms: u64,
+        idempotent: bool,
+    ) -> ClientConfig {
         let mut cfg = ClientConfig::new();
+        // Tunable defaults first: `properties` may override them (e.g. `linger.ms`). Not
+        // copied from `client_config(..).config_map()`: rdkafka masks secrets there.
         cfg.set("linger.ms", "5");
         self.fill(&mut cfg, client_id);
-        cfg.set("enable.idempotence", "false")
+        // What the delivery guarantee rests on is not overridable.
+        cfg.set("enable.idempotence", idempotent.to_string())
             .set("acks", "all")
             .set("message.timeout.ms", timeout_ms.to_string());
         cfg

@@ -199,16 +199,15 @@ pub async fn run(config: RegistryConfig, shutdown: Shutdown) -> anyhow::Result<(
             api
         }
     };
-    let public = api.merge(admin::health_router(readiness.clone()));
-    let serving = admin::serve_tls(config.listen, config.tls.as_ref(), public, shutdown.clone());
-    admin::serve_while(
+    admin::serve_public_and_admin(
+        config.listen,
+        config.tls.as_ref(),
+        api,
         config.admin_listen,
-        admin::router(readiness),
-        &shutdown,
-        serving,
+        readiness,
+        shutdown,
     )
     .await
-    .context("registry admin http server")?
     .context("registry http server")?;
     Ok(())
 }
