@@ -1,14 +1,11 @@
 //! The request body before it is read as Segment messages, without IO: decompression bounded
-//! by the batch limit, the reason a body is not JSON, and the nesting and key-count limits of
-//! each message.
+//! by the batch limit, and the reason a body is not JSON (the nesting and key-count limits of
+//! each message are `crate::raw::scan`'s).
 //!
 //! Contract: every function returns a [`RequestError`] with its own reason code instead of
 //! failing in any other way; hostile input (compression bombs, deep nesting, huge maps) costs
 //! at most the configured limits.
 
-use serde_json::{Map, Value};
-
-use crate::config::Limits;
 use crate::segment::RequestError;
 
 /// The body as sent, decompressed per `Content-Encoding` (`gzip`, `deflate` or none), at most
@@ -75,48 +72,6 @@ pub(crate) fn json_error(
     } else {
         RequestError::InvalidJson(text)
     }
-}
-
-/// Refuses a message nesting deeper than `limits.max_depth` or holding more than
-/// `limits.max_keys` object keys in all (iteratively: no recursion on hostile input).
-pub(crate) fn check_shape(
-    msg: &Map<String, Value>,
-    index: usize,
-    limits: &Limits,
-) -> Result<(), RequestError> {
-    let mut keys = msg.len();
-    let mut stack: Vec<(&Value, usize)> = msg.values().map(|v| (v, 2)).collect();
-    if keys > limits.max_keys {
-        return Err(RequestError::TooManyKeys {
-            index,
-            count: keys,
-            limit: limits.max_keys,
-        });
-    }
-    while let Some((v, depth)) = stack.pop() {
-        match v {
-            Value::Object(m) => {
-                keys += m.len();
-                stack.extend(m.values().map(|c| (c, depth + 1)));
-            }
-            Value::Array(a) => stack.extend(a.iter().map(|c| (c, depth + 1))),
-            _ => continue,
-        }
-        if depth > limits.max_depth {
-            return Err(RequestError::TooDeep {
-                index,
-                limit: limits.max_depth,
-            });
-        }
-        if keys > limits.max_keys {
-            return Err(RequestError::TooManyKeys {
-                index,
-                count: keys,
-                limit: limits.max_keys,
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -15,8 +15,13 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use crate::raw::{self, Context};
 
 /// What happens to a client IP address before the event is stored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,12 +88,14 @@ pub fn anonymize(ip: IpAddr, policy: IpPolicy) -> Option<IpAddr> {
 }
 
 /// Applies the IP rules of the module contract to `ctx`.
-pub fn enrich_ip(ctx: &mut Map<String, Value>, request: &RequestInfo) {
+pub fn enrich_ip(ctx: &mut Context<'_>, request: &RequestInfo) {
     let sent = match ctx.get("ip") {
-        Some(Value::String(s)) => Some(s.trim().parse::<IpAddr>().ok()),
-        Some(Value::Null) | None => None,
-        // A non-string ip is kept as sent only when nothing is to be anonymised.
-        Some(_) => Some(None),
+        Some("null") | None => None,
+        Some(text) => match raw::string_value(text) {
+            Some(s) => Some(s.trim().parse::<IpAddr>().ok()),
+            // A non-string ip is kept as sent only when nothing is to be anonymised.
+            None => Some(None),
+        },
     };
     let ip = match sent {
         Some(parsed) => parsed,
@@ -97,18 +104,14 @@ pub fn enrich_ip(ctx: &mut Map<String, Value>, request: &RequestInfo) {
     if request.ip_policy == IpPolicy::Keep {
         if sent.is_none() {
             if let Some(ip) = ip {
-                ctx.insert("ip".into(), Value::String(ip.to_string()));
+                ctx.set("ip", raw::quoted(&ip.to_string()));
             }
         }
         return;
     }
     match ip.and_then(|ip| anonymize(ip, request.ip_policy)) {
-        Some(ip) => {
-            ctx.insert("ip".into(), Value::String(ip.to_string()));
-        }
-        None => {
-            ctx.remove("ip");
-        }
+        Some(ip) => ctx.set("ip", raw::quoted(&ip.to_string())),
+        None => ctx.remove("ip"),
     }
 }
 
@@ -123,13 +126,13 @@ fn device_type(category: &str) -> Option<&'static str> {
     }
 }
 
-/// What a user agent adds to a context: `northstar.user_agent`, and `os`/`device` for when
-/// the client sent none.
-#[derive(Debug, Clone)]
+/// What a user agent adds to a context, as JSON text: `northstar.user_agent`, and `os`/`device`
+/// for when the client sent none.
+#[derive(Debug)]
 struct Parsed {
-    fields: Map<String, Value>,
-    os: Option<Value>,
-    device: Option<Value>,
+    fields: String,
+    os: Option<String>,
+    device: Option<String>,
 }
 
 fn parse_user_agent(ua: &str) -> Option<Parsed> {
@@ -156,9 +159,9 @@ fn parse_user_agent(ua: &str) -> Option<Parsed> {
         os.insert("version".into(), v);
     }
     Some(Parsed {
-        fields,
-        os: (!os.is_empty()).then_some(Value::Object(os)),
-        device: device_type(parsed.category).map(|t| serde_json::json!({ "type": t })),
+        fields: Value::Object(fields).to_string(),
+        os: (!os.is_empty()).then(|| Value::Object(os).to_string()),
+        device: device_type(parsed.category).map(|t| serde_json::json!({ "type": t }).to_string()),
     })
 }
 
@@ -166,42 +169,37 @@ fn parse_user_agent(ua: &str) -> Option<Parsed> {
 const UA_CACHE: usize = 512;
 
 thread_local! {
-    static PARSED: std::cell::RefCell<std::collections::HashMap<String, Option<Parsed>>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static PARSED: std::cell::RefCell<HashMap<String, Option<Rc<Parsed>>>> =
+        std::cell::RefCell::new(HashMap::new());
 }
 
 /// Applies the user-agent rules of the module contract to `ctx`.
-pub fn enrich_user_agent(ctx: &mut Map<String, Value>) {
-    let Some(Value::String(ua)) = ctx.get("userAgent") else {
+pub fn enrich_user_agent(ctx: &mut Context<'_>) {
+    let Some(ua) = ctx.get("userAgent").and_then(raw::string_value) else {
         return;
     };
     let parsed = PARSED.with(|cache| {
         let mut cache = cache.borrow_mut();
-        if let Some(p) = cache.get(ua.as_str()) {
+        if let Some(p) = cache.get(ua.as_ref()) {
             return p.clone();
         }
-        let p = parse_user_agent(ua);
+        let p = parse_user_agent(&ua).map(Rc::new);
         if cache.len() >= UA_CACHE {
             cache.clear();
         }
-        cache.insert(ua.clone(), p.clone());
+        cache.insert(ua.into_owned(), p.clone());
         p
     });
     let Some(parsed) = parsed else {
         return;
     };
-    if let Some(os) = parsed.os {
-        ctx.entry("os").or_insert(os);
+    if let Some(os) = &parsed.os {
+        ctx.set_if_absent("os", os);
     }
-    if let Some(device) = parsed.device {
-        ctx.entry("device").or_insert(device);
+    if let Some(device) = &parsed.device {
+        ctx.set_if_absent("device", device);
     }
-    let mark = ctx
-        .entry("northstar")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(m) = mark {
-        m.insert("user_agent".into(), Value::Object(parsed.fields));
-    }
+    ctx.mark("user_agent", parsed.fields.clone());
 }
 
 #[cfg(test)]
@@ -259,52 +257,55 @@ mod tests {
             ip: Some(v4),
             ip_policy: p,
         };
-        let mut ctx = Map::new();
-        enrich_ip(&mut ctx, &request(IpPolicy::Keep));
+        let edit = |text: &str, policy| {
+            let mut ctx = Context::parse(text).expect("object");
+            enrich_ip(&mut ctx, &request(policy));
+            serde_json::from_str::<Value>(&ctx.to_json(raw::Shape::default())).expect("json")
+        };
+        let ctx = edit("{}", IpPolicy::Keep);
         assert_eq!(
             ctx["ip"], "198.51.100.77",
             "the connection's address when absent"
         );
-        let mut ctx = json!({"ip": "203.0.113.200"})
-            .as_object()
-            .cloned()
-            .expect("map");
-        enrich_ip(&mut ctx, &request(IpPolicy::Keep));
+        let sent = r#"{"ip":"203.0.113.200"}"#;
+        let ctx = edit(sent, IpPolicy::Keep);
         assert_eq!(ctx["ip"], "203.0.113.200", "the client's own value is kept");
-        enrich_ip(&mut ctx, &request(IpPolicy::Truncate));
+        let ctx = edit(sent, IpPolicy::Truncate);
         assert_eq!(ctx["ip"], "203.0.113.0", "and truncated like any other");
-        enrich_ip(&mut ctx, &request(IpPolicy::Drop));
-        assert!(!ctx.contains_key("ip"));
-        let mut ctx = json!({"ip": "not an ip"})
-            .as_object()
-            .cloned()
-            .expect("map");
-        enrich_ip(&mut ctx, &request(IpPolicy::Truncate));
+        assert!(edit(sent, IpPolicy::Drop).get("ip").is_none());
         assert!(
-            !ctx.contains_key("ip"),
+            edit(r#"{"ip":"not an ip"}"#, IpPolicy::Truncate)
+                .get("ip")
+                .is_none(),
             "what cannot be anonymised is not stored"
+        );
+        assert_eq!(edit(r#"{"ip":7}"#, IpPolicy::Keep)["ip"], 7, "kept as sent");
+        assert!(edit(r#"{"ip":7}"#, IpPolicy::Truncate).get("ip").is_none());
+        assert_eq!(
+            edit(r#"{"ip":null}"#, IpPolicy::Truncate)["ip"],
+            "198.51.100.0",
+            "null is absent"
         );
     }
 
     #[test]
     fn user_agents_are_parsed_without_overwriting() {
+        let enriched = |ctx: Value| {
+            let text = ctx.to_string();
+            let mut ctx = Context::parse(&text).expect("object");
+            enrich_user_agent(&mut ctx);
+            serde_json::from_str::<Value>(&ctx.to_json(raw::Shape::default())).expect("json")
+        };
         let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
-        let mut ctx = json!({ "userAgent": chrome })
-            .as_object()
-            .cloned()
-            .expect("map");
-        enrich_user_agent(&mut ctx);
+        let ctx = enriched(json!({ "userAgent": chrome }));
         assert_eq!(ctx["northstar"]["user_agent"]["name"], "Chrome");
         assert_eq!(ctx["northstar"]["user_agent"]["version"], "120.0.0.0");
         assert_eq!(ctx["northstar"]["user_agent"]["category"], "pc");
         assert_eq!(ctx["os"]["name"], "Windows 10");
         assert_eq!(ctx["device"]["type"], "desktop");
         let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1";
-        let mut ctx = json!({ "userAgent": iphone, "os": {"name": "iOS", "version": "17.1.2"} })
-            .as_object()
-            .cloned()
-            .expect("map");
-        enrich_user_agent(&mut ctx);
+        let ctx =
+            enriched(json!({ "userAgent": iphone, "os": {"name": "iOS", "version": "17.1.2"} }));
         assert_eq!(
             ctx["os"],
             json!({"name": "iOS", "version": "17.1.2"}),
@@ -312,11 +313,10 @@ mod tests {
         );
         assert_eq!(ctx["device"]["type"], "mobile");
         assert_eq!(ctx["northstar"]["user_agent"]["os"], "iPhone");
-        let mut ctx = json!({ "userAgent": 42 })
-            .as_object()
-            .cloned()
-            .expect("map");
-        enrich_user_agent(&mut ctx);
-        assert!(!ctx.contains_key("northstar"), "not a string: left alone");
+        let ctx = enriched(json!({ "userAgent": 42 }));
+        assert!(ctx.get("northstar").is_none(), "not a string: left alone");
+        // Seen again (from the cache): the same result.
+        let again = enriched(json!({ "userAgent": chrome }));
+        assert_eq!(again["northstar"]["user_agent"]["name"], "Chrome");
     }
 }

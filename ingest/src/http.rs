@@ -237,34 +237,21 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
 /// (`receivedAt`, clock correction from `sentAt`).
 fn to_events(
     state: &AppState,
-    request: &mut Request,
+    request: &Request<'_>,
     source: &str,
     client: IpAddr,
 ) -> Result<Vec<Event>, Rejection> {
-    let received_at = chrono::Utc::now().timestamp_micros();
     let info = RequestInfo {
         ip: Some(client),
         ip_policy: state.config.ip_policy_of(source),
     };
-    let clock = &state.config.clock;
-    let sent_at = request.sent_at.clone();
-    request
-        .messages
-        .iter_mut()
-        .enumerate()
-        .map(|(i, msg)| {
-            segment::to_event(
-                msg,
-                i,
-                sent_at.as_deref(),
-                source,
-                received_at,
-                clock,
-                &info,
-            )
-            .map_err(Rejection::from)
-        })
-        .collect()
+    let arrival = segment::Arrival {
+        source_id: source,
+        received_at: chrono::Utc::now().timestamp_micros(),
+        clock: &state.config.clock,
+        info: &info,
+    };
+    Ok(request.events(&arrival)?)
 }
 
 /// Decode → parse → authenticate → enrich and stamp → admit → deliver.
@@ -292,7 +279,7 @@ async fn process(
             "missing write key: send it as the HTTP Basic user or as writeKey",
         ))?;
     let source = source_of(state, &key)?;
-    let mut events = to_events(state, &mut request, source, client)?;
+    let mut events = to_events(state, &request, source, client)?;
     let suppressed = drop_suppressed(state, &mut events);
     if suppressed > 0 && events.is_empty() {
         return Err(Rejection::Suppressed(suppressed));
@@ -357,15 +344,36 @@ struct Accepted {
 
 impl IntoResponse for Accepted {
     fn into_response(self) -> Response {
+        // Counted per kind and flag, then added: one labelled counter lookup per series, not
+        // per event.
+        let mut kinds = [0u64; EventType::ALL.len()];
+        let (mut future, mut past) = (0u64, 0u64);
+        let clock = &self.state.config.clock;
         for e in self.events.iter() {
-            metrics::EVENTS_ACCEPTED
-                .with_label_values(&[e.kind.as_str()])
-                .inc();
-            let clock = &self.state.config.clock;
-            if let Some(flag) = segment::clock_flag(e.timestamp, e.received_at, clock) {
+            if let Some(i) = EventType::ALL.iter().position(|k| *k == e.kind) {
+                kinds[i] += 1;
+            }
+            match segment::clock_flag(e.timestamp, e.received_at, clock) {
+                Some(segment::ClockFlag::Future) => future += 1,
+                Some(segment::ClockFlag::Past) => past += 1,
+                None => {}
+            }
+        }
+        for (kind, n) in EventType::ALL.iter().zip(kinds) {
+            if n > 0 {
+                metrics::EVENTS_ACCEPTED
+                    .with_label_values(&[kind.as_str()])
+                    .inc_by(n);
+            }
+        }
+        for (flag, n) in [
+            (segment::ClockFlag::Future, future),
+            (segment::ClockFlag::Past, past),
+        ] {
+            if n > 0 {
                 metrics::CLOCK_FLAGGED
                     .with_label_values(&[flag.as_str()])
-                    .inc();
+                    .inc_by(n);
             }
         }
         let n = self.suppressed;

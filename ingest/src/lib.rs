@@ -10,6 +10,7 @@ pub mod enrich;
 pub mod http;
 pub mod metrics;
 pub mod producer;
+pub mod raw;
 mod rejection;
 pub mod segment;
 

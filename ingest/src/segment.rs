@@ -1,19 +1,24 @@
 //! Decoding of Segment tracking-API requests into [`Event`]s.
 //!
-//! Contract: pure functions, no IO. Every rejection is a [`RequestError`] with a stable reason
+//! Contract: pure functions, no IO. A request borrows its body: messages are read field by
+//! field from their JSON text, and `properties`, `traits`, `integrations` and the client's
+//! context entries are stored as the client sent them (compacted when it sent whitespace),
+//! never parsed into trees and written back ([`crate::raw`]). Every rejection is a [`RequestError`] with a stable reason
 //! code (for metrics) and a message naming the field or limit; no input makes them panic.
 //! Content checks that backend producers must pass too (event names, property shapes) are left
 //! to the stream processor, which validates every event whichever door it came in by.
 
+use std::borrow::Cow;
+
 use chrono::DateTime;
 use northstar_schemas::{Event, EventType};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 pub use crate::body::decode_body;
-use crate::body::{check_shape, json_error};
+use crate::body::json_error;
 use crate::config::{ClockBounds, Limits};
 use crate::enrich::RequestInfo;
+use crate::raw;
 
 /// Why a request (or one event of it) was rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -97,18 +102,83 @@ impl RequestError {
     }
 }
 
-/// A decoded request: its messages (still as JSON objects) and request-level fields.
+/// One message of a request, its fields as JSON text borrowed from the request body (the
+/// body is not copied, and no field is parsed until it is read).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct Message<'a> {
+    #[serde(borrow, default, rename = "type", deserialize_with = "present")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "userId", deserialize_with = "present")]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "anonymousId", deserialize_with = "present")]
+    anonymous_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "messageId", deserialize_with = "present")]
+    message_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "sentAt", deserialize_with = "present")]
+    sent_at: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    event: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "groupId", deserialize_with = "present")]
+    group_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "previousId", deserialize_with = "present")]
+    previous_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    context: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    properties: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    traits: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    integrations: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "writeKey", deserialize_with = "present")]
+    write_key: Option<&'a RawValue>,
+    /// The type a single-message route implies (it overrides the body's `type`).
+    #[serde(skip)]
+    implied: Option<EventType>,
+    #[serde(skip)]
+    shape: raw::Shape,
+}
+
+/// A field that is present, as its JSON text (`null` included: `Some("null")`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// A field's JSON text, `None` when absent or null.
+fn given(field: Option<&RawValue>) -> Option<&str> {
+    field.map(RawValue::get).filter(|t| *t != "null")
+}
+
+/// A decoded request: its messages and request-level fields, borrowing the body.
 #[derive(Debug)]
-pub struct Request {
-    pub messages: Vec<Map<String, Value>>,
+pub struct Request<'a> {
+    pub messages: Vec<Message<'a>>,
     /// `writeKey` in the body (used when no HTTP Basic credentials are given).
     pub write_key: Option<String>,
     /// Request-level `sentAt` (a batch's).
     pub sent_at: Option<String>,
 }
 
+/// Reads message `index` from `text` (one JSON value, validated): an object within the limits.
+fn message<'a>(text: &'a str, index: usize, limits: &Limits) -> Result<Message<'a>, RequestError> {
+    if !text.trim_start().starts_with('{') {
+        return Err(RequestError::BadShape(format!(
+            "event {index} is not a JSON object"
+        )));
+    }
+    let shape = raw::scan(text, index, limits)?;
+    let mut msg: Message<'a> = serde_json::from_str(text)
+        .map_err(|e| json_error(&e, || RequestError::BadShape(format!("event {index}: {e}"))))?;
+    msg.shape = shape;
+    Ok(msg)
+}
+
 /// Parses the body of `/v1/batch`.
-pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError> {
+pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<Request<'a>, RequestError> {
     check_batch_size(body, limits)?;
     #[derive(serde::Deserialize)]
     struct Batch<'a> {
@@ -118,16 +188,21 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
         write_key: Option<String>,
         #[serde(default, rename = "sentAt")]
         sent_at: Option<String>,
-        #[serde(default)]
-        context: Option<Map<String, Value>>,
+        #[serde(borrow, default)]
+        context: Option<&'a RawValue>,
     }
-    let batch: Batch<'_> = serde_json::from_slice(body).map_err(|e| {
+    let batch: Batch<'a> = serde_json::from_slice(body).map_err(|e| {
         json_error(&e, || {
             RequestError::BadShape(format!(
                 "a batch must be an object with a \"batch\" array: {e}"
             ))
         })
     })?;
+    // The batch's context applies to the messages that have none.
+    let batch_context = match batch.context {
+        Some(ctx) => Some((ctx, raw::scan(ctx.get(), 0, limits)?)),
+        None => None,
+    };
     let mut messages = Vec::with_capacity(batch.batch.len());
     for (index, raw) in batch.batch.iter().enumerate() {
         let size = raw.get().len();
@@ -138,15 +213,10 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
                 limit: limits.max_event_bytes,
             });
         }
-        let mut msg: Map<String, Value> = serde_json::from_str(raw.get()).map_err(|e| {
-            json_error(&e, || {
-                RequestError::BadShape(format!("event {index} is not a JSON object"))
-            })
-        })?;
-        check_shape(&msg, index, limits)?;
-        if let Some(ctx) = &batch.context {
-            msg.entry("context")
-                .or_insert_with(|| Value::Object(ctx.clone()));
+        let mut msg = message(raw.get(), index, limits)?;
+        if let (None, Some((ctx, shape))) = (msg.context, batch_context) {
+            msg.context = Some(ctx);
+            msg.shape.spaced |= shape.spaced;
         }
         messages.push(msg);
     }
@@ -158,11 +228,11 @@ pub fn parse_batch(body: &[u8], limits: &Limits) -> Result<Request, RequestError
 }
 
 /// Parses the body of a single-message endpoint (`/v1/track`, ...), whose type is implied.
-pub fn parse_single(
-    body: &[u8],
+pub fn parse_single<'a>(
+    body: &'a [u8],
     kind: EventType,
     limits: &Limits,
-) -> Result<Request, RequestError> {
+) -> Result<Request<'a>, RequestError> {
     check_batch_size(body, limits)?;
     if body.len() > limits.max_event_bytes {
         return Err(RequestError::EventTooLarge {
@@ -171,19 +241,18 @@ pub fn parse_single(
             limit: limits.max_event_bytes,
         });
     }
-    let value: Value = serde_json::from_slice(body)
+    let value: &RawValue = serde_json::from_slice(body)
         .map_err(|e| json_error(&e, || RequestError::InvalidJson(e.to_string())))?;
-    let Value::Object(mut msg) = value else {
-        return Err(RequestError::BadShape(
-            "the body must be a JSON object".into(),
-        ));
-    };
-    check_shape(&msg, 0, limits)?;
-    msg.insert("type".into(), Value::String(kind.as_str().into()));
-    let write_key = msg
-        .get("writeKey")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let mut msg = message(value.get(), 0, limits).map_err(|e| match e {
+        RequestError::BadShape(_) if !value.get().starts_with('{') => {
+            RequestError::BadShape("the body must be a JSON object".into())
+        }
+        e => e,
+    })?;
+    msg.implied = Some(kind);
+    let write_key = given(msg.write_key)
+        .and_then(raw::string_value)
+        .map(Cow::into_owned);
     Ok(Request {
         messages: vec![msg],
         write_key,
@@ -201,35 +270,51 @@ fn check_batch_size(body: &[u8], limits: &Limits) -> Result<(), RequestError> {
     Ok(())
 }
 
-fn id_field(
-    msg: &Map<String, Value>,
-    index: usize,
-    field: &'static str,
-) -> Result<Option<String>, RequestError> {
-    match msg.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-        Some(_) => Err(RequestError::BadField {
-            index,
-            field,
-            expected: "a string",
-        }),
+/// A string field as sent, decoded (`None`: not a string).
+fn decoded(text: &str) -> Result<Option<Cow<'_, str>>, RequestError> {
+    if !text.starts_with('"') {
+        return Ok(None);
     }
+    // A string serde_json validated decodes, lone surrogates aside (refused by `raw::scan`).
+    raw::string_value(text)
+        .map(Some)
+        .ok_or_else(|| RequestError::InvalidUnicode(format!("cannot decode {text}")))
+}
+
+fn id_field(
+    field: Option<&RawValue>,
+    index: usize,
+    name: &'static str,
+) -> Result<Option<String>, RequestError> {
+    let Some(text) = given(field) else {
+        return Ok(None);
+    };
+    if let Some(s) = decoded(text)? {
+        return Ok((!s.is_empty()).then(|| s.into_owned()));
+    }
+    if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Ok(Some(text.to_string()));
+    }
+    Err(RequestError::BadField {
+        index,
+        field: name,
+        expected: "a string",
+    })
 }
 
 fn str_field(
-    msg: &Map<String, Value>,
+    field: Option<&RawValue>,
     index: usize,
-    field: &'static str,
+    name: &'static str,
 ) -> Result<Option<String>, RequestError> {
-    match msg.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(RequestError::BadField {
+    let Some(text) = given(field) else {
+        return Ok(None);
+    };
+    match decoded(text)? {
+        Some(s) => Ok(Some(s.into_owned())),
+        None => Err(RequestError::BadField {
             index,
-            field,
+            field: name,
             expected: "a string",
         }),
     }
@@ -243,33 +328,30 @@ pub fn parse_ts(value: &str) -> Option<i64> {
 }
 
 fn ts_field(
-    msg: &Map<String, Value>,
+    field: Option<&RawValue>,
     index: usize,
-    field: &'static str,
+    name: &'static str,
 ) -> Result<Option<i64>, RequestError> {
-    match msg.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse_ts(s)
-            .map(Some)
-            .ok_or_else(|| RequestError::BadTimestamp {
-                index,
-                field,
-                value: s.clone(),
-            }),
-        Some(other) => Err(RequestError::BadTimestamp {
-            index,
-            field,
-            value: other.to_string(),
-        }),
+    let Some(text) = given(field) else {
+        return Ok(None);
+    };
+    let bad = |value: String| RequestError::BadTimestamp {
+        index,
+        field: name,
+        value,
+    };
+    match decoded(text)? {
+        Some(s) => parse_ts(&s).map(Some).ok_or_else(|| bad(s.into_owned())),
+        None => Err(bad(text.to_string())),
     }
 }
 
-/// JSON text of an object field (absent or null → `{}`). Non-object values are kept as sent:
-/// the stream processor rejects them with a reason, so nothing is silently reshaped.
-fn json_field(msg: &Map<String, Value>, field: &str) -> String {
-    match msg.get(field) {
-        None | Some(Value::Null) => "{}".to_string(),
-        Some(v) => v.to_string(),
+/// JSON text of an object field as stored (absent or null → `{}`). Non-object values are kept
+/// as sent: the stream processor rejects them with a reason, so nothing is silently reshaped.
+fn json_field(field: Option<&RawValue>, shape: raw::Shape) -> String {
+    match given(field) {
+        None => "{}".to_string(),
+        Some(text) => raw::stored(text, shape),
     }
 }
 
@@ -307,142 +389,171 @@ pub fn clock_flag(timestamp: i64, received_at: i64, bounds: &ClockBounds) -> Opt
     }
 }
 
-/// The context JSON text as stored: `context.northstar` (reserved for the collector) removed,
-/// then the request's enrichment ([`crate::enrich`]) and, when the timestamp is flagged,
-/// `northstar.clock_flag` and `northstar.skew_seconds`. A context that is not an object is
-/// kept as sent (the stream processor rejects it with a reason).
-fn context_text(
-    msg: &mut Map<String, Value>,
-    flag: Option<ClockFlag>,
-    skew_micros: i64,
-    request: &RequestInfo,
-) -> String {
-    let mut ctx = match msg.remove("context") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(m)) => m,
-        Some(other) => return other.to_string(),
-    };
-    ctx.remove("northstar");
-    crate::enrich::enrich_ip(&mut ctx, request);
-    crate::enrich::enrich_user_agent(&mut ctx);
-    if let Some(flag) = flag {
-        let mark = ctx
-            .entry("northstar")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(m) = mark {
-            m.insert("clock_flag".into(), Value::from(flag.as_str()));
-            m.insert("skew_seconds".into(), Value::from(skew_micros / 1_000_000));
-        }
-    }
-    Value::Object(ctx).to_string()
+/// What the collector knows of a request's arrival: applied to each of its events.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'r> {
+    /// The source of the request's write key.
+    pub source_id: &'r str,
+    /// When the request arrived, µs since the epoch.
+    pub received_at: i64,
+    pub clock: &'r ClockBounds,
+    pub info: &'r RequestInfo,
 }
 
-/// Turns message `index` of a request into an [`Event`] stamped with `received_at` (µs).
-///
-/// Event time follows Segment's clock-skew correction: with `sentAt` present,
-/// `timestamp + (receivedAt − sentAt)`; the timestamp as sent is kept in `originalTimestamp`.
-pub fn to_event(
-    msg: &mut Map<String, Value>,
-    index: usize,
-    request_sent_at: Option<&str>,
-    source_id: &str,
-    received_at: i64,
-    clock: &ClockBounds,
-    request: &RequestInfo,
-) -> Result<Event, RequestError> {
-    let kind = match msg.get("type") {
-        Some(Value::String(t)) => EventType::parse(t).ok_or_else(|| RequestError::UnknownType {
-            index,
-            kind: t.clone(),
-        })?,
-        Some(other) => {
-            return Err(RequestError::UnknownType {
-                index,
-                kind: other.to_string(),
-            })
+impl Request<'_> {
+    /// The request's events, in order; the first message that cannot be one rejects the request.
+    pub fn events(&self, arrival: &Arrival<'_>) -> Result<Vec<Event>, RequestError> {
+        let sent_at = self.sent_at.as_deref().map(|s| parse_ts(s).ok_or(s));
+        self.messages
+            .iter()
+            .enumerate()
+            .map(|(index, msg)| msg.to_event(index, sent_at, arrival))
+            .collect()
+    }
+}
+
+impl Message<'_> {
+    /// The event type: implied by the route, or the message's `type`.
+    fn event_type(&self, index: usize) -> Result<EventType, RequestError> {
+        if let Some(kind) = self.implied {
+            return Ok(kind);
         }
-        None => {
+        let Some(text) = self.kind.map(RawValue::get) else {
             return Err(RequestError::BadField {
                 index,
                 field: "type",
                 expected: "present in a batch",
-            })
+            });
+        };
+        let unknown = |kind: String| RequestError::UnknownType { index, kind };
+        match decoded(text)? {
+            Some(t) => EventType::parse(&t).ok_or_else(|| unknown(t.into_owned())),
+            None => Err(unknown(text.to_string())),
         }
-    };
-    let user_id = id_field(msg, index, "userId")?;
-    let anonymous_id = id_field(msg, index, "anonymousId")?;
-    if user_id.is_none() && anonymous_id.is_none() {
-        return Err(RequestError::MissingIdentity { index });
     }
-    let message_id = id_field(msg, index, "messageId")?
-        .unwrap_or_else(|| format!("ns-{}", uuid::Uuid::new_v4()));
-    let original = ts_field(msg, index, "timestamp")?;
-    let sent_at = match ts_field(msg, index, "sentAt")? {
-        Some(t) => Some(t),
-        None => match request_sent_at {
-            Some(s) => Some(parse_ts(s).ok_or_else(|| RequestError::BadTimestamp {
-                index,
-                field: "sentAt",
-                value: s.to_string(),
-            })?),
-            None => None,
-        },
-    };
-    let timestamp = match (original, sent_at) {
-        (Some(t), Some(s)) => t.saturating_add(received_at.saturating_sub(s)),
-        (Some(t), None) => t,
-        (None, _) => received_at,
-    };
-    let traits = match kind {
-        // Segment's identify and group carry traits at the top level; others may carry them in context.
-        EventType::Identify | EventType::Group => json_field(msg, "traits"),
-        _ => msg
-            .get("traits")
-            .map_or_else(|| "{}".to_string(), Value::to_string),
-    };
-    Ok(Event {
-        kind,
-        message_id,
-        user_id,
-        anonymous_id,
-        event: str_field(msg, index, "event")?,
-        name: str_field(msg, index, "name")?,
-        group_id: id_field(msg, index, "groupId")?,
-        previous_id: id_field(msg, index, "previousId")?,
-        timestamp,
-        original_timestamp: original,
-        sent_at,
-        received_at,
-        context: context_text(
-            msg,
-            clock_flag(timestamp, received_at, clock),
-            timestamp.saturating_sub(received_at),
-            request,
-        ),
-        properties: json_field(msg, "properties"),
-        traits,
-        integrations: json_field(msg, "integrations"),
-        source_id: source_id.to_string(),
-    })
+
+    /// The context as stored: the client's entries (`northstar` removed: reserved for the
+    /// collector), the request's enrichment ([`crate::enrich`]) and, when the timestamp is
+    /// flagged, `northstar.clock_flag` and `northstar.skew_seconds`. A context that is not an
+    /// object is kept as sent (the stream processor rejects it with a reason).
+    fn context_text(&self, timestamp: i64, arrival: &Arrival<'_>) -> Result<String, RequestError> {
+        let mut ctx = match given(self.context) {
+            None => raw::Context::default(),
+            Some(text) if text.starts_with('{') => raw::Context::parse(text)
+                .map_err(|e| json_error(&e, || RequestError::BadShape(e.to_string())))?,
+            Some(text) => return Ok(raw::stored(text, self.shape)),
+        };
+        crate::enrich::enrich_ip(&mut ctx, arrival.info);
+        crate::enrich::enrich_user_agent(&mut ctx);
+        if let Some(flag) = clock_flag(timestamp, arrival.received_at, arrival.clock) {
+            let skew = timestamp.saturating_sub(arrival.received_at) / 1_000_000;
+            ctx.mark("clock_flag", raw::quoted(flag.as_str()));
+            ctx.mark("skew_seconds", skew.to_string());
+        }
+        Ok(ctx.to_json(self.shape))
+    }
+
+    /// Event time, following Segment's clock-skew correction: with `sentAt` present (the
+    /// message's, else the request's), `timestamp + (receivedAt − sentAt)`; and the timestamp as
+    /// sent (`originalTimestamp`), then `sentAt`.
+    fn times(
+        &self,
+        index: usize,
+        request_sent_at: Option<Result<i64, &str>>,
+        received_at: i64,
+    ) -> Result<(i64, Option<i64>, Option<i64>), RequestError> {
+        let original = ts_field(self.timestamp, index, "timestamp")?;
+        let sent_at = match (ts_field(self.sent_at, index, "sentAt")?, request_sent_at) {
+            (Some(t), _) => Some(t),
+            (None, Some(Ok(t))) => Some(t),
+            (None, Some(Err(s))) => {
+                return Err(RequestError::BadTimestamp {
+                    index,
+                    field: "sentAt",
+                    value: s.to_string(),
+                })
+            }
+            (None, None) => None,
+        };
+        let timestamp = match (original, sent_at) {
+            (Some(t), Some(s)) => t.saturating_add(received_at.saturating_sub(s)),
+            (Some(t), None) => t,
+            (None, _) => received_at,
+        };
+        Ok((timestamp, original, sent_at))
+    }
+
+    /// This message, number `index` of its request, as an [`Event`] stamped by `arrival`.
+    fn to_event(
+        &self,
+        index: usize,
+        request_sent_at: Option<Result<i64, &str>>,
+        arrival: &Arrival<'_>,
+    ) -> Result<Event, RequestError> {
+        let kind = self.event_type(index)?;
+        let user_id = id_field(self.user_id, index, "userId")?;
+        let anonymous_id = id_field(self.anonymous_id, index, "anonymousId")?;
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(RequestError::MissingIdentity { index });
+        }
+        let message_id = id_field(self.message_id, index, "messageId")?
+            .unwrap_or_else(|| format!("ns-{}", uuid::Uuid::new_v4()));
+        let (timestamp, original, sent_at) =
+            self.times(index, request_sent_at, arrival.received_at)?;
+        let traits = match (kind, self.traits) {
+            // Segment's identify and group carry traits at the top level; others may carry
+            // them in context.
+            (EventType::Identify | EventType::Group, traits) => json_field(traits, self.shape),
+            (_, None) => "{}".to_string(),
+            (_, Some(traits)) => raw::stored(traits.get(), self.shape),
+        };
+        Ok(Event {
+            kind,
+            message_id,
+            user_id,
+            anonymous_id,
+            event: str_field(self.event, index, "event")?,
+            name: str_field(self.name, index, "name")?,
+            group_id: id_field(self.group_id, index, "groupId")?,
+            previous_id: id_field(self.previous_id, index, "previousId")?,
+            timestamp,
+            original_timestamp: original,
+            sent_at,
+            received_at: arrival.received_at,
+            context: self.context_text(timestamp, arrival)?,
+            properties: json_field(self.properties, self.shape),
+            traits,
+            integrations: json_field(self.integrations, self.shape),
+            source_id: arrival.source_id.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     const NOW: i64 = 1_764_000_000_000_000;
 
-    /// Message `msg` as the first of a request without `sentAt`, received at `NOW`.
-    fn event_of(msg: &Map<String, Value>) -> Result<Event, RequestError> {
-        to_event(
-            &mut msg.clone(),
-            0,
-            None,
-            "s",
-            NOW,
-            &ClockBounds::default(),
-            &RequestInfo::default(),
-        )
+    /// The first event of `req`, from source `s`, received at `NOW`.
+    fn first(
+        req: &Request<'_>,
+        clock: &ClockBounds,
+        info: &RequestInfo,
+    ) -> Result<Event, RequestError> {
+        let arrival = Arrival {
+            source_id: "s",
+            received_at: NOW,
+            clock,
+            info,
+        };
+        req.events(&arrival).map(|mut events| events.remove(0))
+    }
+
+    /// The first event of `req` with the default bounds and request.
+    fn event_of(req: &Request<'_>) -> Result<Event, RequestError> {
+        first(req, &ClockBounds::default(), &RequestInfo::default())
     }
 
     #[test]
@@ -451,17 +562,8 @@ mod tests {
             br#"{"batch":[{"type":"track","event":"Signed Up","userId":"u1","messageId":"m1",
             "timestamp":"2025-11-24T16:00:00Z","properties":{"plan":"pro"}}],
             "sentAt":"2025-11-24T16:00:10Z","context":{"library":{"name":"x"}}}"#;
-        let mut req = parse_batch(body, &Limits::default()).expect("parse");
-        let e = to_event(
-            &mut req.messages[0],
-            0,
-            req.sent_at.as_deref(),
-            "web",
-            NOW,
-            &ClockBounds::default(),
-            &RequestInfo::default(),
-        )
-        .expect("event");
+        let req = parse_batch(body, &Limits::default()).expect("parse");
+        let e = event_of(&req).expect("event");
         let ts = parse_ts("2025-11-24T16:00:00Z").expect("ts");
         let sent = parse_ts("2025-11-24T16:00:10Z").expect("ts");
         assert_eq!(e.timestamp, ts + (NOW - sent));
@@ -469,7 +571,7 @@ mod tests {
         assert_eq!(e.event.as_deref(), Some("Signed Up"));
         assert_eq!(e.properties, r#"{"plan":"pro"}"#);
         assert!(e.context.contains("library"), "batch context applies");
-        assert_eq!(e.source_id, "web");
+        assert_eq!(e.source_id, "s");
     }
 
     #[test]
@@ -481,21 +583,13 @@ mod tests {
         let at = |ts: &str, ctx: &str| {
             let body =
                 format!(r#"{{"batch":[{{"type":"track","userId":"u","timestamp":"{ts}"{ctx}}}]}}"#);
-            let mut req = parse_batch(body.as_bytes(), &Limits::default()).expect("parse");
-            let e = to_event(
-                &mut req.messages[0],
-                0,
-                None,
-                "s",
-                NOW,
-                &bounds,
-                // Keep: this test is about the clock flags, not the address.
-                &RequestInfo {
-                    ip_policy: crate::enrich::IpPolicy::Keep,
-                    ..RequestInfo::default()
-                },
-            )
-            .expect("event");
+            let req = parse_batch(body.as_bytes(), &Limits::default()).expect("parse");
+            // Keep: this test is about the clock flags, not the address.
+            let info = RequestInfo {
+                ip_policy: crate::enrich::IpPolicy::Keep,
+                ..RequestInfo::default()
+            };
+            let e = first(&req, &bounds, &info).expect("event");
             let ctx: Value = serde_json::from_str(&e.context).expect("json");
             (e, ctx)
         };
@@ -532,7 +626,7 @@ mod tests {
             &Limits::default(),
         )
         .expect("parse");
-        let e = event_of(&req.messages[0]).expect("event");
+        let e = event_of(&req).expect("event");
         assert_eq!(e.timestamp, NOW);
         assert_eq!(e.anonymous_id.as_deref(), Some("42"));
         assert!(e.message_id.starts_with("ns-"));
@@ -546,19 +640,16 @@ mod tests {
         let err = parse_batch(b"{\"batch\":{}}", &l).unwrap_err();
         assert_eq!(err.reason(), "bad_shape");
         let req = parse_batch(br#"{"batch":[{"type":"track","event":"x"}]}"#, &l).expect("parse");
-        let err = event_of(&req.messages[0]).unwrap_err();
+        let err = event_of(&req).unwrap_err();
         assert_eq!(err, RequestError::MissingIdentity { index: 0 });
         let req = parse_batch(br#"{"batch":[{"type":"click","userId":"u"}]}"#, &l).expect("parse");
-        assert_eq!(
-            event_of(&req.messages[0]).unwrap_err().reason(),
-            "unknown_type"
-        );
+        assert_eq!(event_of(&req).unwrap_err().reason(), "unknown_type");
         let req = parse_batch(
             br#"{"batch":[{"type":"track","userId":"u","timestamp":"yesterday"}]}"#,
             &l,
         )
         .expect("parse");
-        let err = event_of(&req.messages[0]).unwrap_err();
+        let err = event_of(&req).unwrap_err();
         assert!(err.to_string().contains("timestamp"), "{err}");
     }
 
@@ -615,11 +706,8 @@ mod tests {
         let err = parse_batch(body.as_bytes(), &l).map(|_| ()).unwrap_err();
         assert_eq!(err.reason(), "too_many_keys");
         assert!(err.to_string().contains("1000-key limit"), "{err}");
-        let single = parse_single(
-            format!("{{{}}}", many.join(",")).as_bytes(),
-            EventType::Track,
-            &l,
-        );
+        let single = format!("{{{}}}", many.join(","));
+        let single = parse_single(single.as_bytes(), EventType::Track, &l);
         assert_eq!(single.map(|_| ()).unwrap_err().reason(), "too_many_keys");
     }
 
@@ -634,18 +722,8 @@ mod tests {
             b"{\"batch\":[1,2]}",
             b"{\"batch\":[{\"type\":null}]}",
         ] {
-            if let Ok(mut req) = parse_batch(body, &l) {
-                for (i, m) in req.messages.iter_mut().enumerate() {
-                    let _ = to_event(
-                        m,
-                        i,
-                        None,
-                        "s",
-                        NOW,
-                        &ClockBounds::default(),
-                        &RequestInfo::default(),
-                    );
-                }
+            if let Ok(req) = parse_batch(body, &l) {
+                let _ = event_of(&req);
             }
             let _ = parse_single(body, EventType::Track, &l);
         }

@@ -3,8 +3,9 @@
 //! routes, or a batch) and the `Content-Encoding`; the rest is the body.
 //!
 //! Invariants checked besides "never panics": a request is either rejected with a reason or
-//! yields events that all have an identity and a message id and encode as Avro (what the
-//! producer does next), and decompression never yields more than the batch limit (plain
+//! yields events that all have an identity and a message id, whose stored JSON texts (context,
+//! properties, traits, integrations) parse as JSON and carry no whitespace outside strings,
+//! and that encode as Avro (what the producer does next), and decompression never yields more than the batch limit (plain
 //! bodies are bounded by the HTTP layer and the parsers' own size checks).
 
 #![no_main]
@@ -50,38 +51,41 @@ fuzz_target!(|data: &[u8]| {
         Some(&kind) => segment::parse_single(&body, kind, &limits),
         None => segment::parse_batch(&body, &limits),
     };
-    let mut request = match parsed {
+    let request = match parsed {
         Ok(r) => r,
         Err(e) => {
             assert!(!e.reason().is_empty() && !e.to_string().is_empty());
             return;
         }
     };
-    let codec = EventCodec::new();
-    let sent_at = request.sent_at.clone();
-    for (i, msg) in request.messages.iter_mut().enumerate() {
-        let now = 1_764_000_000_000_000;
-        let info = RequestInfo {
-            ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
-            ip_policy: IpPolicy::Truncate,
-        };
-        match segment::to_event(
-            msg,
-            i,
-            sent_at.as_deref(),
-            "fuzz",
-            now,
-            &ClockBounds::default(),
-            &info,
-        ) {
-            Ok(event) => {
-                assert!(event.user_id.is_some() || event.anonymous_id.is_some());
-                assert!(!event.message_id.is_empty());
-                codec
-                    .encode(&event)
-                    .expect("an accepted event always encodes");
-            }
-            Err(e) => assert!(!e.reason().is_empty()),
+    let info = RequestInfo {
+        ip: Some(std::net::IpAddr::from([192, 0, 2, 1])),
+        ip_policy: IpPolicy::Truncate,
+    };
+    let arrival = segment::Arrival {
+        source_id: "fuzz",
+        received_at: 1_764_000_000_000_000,
+        clock: &ClockBounds::default(),
+        info: &info,
+    };
+    let events = match request.events(&arrival) {
+        Ok(events) => events,
+        Err(e) => {
+            assert!(!e.reason().is_empty());
+            return;
         }
+    };
+    let codec = EventCodec::new();
+    for event in events {
+        assert!(event.user_id.is_some() || event.anonymous_id.is_some());
+        assert!(!event.message_id.is_empty());
+        // The JSON texts are stored as the client sent them, not rebuilt: still JSON, compact.
+        for text in [&event.context, &event.properties, &event.traits, &event.integrations] {
+            serde_json::from_str::<serde_json::Value>(text).expect("a stored JSON text is JSON");
+            assert_eq!(&northstar_ingest::raw::compact(text), text, "stored compact");
+        }
+        codec
+            .encode(&event)
+            .expect("an accepted event always encodes");
     }
 });

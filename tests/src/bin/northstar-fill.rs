@@ -163,23 +163,18 @@ fn batch_events(file: &str) -> anyhow::Result<Vec<northstar_schemas::Event>> {
     use northstar_ingest::enrich::RequestInfo;
     use northstar_ingest::segment;
     let body = std::fs::read(file).with_context(|| format!("cannot read {file}"))?;
-    let mut request = segment::parse_batch(&body, &Limits::default())?;
-    let now = chrono::Utc::now().timestamp_micros();
+    let request = segment::parse_batch(&body, &Limits::default())?;
     let info = RequestInfo {
         ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         ..RequestInfo::default()
     };
-    let sent_at = request.sent_at.clone();
-    request
-        .messages
-        .iter_mut()
-        .enumerate()
-        .map(|(i, m)| {
-            let at = sent_at.as_deref();
-            segment::to_event(m, i, at, "bench", now, &ClockBounds::default(), &info)
-                .map_err(anyhow::Error::from)
-        })
-        .collect()
+    let arrival = segment::Arrival {
+        source_id: "bench",
+        received_at: chrono::Utc::now().timestamp_micros(),
+        clock: &ClockBounds::default(),
+        info: &info,
+    };
+    Ok(request.events(&arrival)?)
 }
 
 /// Open-loop batches: one batch of `events` every 1/`rate` s for `seconds`; prints the
