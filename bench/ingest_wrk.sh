@@ -15,9 +15,11 @@
 #    And at 25 %, where the broker is far from its limit.
 # 3. Single events to /v1/track, 16 connections: requests per CPU-second.
 # 4. The raw client: `northstar-fill --from-batch`, a bare rdkafka producer sending the same
-#    records with the collector's settings — paced at the same 70 % and 25 % rates (its batch
-#    acknowledgement percentiles: the broker's share of the collector's latency), then as fast
-#    as it goes (its CPU per record: the ceiling).
+#    records with the collector's settings — loading the broker exactly as wrk loaded the
+#    collector at 70 % and 25 % (8 loops of batch, wait for every acknowledgement, the same
+#    delay: the same arrivals, bursts included), so that its batch acknowledgement percentiles
+#    are the broker's share of the collector's latency and the difference is what the collector
+#    adds; then as fast as it goes (its CPU per record: the ceiling).
 # Every request must be answered 200 (wrk's non-2xx count is checked).
 # NORTHSTAR_BENCH_PERF=<file> records a perf profile of the collector during measurement 1.
 set -euo pipefail
@@ -71,15 +73,20 @@ SAT="$RPS"
 # wrk's delay, so each connection waits 8000/(0.7 × SAT) ms minus the saturated median latency.
 DELAY="$(awk -v r="$SAT" -v l="$LAT50" 'BEGIN { d = 8000 / (0.7 * r) - l; printf "%d", (d < 1 ? 1 : d) }')"
 wrk_run "batch of 100, 70 % of saturation (delay ${DELAY} ms)" /v1/batch "$DIR/batch.json" "$DELAY" 8 100
+LAT70="$LAT50"
 DELAY25="$(awk -v r="$SAT" -v l="$LAT50" 'BEGIN { d = 8000 / (0.25 * r) - l; printf "%d", (d < 1 ? 1 : d) }')"
 wrk_run "batch of 100, 25 % of saturation (delay ${DELAY25} ms)" /v1/batch "$DIR/batch.json" "$DELAY25" 8 100
+LAT25="$LAT50"
 wrk_run "single event, saturating" /v1/track "$DIR/single.json" 0 16 1
 
-# The broker's share of the latency: the same batches from a bare producer at the same rate.
-for share in 0.7 0.25; do
-  PACED="$(awk -v r="$SAT" -v s="$share" 'BEGIN { printf "%.1f", s * r }')"
-  "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \
-    --topic events.raw --from-batch "$DIR/batch.json" --paced "$PACED" --seconds "$D" 2>/dev/null
+# The broker's share of the latency: the same batches from a bare producer, same arrivals.
+for load in "70 $DELAY $LAT70" "25 $DELAY25 $LAT25"; do
+  read -r share delay lat <<<"$load"
+  raw="$("$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \
+    --topic events.raw --from-batch "$DIR/batch.json" --connections 8 --delay-ms "$delay" --seconds "$D" 2>/dev/null)"
+  echo "$raw"
+  awk -v s="$share" -v c="$lat" '/p50/ { for (i = 1; i <= NF; i++) if ($i == "p50") r = $(i + 1)
+    printf "added by the collector at %s %%: p50 %.2f ms (collector %.2f ms, raw client %.2f ms)\n", s, c - r, c, r }' <<<"$raw"
 done
 N=$(awk -v r="$SAT" -v d="$D" 'BEGIN { printf "%d", r * 100 * d }')
 "$BIN/northstar-fill" --brokers "$NORTHSTAR_KAFKA__BROKERS" --registry "$NORTHSTAR_REGISTRY_URL" \

@@ -258,7 +258,7 @@ mod tests {
             ip_policy: p,
         };
         let edit = |text: &str, policy| {
-            let mut ctx = Context::parse(text).expect("object");
+            let mut ctx = Context::parse(text);
             enrich_ip(&mut ctx, &request(policy));
             serde_json::from_str::<Value>(&ctx.to_json(raw::Shape::default())).expect("json")
         };
@@ -292,7 +292,7 @@ mod tests {
     fn user_agents_are_parsed_without_overwriting() {
         let enriched = |ctx: Value| {
             let text = ctx.to_string();
-            let mut ctx = Context::parse(&text).expect("object");
+            let mut ctx = Context::parse(&text);
             enrich_user_agent(&mut ctx);
             serde_json::from_str::<Value>(&ctx.to_json(raw::Shape::default())).expect("json")
         };

@@ -12,9 +12,6 @@
 
 use std::borrow::Cow;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
-
 use crate::config::Limits;
 use crate::segment::RequestError;
 
@@ -29,13 +26,38 @@ pub struct Shape {
 /// deeper than `limits.max_depth` (the message itself is level 1), more than `limits.max_keys`
 /// object keys in all, and `\u` escapes that are lone UTF-16 surrogates. One pass, no recursion.
 pub fn scan(text: &str, index: usize, limits: &Limits) -> Result<Shape, RequestError> {
+    walk(text, index, limits, |_, _| Ok(()))
+}
+
+/// [`scan`], handing each top-level entry of the object to `entry` on the way (key decoded,
+/// value as JSON text without the whitespace around it): the message's fields in the same
+/// single pass that measures it.
+pub fn walk<'a>(
+    text: &'a str,
+    index: usize,
+    limits: &Limits,
+    mut entry: impl FnMut(Key<'a>, &'a str) -> Result<(), RequestError>,
+) -> Result<Shape, RequestError> {
     let bytes = text.as_bytes();
     let (mut i, mut depth, mut keys) = (0, 0usize, 0usize);
     let mut shape = Shape::default();
+    // The current top-level entry: its key (quotes included) and where its value starts.
+    let (mut key, mut value): (Option<(usize, usize)>, Option<usize>) = (None, None);
+    let mut emit = |key: &mut Option<(usize, usize)>, value: &mut Option<usize>, end: usize| match (
+        key.take(),
+        value.take(),
+    ) {
+        (Some((ks, ke)), Some(vs)) => entry(Key::quoted(&text[ks..ke]), trim(&text[vs..end])),
+        _ => Ok(()),
+    };
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
-                i = string_end(bytes, i + 1, index)?;
+                let end = string_end(bytes, i + 1, index)?;
+                if depth == 1 && value.is_none() {
+                    key = Some((i, end));
+                }
+                i = end;
                 continue;
             }
             b'{' | b'[' => {
@@ -47,7 +69,13 @@ pub fn scan(text: &str, index: usize, limits: &Limits) -> Result<Shape, RequestE
                     });
                 }
             }
-            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'}' | b']' => {
+                if depth == 1 {
+                    emit(&mut key, &mut value, i)?;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            b',' if depth == 1 => emit(&mut key, &mut value, i)?,
             // In valid JSON a colon outside a string follows a key, and only there.
             b':' => {
                 keys += 1;
@@ -58,6 +86,9 @@ pub fn scan(text: &str, index: usize, limits: &Limits) -> Result<Shape, RequestE
                         limit: limits.max_keys,
                     });
                 }
+                if depth == 1 {
+                    value = Some(i + 1);
+                }
             }
             b' ' | b'\n' | b'\r' | b'\t' => shape.spaced = true,
             _ => {}
@@ -67,12 +98,17 @@ pub fn scan(text: &str, index: usize, limits: &Limits) -> Result<Shape, RequestE
     Ok(shape)
 }
 
+/// `text` without JSON whitespace around it.
+fn trim(text: &str) -> &str {
+    text.trim_matches([' ', '\n', '\r', '\t'])
+}
+
 /// The position just past the closing quote of the string whose content starts at `start`,
 /// refusing lone surrogates in its `\u` escapes.
 fn string_end(bytes: &[u8], start: usize, index: usize) -> Result<usize, RequestError> {
     let mut i = start;
     loop {
-        let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[i.min(bytes.len())..]) else {
+        let Some(found) = bytes.get(i..).and_then(quote_or_backslash) else {
             // Validated JSON: unreachable, but never a panic.
             return Ok(bytes.len());
         };
@@ -101,6 +137,28 @@ fn string_end(bytes: &[u8], start: usize, index: usize) -> Result<usize, Request
             _ => {}
         }
     }
+}
+
+/// The position of the first `"` or `\\` in `bytes`: eight bytes at a time (most strings of an
+/// event are short, where a SIMD search's set-up costs more than it saves), then one by one.
+fn quote_or_backslash(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut at = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let word = u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+        if has_zero(word ^ QUOTES) || has_zero(word ^ BACKSLASHES) {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\')
+        .map(|p| at + p)
 }
 
 fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
@@ -173,24 +231,22 @@ pub fn quoted(s: &str) -> String {
 /// A key of an object: borrowed from the request when it has no escapes (then it can be written
 /// back as it is), decoded otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Key<'a>(Cow<'a, str>);
+pub struct Key<'a>(Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
-            }
+impl<'a> Key<'a> {
+    /// The key whose JSON string (quotes included, validated) is `quoted`.
+    fn quoted(quoted: &'a str) -> Self {
+        let inner = &quoted[1..quoted.len().saturating_sub(1).max(1)];
+        if inner.contains('\\') {
+            Key(Cow::Owned(serde_json::from_str(quoted).unwrap_or_default()))
+        } else {
+            Key(Cow::Borrowed(inner))
         }
-        d.deserialize_str(KeyVisitor)
+    }
+
+    /// The decoded key.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -219,38 +275,28 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    /// The entries of `object` (JSON text of an object, already validated).
-    pub fn parse(object: &'a str) -> Result<Self, serde_json::Error> {
-        struct Entries<'a>(Vec<(Key<'a>, Cow<'a, str>)>);
-        impl<'de> Deserialize<'de> for Entries<'de> {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_map(EntriesVisitor)
+    /// The entries of `object` (JSON text of an object, already validated and measured).
+    pub fn parse(object: &'a str) -> Self {
+        let unbounded = Limits {
+            max_depth: usize::MAX,
+            max_keys: usize::MAX,
+            ..Limits::default()
+        };
+        let mut entries: Vec<(Key<'a>, Cow<'a, str>)> = Vec::new();
+        let walked = walk(object, 0, &unbounded, |key, value| {
+            match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = Cow::Borrowed(value),
+                None => entries.push((key, Cow::Borrowed(value))),
             }
-        }
-        struct EntriesVisitor;
-        impl<'de> Visitor<'de> for EntriesVisitor {
-            type Value = Entries<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Entries<'de>, M::Error> {
-                let mut entries: Vec<(Key<'de>, Cow<'de, str>)> = Vec::new();
-                while let Some(key) = map.next_key::<Key<'de>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    match entries.iter_mut().find(|(k, _)| *k == key) {
-                        Some(entry) => entry.1 = Cow::Borrowed(value.get()),
-                        None => entries.push((key, Cow::Borrowed(value.get()))),
-                    }
-                }
-                Ok(Entries(entries))
-            }
-        }
-        let Entries(mut entries) = serde_json::from_str(object)?;
+            Ok(())
+        });
+        // Only a lone surrogate fails a walk without limits, and `object` was measured.
+        debug_assert!(walked.is_ok());
         entries.retain(|(k, _)| k.0 != "northstar");
-        Ok(Self {
+        Self {
             entries,
             marks: Vec::new(),
-        })
+        }
     }
 
     /// The JSON text of entry `key`.
@@ -358,6 +404,48 @@ mod tests {
     }
 
     #[test]
+    fn walk_hands_over_the_top_level_entries_as_a_parser_sees_them() {
+        let text = "{ \"a\" : [1, {\"b\":2}] ,\"c\\\"d\":\"x,}:\" ,\"e\":{\"f\":{}}, \"g\":null}";
+        let mut seen = Vec::new();
+        walk(text, 0, &Limits::default(), |k, v| {
+            seen.push((k.as_str().to_string(), v.to_string()));
+            Ok(())
+        })
+        .expect("valid");
+        let parsed: serde_json::Map<String, Value> = serde_json::from_str(text).expect("object");
+        assert_eq!(seen.len(), parsed.len());
+        for (k, v) in &seen {
+            assert_eq!(json(v), parsed[k], "{k}: {v}");
+        }
+        assert_eq!(seen[0], ("a".into(), "[1, {\"b\":2}]".into()));
+        assert_eq!(seen[1].0, "c\"d", "an escaped key is decoded");
+        let mut none = 0;
+        walk("{}", 0, &Limits::default(), |_, _| {
+            none += 1;
+            Ok(())
+        })
+        .expect("valid");
+        assert_eq!(none, 0);
+    }
+
+    #[test]
+    fn quote_or_backslash_finds_the_first_at_any_offset() {
+        for len in 0..20 {
+            for at in 0..len {
+                for c in [b'"', b'\\'] {
+                    let mut v = vec![b'a'; len];
+                    v[at] = c;
+                    if at + 1 < len {
+                        v[at + 1] = b'"';
+                    }
+                    assert_eq!(quote_or_backslash(&v), Some(at), "{len} {at}");
+                }
+            }
+            assert_eq!(quote_or_backslash(&vec![0xC3; len]), None);
+        }
+    }
+
+    #[test]
     fn lone_surrogates_are_refused_pairs_accepted() {
         let l = Limits::default();
         for bad in [
@@ -405,7 +493,7 @@ mod tests {
     #[test]
     fn context_round_trips_and_edits() {
         let text = r#"{"z":1,"a\"b":{"x":[1,2]},"northstar":{"forged":true},"ip":"1.2.3.4","z":2}"#;
-        let mut ctx = Context::parse(text).expect("object");
+        let mut ctx = Context::parse(text);
         assert_eq!(ctx.get("z"), Some("2"), "the last of a repeated key");
         assert_eq!(ctx.get("northstar"), None, "reserved");
         assert_eq!(ctx.get("a\"b"), Some(r#"{"x":[1,2]}"#));
@@ -423,7 +511,7 @@ mod tests {
         );
         ctx.remove("ip");
         assert!(json(&ctx.to_json(Shape::default())).get("ip").is_none());
-        let spaced = Context::parse("{ \"a\" : [ 1, 2 ] }").expect("object");
+        let spaced = Context::parse("{ \"a\" : [ 1, 2 ] }");
         assert_eq!(spaced.to_json(Shape { spaced: true }), r#"{"a":[1,2]}"#);
         let empty = Context::default();
         assert_eq!(empty.to_json(Shape::default()), "{}");

@@ -104,53 +104,62 @@ impl RequestError {
 
 /// One message of a request, its fields as JSON text borrowed from the request body (the
 /// body is not copied, and no field is parsed until it is read).
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default)]
 pub struct Message<'a> {
-    #[serde(borrow, default, rename = "type", deserialize_with = "present")]
-    kind: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "userId", deserialize_with = "present")]
-    user_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "anonymousId", deserialize_with = "present")]
-    anonymous_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "messageId", deserialize_with = "present")]
-    message_id: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    timestamp: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "sentAt", deserialize_with = "present")]
-    sent_at: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    event: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "groupId", deserialize_with = "present")]
-    group_id: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "previousId", deserialize_with = "present")]
-    previous_id: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    context: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    properties: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    traits: Option<&'a RawValue>,
-    #[serde(borrow, default, deserialize_with = "present")]
-    integrations: Option<&'a RawValue>,
-    #[serde(borrow, default, rename = "writeKey", deserialize_with = "present")]
-    write_key: Option<&'a RawValue>,
+    kind: Option<&'a str>,
+    user_id: Option<&'a str>,
+    anonymous_id: Option<&'a str>,
+    message_id: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    sent_at: Option<&'a str>,
+    event: Option<&'a str>,
+    name: Option<&'a str>,
+    group_id: Option<&'a str>,
+    previous_id: Option<&'a str>,
+    context: Option<&'a str>,
+    properties: Option<&'a str>,
+    traits: Option<&'a str>,
+    integrations: Option<&'a str>,
+    write_key: Option<&'a str>,
     /// The type a single-message route implies (it overrides the body's `type`).
-    #[serde(skip)]
     implied: Option<EventType>,
-    #[serde(skip)]
     shape: raw::Shape,
 }
 
-/// A field that is present, as its JSON text (`null` included: `Some("null")`).
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    serde::Deserialize::deserialize(d).map(Some)
+impl<'a> Message<'a> {
+    /// Keeps field `key` (JSON text `value`); other keys are ignored, a field sent twice is
+    /// refused as a parser of the message's object would.
+    fn set(&mut self, index: usize, key: &str, value: &'a str) -> Result<(), RequestError> {
+        let (slot, name) = match key {
+            "type" => (&mut self.kind, "type"),
+            "userId" => (&mut self.user_id, "userId"),
+            "anonymousId" => (&mut self.anonymous_id, "anonymousId"),
+            "messageId" => (&mut self.message_id, "messageId"),
+            "timestamp" => (&mut self.timestamp, "timestamp"),
+            "sentAt" => (&mut self.sent_at, "sentAt"),
+            "event" => (&mut self.event, "event"),
+            "name" => (&mut self.name, "name"),
+            "groupId" => (&mut self.group_id, "groupId"),
+            "previousId" => (&mut self.previous_id, "previousId"),
+            "context" => (&mut self.context, "context"),
+            "properties" => (&mut self.properties, "properties"),
+            "traits" => (&mut self.traits, "traits"),
+            "integrations" => (&mut self.integrations, "integrations"),
+            "writeKey" => (&mut self.write_key, "writeKey"),
+            _ => return Ok(()),
+        };
+        if slot.replace(value).is_some() {
+            return Err(RequestError::BadShape(format!(
+                "event {index}: duplicate field `{name}`"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A field's JSON text, `None` when absent or null.
-fn given(field: Option<&RawValue>) -> Option<&str> {
-    field.map(RawValue::get).filter(|t| *t != "null")
+fn given(field: Option<&str>) -> Option<&str> {
+    field.filter(|t| *t != "null")
 }
 
 /// A decoded request: its messages and request-level fields, borrowing the body.
@@ -170,10 +179,10 @@ fn message<'a>(text: &'a str, index: usize, limits: &Limits) -> Result<Message<'
             "event {index} is not a JSON object"
         )));
     }
-    let shape = raw::scan(text, index, limits)?;
-    let mut msg: Message<'a> = serde_json::from_str(text)
-        .map_err(|e| json_error(&e, || RequestError::BadShape(format!("event {index}: {e}"))))?;
-    msg.shape = shape;
+    let mut msg = Message::default();
+    msg.shape = raw::walk(text, index, limits, |key, value| {
+        msg.set(index, key.as_str(), value)
+    })?;
     Ok(msg)
 }
 
@@ -215,7 +224,7 @@ pub fn parse_batch<'a>(body: &'a [u8], limits: &Limits) -> Result<Request<'a>, R
         }
         let mut msg = message(raw.get(), index, limits)?;
         if let (None, Some((ctx, shape))) = (msg.context, batch_context) {
-            msg.context = Some(ctx);
+            msg.context = Some(ctx.get());
             msg.shape.spaced |= shape.spaced;
         }
         messages.push(msg);
@@ -282,7 +291,7 @@ fn decoded(text: &str) -> Result<Option<Cow<'_, str>>, RequestError> {
 }
 
 fn id_field(
-    field: Option<&RawValue>,
+    field: Option<&str>,
     index: usize,
     name: &'static str,
 ) -> Result<Option<String>, RequestError> {
@@ -303,7 +312,7 @@ fn id_field(
 }
 
 fn str_field(
-    field: Option<&RawValue>,
+    field: Option<&str>,
     index: usize,
     name: &'static str,
 ) -> Result<Option<String>, RequestError> {
@@ -328,7 +337,7 @@ pub fn parse_ts(value: &str) -> Option<i64> {
 }
 
 fn ts_field(
-    field: Option<&RawValue>,
+    field: Option<&str>,
     index: usize,
     name: &'static str,
 ) -> Result<Option<i64>, RequestError> {
@@ -348,7 +357,7 @@ fn ts_field(
 
 /// JSON text of an object field as stored (absent or null → `{}`). Non-object values are kept
 /// as sent: the stream processor rejects them with a reason, so nothing is silently reshaped.
-fn json_field(field: Option<&RawValue>, shape: raw::Shape) -> String {
+fn json_field(field: Option<&str>, shape: raw::Shape) -> String {
     match given(field) {
         None => "{}".to_string(),
         Some(text) => raw::stored(text, shape),
@@ -418,7 +427,7 @@ impl Message<'_> {
         if let Some(kind) = self.implied {
             return Ok(kind);
         }
-        let Some(text) = self.kind.map(RawValue::get) else {
+        let Some(text) = self.kind else {
             return Err(RequestError::BadField {
                 index,
                 field: "type",
@@ -439,8 +448,7 @@ impl Message<'_> {
     fn context_text(&self, timestamp: i64, arrival: &Arrival<'_>) -> Result<String, RequestError> {
         let mut ctx = match given(self.context) {
             None => raw::Context::default(),
-            Some(text) if text.starts_with('{') => raw::Context::parse(text)
-                .map_err(|e| json_error(&e, || RequestError::BadShape(e.to_string())))?,
+            Some(text) if text.starts_with('{') => raw::Context::parse(text),
             Some(text) => return Ok(raw::stored(text, self.shape)),
         };
         crate::enrich::enrich_ip(&mut ctx, arrival.info);
@@ -505,7 +513,7 @@ impl Message<'_> {
             // them in context.
             (EventType::Identify | EventType::Group, traits) => json_field(traits, self.shape),
             (_, None) => "{}".to_string(),
-            (_, Some(traits)) => raw::stored(traits.get(), self.shape),
+            (_, Some(traits)) => raw::stored(traits, self.shape),
         };
         Ok(Event {
             kind,
@@ -572,6 +580,23 @@ mod tests {
         assert_eq!(e.properties, r#"{"plan":"pro"}"#);
         assert!(e.context.contains("library"), "batch context applies");
         assert_eq!(e.source_id, "s");
+    }
+
+    #[test]
+    fn a_field_sent_twice_is_refused_and_unknown_fields_are_ignored() {
+        let twice = br#"{"batch":[{"type":"track","userId":"u","type":"page"}]}"#;
+        let err = parse_batch(twice, &Limits::default()).expect_err("duplicate");
+        assert_eq!(err.reason(), "bad_shape");
+        assert!(err.to_string().contains("duplicate field `type`"), "{err}");
+        let escaped = br#"{"batch":[{"type":"track","userId":"u","\u0074ype":"page"}]}"#;
+        assert!(
+            parse_batch(escaped, &Limits::default()).is_err(),
+            "same key, escaped"
+        );
+        let extra = br#"{"batch":[{"type":"track","userId":"u","event":"E","version":2,
+            "_metadata":{"bundled":["x"]}}]}"#;
+        let req = parse_batch(extra, &Limits::default()).expect("parse");
+        assert_eq!(event_of(&req).expect("event").event.as_deref(), Some("E"));
     }
 
     #[test]

@@ -15,10 +15,12 @@
 //! turns them into records: `northstar_ingest::segment`), cycling through them, with the
 //! collector's producer settings (`acks=all`, no idempotence, `linger.ms=5`): the raw client
 //! ceiling of `bench/ingest_wrk.sh`. It then prints its own CPU time per record. With
-//! `--paced R` it instead sends one batch of the file's events every 1/R s for `--seconds S`
-//! (open loop: a batch does not wait for the previous one) and prints the percentiles of the
-//! time from a batch's first send to its last acknowledgement — the broker's share of the
-//! collector's latency at that rate.
+//! `--connections C --delay-ms D` it instead loads the broker the way wrk loads the collector
+//! in that script, for `--seconds S`: C loops, each sending one batch of the file's events,
+//! waiting for its last acknowledgement, then pausing D ms (wrk's `delay()`), and prints the
+//! percentiles of the time from a batch's first send to its last acknowledgement — the
+//! broker's share of the collector's latency under the same arrivals (bursts included: loops
+//! that start together stay roughly in step, as wrk's connections do).
 
 use std::time::{Duration, Instant};
 
@@ -36,7 +38,8 @@ struct Args {
     events: usize,
     names: Option<u64>,
     from_batch: Option<String>,
-    paced: Option<f64>,
+    connections: Option<usize>,
+    delay_ms: u64,
     seconds: u64,
     rate: Option<f64>,
 }
@@ -49,7 +52,8 @@ fn args() -> anyhow::Result<Args> {
         events: 1_000_000,
         names: None,
         from_batch: None,
-        paced: None,
+        connections: None,
+        delay_ms: 0,
         seconds: 15,
         rate: None,
     };
@@ -63,7 +67,8 @@ fn args() -> anyhow::Result<Args> {
             "--events" => a.events = v.parse().context("--events")?,
             "--names" => a.names = Some(v.parse().context("--names")?),
             "--from-batch" => a.from_batch = Some(v),
-            "--paced" => a.paced = Some(v.parse().context("--paced")?),
+            "--connections" => a.connections = Some(v.parse().context("--connections")?),
+            "--delay-ms" => a.delay_ms = v.parse().context("--delay-ms")?,
             "--seconds" => a.seconds = v.parse().context("--seconds")?,
             "--rate" => a.rate = Some(v.parse().context("--rate")?),
             other => anyhow::bail!("unknown flag {other}"),
@@ -97,8 +102,9 @@ async fn main() -> anyhow::Result<()> {
         }
         None => None,
     };
-    if let (Some(rate), Some(events)) = (a.paced, &batch) {
-        return paced(&cfg, &a.topic, id, events, rate, a.seconds).await;
+    if let (Some(connections), Some(events)) = (a.connections, &batch) {
+        let delay = Duration::from_millis(a.delay_ms);
+        return like_wrk(&cfg, &a.topic, id, events, (connections, delay), a.seconds).await;
     }
     let producer: ThreadedProducer<DefaultProducerContext> = cfg.create()?;
     let codec = EventCodec::new();
@@ -143,6 +149,28 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sends one batch of `records` and waits for every acknowledgement; the time that took.
+async fn send_batch(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    records: &[(String, Vec<u8>)],
+) -> anyhow::Result<Duration> {
+    use rdkafka::producer::FutureRecord;
+    let started = Instant::now();
+    let acks = records.iter().map(|(k, p)| {
+        producer.send(
+            FutureRecord::to(topic).key(k).payload(p),
+            Timeout::After(Duration::from_secs(30)),
+        )
+    });
+    let all_ok = futures::future::join_all(acks)
+        .await
+        .iter()
+        .all(Result::is_ok);
+    anyhow::ensure!(all_ok, "a record was not acknowledged");
+    Ok(started.elapsed())
+}
+
 /// Waits until event `i` is due at `rate` per second (in 10 ms slices) and stamps it with the
 /// wall clock.
 async fn live(e: &mut northstar_schemas::Event, i: u64, rate: f64, started: Instant) {
@@ -177,67 +205,58 @@ fn batch_events(file: &str) -> anyhow::Result<Vec<northstar_schemas::Event>> {
     Ok(request.events(&arrival)?)
 }
 
-/// Open-loop batches: one batch of `events` every 1/`rate` s for `seconds`; prints the
+/// Closed-loop batches like wrk's paced connections: `load.0` loops, each sending a batch of
+/// `events`, awaiting every acknowledgement, then pausing `load.1`, for `seconds`; prints the
 /// percentiles of each batch's time from first send to last acknowledgement.
-async fn paced(
+async fn like_wrk(
     cfg: &ClientConfig,
     topic: &str,
     schema_id: u32,
     events: &[northstar_schemas::Event],
-    rate: f64,
+    (connections, delay): (usize, Duration),
     seconds: u64,
 ) -> anyhow::Result<()> {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::producer::FutureProducer;
     let producer: FutureProducer = cfg.create()?;
     let codec = EventCodec::new();
     let records: Vec<(String, Vec<u8>)> = events
         .iter()
         .map(|e| {
-            let key = e.user_id.clone().unwrap_or_default();
+            let key = e.distinct_id().unwrap_or(&e.message_id).to_string();
             Ok((key, wire::frame(schema_id, &codec.encode(e)?)))
         })
         .collect::<anyhow::Result<_>>()?;
     let records = std::sync::Arc::new(records);
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let end = Instant::now() + Duration::from_secs(seconds);
-    let mut batches = Vec::new();
-    while Instant::now() < end {
-        tick.tick().await;
-        let (producer, records, topic) = (producer.clone(), records.clone(), topic.to_string());
-        batches.push(tokio::spawn(async move {
-            let started = Instant::now();
-            let acks: Vec<_> = records
-                .iter()
-                .map(|(k, p)| {
-                    producer.send(
-                        FutureRecord::to(&topic).key(k).payload(p),
-                        Timeout::After(Duration::from_secs(30)),
-                    )
-                })
-                .collect();
-            let ok = futures::future::join_all(acks)
-                .await
-                .iter()
-                .all(Result::is_ok);
-            (started.elapsed(), ok)
-        }));
-    }
+    let loops: Vec<_> = (0..connections)
+        .map(|_| {
+            let (producer, records, topic) = (producer.clone(), records.clone(), topic.to_string());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < end {
+                    latencies.push(send_batch(&producer, &topic, &records).await?);
+                    tokio::time::sleep(delay).await;
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
     let mut latencies = Vec::new();
-    for b in batches {
-        let (latency, ok) = b.await?;
-        anyhow::ensure!(ok, "a record was not acknowledged");
-        latencies.push(latency);
+    for l in loops {
+        latencies.extend(l.await??);
     }
+    anyhow::ensure!(!latencies.is_empty(), "no batch was sent");
     latencies.sort();
     let pct = |p: f64| {
         let i = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1;
         latencies[i].as_secs_f64() * 1e3
     };
     println!(
-        "raw client, {} batches of {} paced at {rate:.0}/s: batch acknowledgement p50 {:.2} ms, p99 {:.2} ms",
+        "raw client, {} batches of {} ({connections} loops, delay {} ms: {:.0} batches/s): batch acknowledgement p50 {:.2} ms, p99 {:.2} ms",
         latencies.len(),
         records.len(),
+        delay.as_millis(),
+        latencies.len() as f64 / seconds as f64,
         pct(0.5),
         pct(0.99)
     );
