@@ -242,8 +242,12 @@ function render(data) {
   document.getElementById("kpis").replaceChildren(...rest.map((k) => card(k, alerts, d)));
   renderAlerts(data.alerts);
   const status = document.getElementById("status");
+  // Before every partition has seen an event, the combined watermark is still at the epoch.
+  const complete = d.complete_until_ms > 0
+    ? utcSeconds(d.complete_until_ms)
+    : "not yet known (a partition has no event time yet)";
   status.textContent = d.caught_up && d.event_time_ms !== null
-    ? `event time ${utcSeconds(d.event_time_ms)} (${duration(Math.max(0, d.generated_at_ms - d.event_time_ms) / 1000)} behind the wall clock) · complete until ${utcSeconds(d.complete_until_ms)} · updated ${utcSeconds(d.generated_at_ms)}`
+    ? `event time ${utcSeconds(d.event_time_ms)} (${duration(Math.max(0, d.generated_at_ms - d.event_time_ms) / 1000)} behind the wall clock) · complete until ${complete} · updated ${utcSeconds(d.generated_at_ms)}`
     : `catching up · updated ${utcSeconds(d.generated_at_ms)}`;
 }
 
