@@ -4,11 +4,12 @@
 //! `serde_json::Value`s only to write them back.
 //!
 //! Contract: every function here takes text serde_json has already validated as JSON (a
-//! `RawValue`), and what it returns is JSON again: [`scan`] measures a message (nesting, key
-//! count, whitespace) and refuses lone UTF-16 surrogates, which serde_json lets through when it
-//! only skips a string; [`compact`] removes whitespace outside strings; [`Context`] holds the
-//! top-level entries of a context object so the collector can read, add, replace and drop a
-//! few of them and write the object back with every other entry byte for byte. No IO.
+//! `RawValue`), and what it returns is JSON again: [`walk`] (and [`scan`]) measures a message
+//! (nesting, key count, whitespace), hands over its top-level entries, and refuses lone UTF-16
+//! surrogates and numbers beyond a double, which serde_json lets through when it only skips a
+//! value; [`compact`] removes whitespace outside strings; [`Context`] holds the top-level
+//! entries of a context object so the collector can read, add, replace and drop a few of them
+//! and write the object back with every other entry byte for byte. No IO.
 
 use std::borrow::Cow;
 
@@ -24,7 +25,8 @@ pub struct Shape {
 
 /// Measures message `index` (`text`: one JSON object, already validated): refuses nesting
 /// deeper than `limits.max_depth` (the message itself is level 1), more than `limits.max_keys`
-/// object keys in all, and `\u` escapes that are lone UTF-16 surrogates. One pass, no recursion.
+/// object keys in all, `\u` escapes that are lone UTF-16 surrogates, and numbers beyond a
+/// double (valid syntax no parser downstream reads back). One pass, no recursion.
 pub fn scan(text: &str, index: usize, limits: &Limits) -> Result<Shape, RequestError> {
     walk(text, index, limits, |_, _| Ok(()))
 }
@@ -91,11 +93,35 @@ pub fn walk<'a>(
                 }
             }
             b' ' | b'\n' | b'\r' | b'\t' => shape.spaced = true,
+            b'-' | b'0'..=b'9' => {
+                i = number_end(text, i, index)?;
+                continue;
+            }
             _ => {}
         }
         i += 1;
     }
     Ok(shape)
+}
+
+/// The end of the number starting at `start`, refusing one too large for a double: valid JSON
+/// syntax (`1e999`), but no parser downstream (serde_json, DuckDB) reads it back.
+fn number_end(text: &str, start: usize, index: usize) -> Result<usize, RequestError> {
+    let bytes = text.as_bytes();
+    let len = bytes[start..]
+        .iter()
+        .position(|b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+        .unwrap_or(bytes.len() - start);
+    let number = &text[start..start + len];
+    // Only an exponent or more than 308 digits can overflow.
+    let may_overflow = len > 300 || number.bytes().any(|b| b == b'e' || b == b'E');
+    if may_overflow && !number.parse::<f64>().is_ok_and(f64::is_finite) {
+        return Err(RequestError::InvalidJson(format!(
+            "event {index}: number {}… is out of range for a double",
+            &number[..len.min(24)]
+        )));
+    }
+    Ok(start + len)
 }
 
 /// `text` without JSON whitespace around it.
@@ -442,6 +468,31 @@ mod tests {
                 }
             }
             assert_eq!(quote_or_backslash(&vec![0xC3; len]), None);
+        }
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_refused() {
+        let l = Limits::default();
+        for bad in [
+            r#"{"a":[63333e666661]}"#,
+            r#"{"a":1E400}"#,
+            r#"{"a":-1e309}"#,
+        ] {
+            assert_eq!(
+                scan(bad, 0, &l).unwrap_err().reason(),
+                "invalid_json",
+                "{bad}"
+            );
+        }
+        let long = format!(r#"{{"a":{}}}"#, "9".repeat(400));
+        assert_eq!(scan(&long, 0, &l).unwrap_err().reason(), "invalid_json");
+        for good in [
+            r#"{"a":1e308,"b":-2.5E-400,"c":0,"d":[1,-0.5e3],"t":true,"f":false}"#,
+            r#"{"e":"1e999 in a string"}"#,
+        ] {
+            assert!(scan(good, 0, &l).is_ok(), "{good}");
+            serde_json::from_str::<Value>(good).expect("serde_json agrees");
         }
     }
 
