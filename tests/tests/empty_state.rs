@@ -32,18 +32,22 @@ async fn a_group_that_read_before_needs_its_checkpoints_or_an_explicit_override(
     ])
     .await;
     stack.send_batches(&signed_up("empty", 0, 300), 100).await;
+    // Both must hold before the loss: the processor checkpointed all 300, and the metrics sink
+    // read the aggregates it emitted (a checkpoint says they are in Kafka, not yet read).
+    let expected = BTreeMap::from([("Signed Up".to_string(), 300.0)]);
     let deadline = Instant::now() + Duration::from_secs(90);
-    while northstar_e2e::prom::metric_sum(
+    while (northstar_e2e::prom::metric_sum(
         stack.ports.processor,
         "northstar_processor_checkpoint_offset",
     )
     .await
         < 300.0
+        || northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await
+            != expected)
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let expected = BTreeMap::from([("Signed Up".to_string(), 300.0)]);
     let sums = northstar_e2e::held_sums(stack.ports.metrics, "events", "1m", "event").await;
     assert_eq!(sums, expected, "{}", stack.logs());
     assert_eq!(
