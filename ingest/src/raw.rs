@@ -316,7 +316,8 @@ impl<'a> Context<'a> {
             }
             Ok(())
         });
-        // Only a lone surrogate fails a walk without limits, and `object` was measured.
+        // `object` was measured (`scan`), and without limits only what `scan` refuses (a lone
+        // surrogate, a number beyond a double) fails a walk.
         debug_assert!(walked.is_ok());
         entries.retain(|(k, _)| k.0 != "northstar");
         Self {
